@@ -1,0 +1,3 @@
+"""Actors: trio tasks with bounded mailboxes that exchange messages (tell and ask)."""
+
+__all__: list[str] = []
