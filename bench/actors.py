@@ -1,0 +1,12 @@
+"""`python -m bench actors`: the in-process actor and supervisor benchmarks (no broker)."""
+
+from collections.abc import Iterator
+
+from bench._report import Result
+
+
+def run() -> Iterator[Result]:
+    from bench import _actors_core, _actors_supervision
+
+    yield from _actors_core.run()
+    yield from _actors_supervision.run()
