@@ -1,7 +1,60 @@
 """Supervision trees of trio actors: OTP strategies, restart intensity, backoff, snapshots."""
 
+from supervisor._backoff import Backoff
+from supervisor._children import (
+    ActorChild,
+    EntitiesChild,
+    PoolChild,
+    PoolRef,
+    actor,
+    entities,
+    pool,
+    supervisor,
+)
 from supervisor._cli import cli
+from supervisor._errors import (
+    ChildStartError,
+    InvalidChildSpec,
+    RestartIntensityError,
+    SupervisorError,
+    UnknownChildError,
+)
+from supervisor._root import chain_text, open_supervisor, run_root
+from supervisor._snapshot import Failure, NodeSnapshot, decode, encode, render
+from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec, validate
+from supervisor._supervisor import Supervisor, SupervisorStatistics
 
 __rabbitry__ = True  # lets `rabbitry` tell this package from the Supervisor process manager
 
-__all__ = ["cli"]
+__all__ = [
+    "ActorChild",
+    "Backoff",
+    "ChildSpec",
+    "ChildStartError",
+    "EntitiesChild",
+    "Failure",
+    "InvalidChildSpec",
+    "NodeSnapshot",
+    "PoolChild",
+    "PoolRef",
+    "Restart",
+    "RestartIntensityError",
+    "Strategy",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorSpec",
+    "SupervisorStatistics",
+    "UnknownChildError",
+    "actor",
+    "chain_text",
+    "cli",
+    "decode",
+    "encode",
+    "entities",
+    "open_supervisor",
+    "pool",
+    "render",
+    "run_root",
+    "supervisor",
+    "validate",
+]

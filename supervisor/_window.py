@@ -1,0 +1,48 @@
+"""The restart window: at most `intensity` restarts within `period` seconds.
+
+The value object behind a supervisor's restart intensity, after OTP `supervisor.erl`
+`add_restart/1`: each restart decision adds its timestamp, timestamps older than `period` fall out,
+and when more than `intensity` remain the supervisor gives up::
+
+    >>> window = RestartWindow(intensity=1, period=5.0)
+    >>> window, exceeded = window.add(0.0)
+    >>> exceeded
+    False
+    >>> window.add(4.0)[1]
+    True
+    >>> window.add(6.0)[1]
+    False
+
+With `intensity=0` the first restart already gives up.
+"""
+
+import bisect
+
+import attrs
+
+
+@attrs.frozen
+class RestartWindow:
+    """The timestamps of the restarts decided within the last `period` seconds."""
+
+    intensity: int
+    period: float
+    restarts: tuple[float, ...] = ()
+
+    def add(self, now: float) -> tuple["RestartWindow", bool]:
+        """Count a restart decided at `now`; returns the new window and whether it is exceeded.
+
+        A restart at `t` stays in the window while `now - t <= period` (OTP keeps `t >= now -
+        period`). `now` never decreases from one call to the next (a monotonic clock), so the
+        timestamps stay sorted and only the newest `intensity + 1` are ever kept.
+        """
+        restarts = self.restarts
+        kept = restarts[bisect.bisect_left(restarts, now - self.period) :]
+        if len(kept) > self.intensity:
+            kept = kept[len(kept) - self.intensity :] if self.intensity else ()
+        window = RestartWindow(self.intensity, self.period, (*kept, now))
+        return window, len(window.restarts) > self.intensity
+
+    def count(self, now: float) -> int:
+        """How many restarts decided within `period` seconds before `now` the window holds."""
+        return len(self.restarts) - bisect.bisect_left(self.restarts, now - self.period)
