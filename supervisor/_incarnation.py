@@ -26,6 +26,8 @@ class Incarnation:
     """One run of one child: its cancel scope, its handle once ready, and when it ended."""
 
     spec: ChildSpec
+    on_ready: Callable[["Incarnation"], None] | None = None
+    """Called the moment the child reports ready, before anything else can observe it."""
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     done: trio.Event = attrs.field(factory=trio.Event)
     handle: Any = None
@@ -102,6 +104,8 @@ class ChildTaskStatus:
         # stops its children one by one in reverse start order (before ready, a cancelled
         # supervisor must be able to abandon a start that hangs).
         self._incarnation.scope.shield = True
+        if self._incarnation.on_ready is not None:
+            self._incarnation.on_ready(self._incarnation)
         self._task_status.started(self._incarnation)
 
 

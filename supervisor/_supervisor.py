@@ -245,15 +245,20 @@ class Supervisor:
     async def _start(self, spec: ChildSpec) -> Any:
         assert self._nursery is not None  # invariant: only called while `run` holds the nursery
         self._state = core.starting(self._state, spec.name)
-        incarnation = Incarnation(spec)
+        incarnation = Incarnation(spec, on_ready=self._on_ready)
         self._running[spec.name] = incarnation
         try:
             await self._nursery.start(incarnation.run, self._on_end, self._shutdown_error)
         except BaseException:
             del self._running[spec.name]
             raise
-        self._state = core.started(self._state, spec.name, trio.current_time())
         return incarnation.handle
+
+    def _on_ready(self, incarnation: Incarnation) -> None:
+        # Recorded when the child reports ready, not when `nursery.start` returns here: the
+        # child may answer messages before this task runs again, and a snapshot taken then must
+        # already say "running".
+        self._state = core.started(self._state, incarnation.spec.name, trio.current_time())
 
     def _on_end(self, incarnation: Incarnation, error: Exception | None) -> None:
         self._send.send_nowait(_Ended(incarnation, error))

@@ -141,3 +141,25 @@ async def test_roots_run_one_after_the_other_in_one_task_have_their_own_paths(la
         tree = supervisor(name, "one_for_one", [lab.child("a")])
         assert await run_root(tree, task_status=status) == 0  # type: ignore[arg-type]
         assert status.paths == [name, f"{name}/a"]
+
+
+async def test_a_restarted_child_is_running_in_the_snapshot_as_soon_as_it_answers() -> None:
+    from typing import Any
+
+    from actors import Actor, ActorCrashed
+    from supervisor import Strategy, actor, open_supervisor, supervisor
+
+    class Fragile(Actor):
+        async def handle(self, message: Any) -> str:
+            if message == "boom":
+                raise ValueError("boom")
+            return "pong"
+
+    fragile = actor("fragile", Fragile)
+    async with open_supervisor(supervisor("root", Strategy.ONE_FOR_ONE, [fragile])) as root:
+        with pytest.raises(ActorCrashed):
+            await fragile.ref.ask("boom")
+        assert await fragile.ref.ask("ping") == "pong"
+        node = root.snapshot().find("root/fragile")
+        assert node is not None
+        assert (node.state, node.restarts) == ("running", 1)
