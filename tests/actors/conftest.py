@@ -1,0 +1,10 @@
+"""Fixtures for the actor tests."""
+
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def log() -> list[Any]:
+    return []
