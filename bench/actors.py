@@ -2,11 +2,10 @@
 
 from collections.abc import Iterator
 
+from bench import _actors_core, _actors_supervision
 from bench._report import Result
 
 
 def run() -> Iterator[Result]:
-    from bench import _actors_core, _actors_supervision
-
     yield from _actors_core.run()
     yield from _actors_supervision.run()
