@@ -1,0 +1,74 @@
+"""Broker test set-up: the contract suite is importable and its ``memory_only`` marker known."""
+
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from broker import BrokerError
+from broker._rabbitmq import RabbitMQTransport, open_rabbitmq_transport
+
+# --import-mode=importlib keeps test folders off sys.path; the contract suite (contract.py) is
+# imported by test_memory_contract.py and by the RabbitMQ contract tests.
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "memory_only: a contract test that drives time with MockClock, so only the in-memory "
+        "broker runs it",
+    )
+
+
+# -- the real RabbitMQ (tests marked `rabbitmq`) ---------------------------------------------------
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The shared RabbitMQ on 127.0.0.1:5672; a test FAILS (never skips) when it is not there."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=5).close()
+    except OSError as exc:
+        pytest.fail(
+            f"RabbitMQ is not reachable on 127.0.0.1:5672 ({exc}); start it with "
+            f"`rabbitmq-server -detached` (the rabbitmq tests need a real broker)",
+            pytrace=False,
+        )
+    return RABBITMQ_URL
+
+
+async def delete_declared(url: str, *transports: RabbitMQTransport) -> None:
+    """Delete every queue and exchange the given RabbitMQ transports declared (test clean-up)."""
+    queues: set[str] = set()
+    exchanges: set[str] = set()
+    for transport in transports:
+        for topology in transport.declared:
+            queues.update(queue.name for queue in topology.queues)
+            exchanges.update(exchange.name for exchange in topology.exchanges)
+    if not queues and not exchanges:
+        return
+    async with open_rabbitmq_transport(url, close_timeout=5.0) as cleaner:
+        for name in sorted(queues):
+            with contextlib.suppress(BrokerError):  # already gone (exclusive, auto-delete)
+                await cleaner.delete_queue(name)
+        for name in sorted(exchanges):
+            with contextlib.suppress(BrokerError):
+                await cleaner.delete_exchange(name)
+
+
+@pytest.fixture
+async def rabbitmq_transport(rabbitmq_url: str) -> AsyncIterator[RabbitMQTransport]:
+    """An open RabbitMQ transport; what it declared is deleted after the test."""
+    async with open_rabbitmq_transport(rabbitmq_url, close_timeout=5.0) as transport:
+        try:
+            yield transport
+        finally:
+            with trio.CancelScope(shield=True):
+                await delete_declared(rabbitmq_url, transport)
