@@ -1,6 +1,15 @@
 """Actors: trio tasks with bounded mailboxes that exchange messages (tell and ask)."""
 
 from actors._actor import Actor
+from actors._consumer import (
+    ConsumerActor,
+    ConsumerHandle,
+    ConsumerStatistics,
+    Inbound,
+    Target,
+    current_inbound,
+    run_consumer,
+)
 from actors._entities import Entities, EntitiesStatistics
 from actors._errors import (
     ActorCrashed,
@@ -18,8 +27,10 @@ from actors._errors import (
 )
 from actors._incarnation import open_actor, run_actor
 from actors._mailbox import Mailbox, MailboxStatistics
+from actors._partitioned import KeyOf, MisroutedMessage, PartitionedHandle, run_partitioned
 from actors._ref import ActorRef
 from actors._registry import Registry
+from actors._service import run_service
 
 __all__ = [
     "Actor",
@@ -30,17 +41,29 @@ __all__ = [
     "AlreadyRegistered",
     "AlreadyRunning",
     "AskTimeout",
+    "ConsumerActor",
+    "ConsumerHandle",
+    "ConsumerStatistics",
     "Entities",
     "EntitiesFailed",
     "EntitiesStatistics",
+    "Inbound",
     "InvalidEntities",
     "InvalidMailbox",
     "InvalidTimeout",
+    "KeyOf",
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
+    "MisroutedMessage",
     "NotRegistered",
+    "PartitionedHandle",
     "Registry",
+    "Target",
+    "current_inbound",
     "open_actor",
     "run_actor",
+    "run_consumer",
+    "run_partitioned",
+    "run_service",
 ]

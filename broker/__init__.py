@@ -6,6 +6,7 @@ from broker._envelope import Envelope, HeaderValue
 from broker._errors import (
     BrokerError,
     CallTimeout,
+    ConnectionLost,
     InvalidMessageType,
     InvalidTopology,
     NotARequest,
@@ -35,6 +36,7 @@ from broker._parking import (
     ParkingStatistics,
     ReplayResult,
 )
+from broker._partitions import PartitionLayout, jump_hash, stable_key_hash
 from broker._rabbitmq import BridgeFailed, RabbitMQTransport, open_rabbitmq_transport
 from broker._retry import (
     FailurePolicy,
@@ -76,6 +78,7 @@ __all__ = [
     "BrokerError",
     "CallTimeout",
     "Codec",
+    "ConnectionLost",
     "Consumer",
     "ContentType",
     "Delivery",
@@ -102,6 +105,7 @@ __all__ = [
     "ParkedMessageNotFound",
     "ParkingLot",
     "ParkingStatistics",
+    "PartitionLayout",
     "PublishError",
     "PublishNacked",
     "PublishTimeout",
@@ -130,12 +134,14 @@ __all__ = [
     "Unroutable",
     "UnsupportedURL",
     "WorkQueue",
+    "jump_hash",
     "mask_url",
     "memory_broker",
     "open_memory_transport",
     "open_rabbitmq_transport",
     "open_transport",
     "split_words",
+    "stable_key_hash",
     "topic_matches",
     "type_name",
     "work_topology",

@@ -20,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "BrokerError",
     "CallTimeout",
+    "ConnectionLost",
     "InvalidMessageType",
     "InvalidTopology",
     "NotARequest",
@@ -117,3 +118,9 @@ class TransportClosed(BrokerError, ConnectionError):
 
 class UnsupportedURL(BrokerError, ValueError):
     """A broker URL names a scheme no transport implements, or cannot be parsed."""
+
+
+class ConnectionLost(TransportClosed):
+    """The connection to the broker was lost: an RPC call in flight failed with it (it may or may
+    not have run; call again), or reconnecting failed past its budget and the transport gave up.
+    """

@@ -243,10 +243,17 @@ class MemoryBroker:
         self._dispatch(state)
         return subscription
 
-    def cancel(self, subscription: Subscription) -> None:
-        """Stop delivering to ``subscription``; what it holds stays unsettled."""
+    def cancel(self, subscription: Subscription, *, closing: bool = False) -> None:
+        """Stop delivering to ``subscription``; what it holds stays unsettled.
+
+        On a single-active-consumer queue a cancelled consumer keeps its place until it closes
+        (RabbitMQ classic queues), so its successor starts only after everything it held was
+        settled or requeued.
+        """
         subscription.active = False
         state = self._queues.get(subscription.queue)
+        if state is not None and state.spec.single_active_consumer and not closing:
+            return
         if state is not None and subscription in state.consumers:
             state.consumers.remove(subscription)
             state.next_consumer = 0

@@ -143,8 +143,13 @@ class _MemoryConsumer:
 
     def close(self) -> None:
         """Cancel, and requeue every unsettled delivery (later acks of them are stale)."""
-        self._stop()
+        # Requeue first, while this consumer still holds its place: a single-active-consumer
+        # queue then hands them to the next consumer ahead of newer messages, as RabbitMQ does.
+        self.subscription.active = False
+        self._buffer.clear()
         self._transport.broker.give_back(self.subscription, list(self.subscription.unsettled))
+        self._stop()
+        self._transport.broker.cancel(self.subscription, closing=True)
         self._transport.consumers.pop(self.subscription.generation, None)
 
 

@@ -1,6 +1,7 @@
 """Supervision trees of trio actors: OTP strategies, restart intensity, backoff, snapshots."""
 
 from supervisor._backoff import Backoff
+from supervisor._broker_children import BrokerChild, TransportSource, consumer, service
 from supervisor._children import (
     ActorChild,
     EntitiesChild,
@@ -19,6 +20,7 @@ from supervisor._errors import (
     SupervisorError,
     UnknownChildError,
 )
+from supervisor._partition_children import PartitionedChild, partitioned
 from supervisor._root import chain_text, open_supervisor, run_root
 from supervisor._snapshot import Failure, NodeSnapshot, decode, encode, render
 from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec, validate
@@ -29,12 +31,14 @@ __rabbitry__ = True  # lets `rabbitry` tell this package from the Supervisor pro
 __all__ = [
     "ActorChild",
     "Backoff",
+    "BrokerChild",
     "ChildSpec",
     "ChildStartError",
     "EntitiesChild",
     "Failure",
     "InvalidChildSpec",
     "NodeSnapshot",
+    "PartitionedChild",
     "PoolChild",
     "PoolRef",
     "Restart",
@@ -44,17 +48,21 @@ __all__ = [
     "SupervisorError",
     "SupervisorSpec",
     "SupervisorStatistics",
+    "TransportSource",
     "UnknownChildError",
     "actor",
     "chain_text",
     "cli",
+    "consumer",
     "decode",
     "encode",
     "entities",
     "open_supervisor",
+    "partitioned",
     "pool",
     "render",
     "run_root",
+    "service",
     "supervisor",
     "validate",
 ]
