@@ -22,10 +22,11 @@ class Ledger(Actor):
         self.totals: dict[str, int] = {}
 
     async def handle(self, message: Any) -> int:
-        if message.cents < 0:
-            raise ValueError(f"a charge must be >= 0 cents (got {message.cents})")
-        total = self.totals.get(message.account, 0) + message.cents
-        self.totals[message.account] = total
+        charge: Charge = message
+        if charge.cents < 0:
+            raise ValueError(f"a charge must be >= 0 cents (got {charge.cents})")
+        total = self.totals.get(charge.account, 0) + charge.cents
+        self.totals[charge.account] = total
         return total
 
 
