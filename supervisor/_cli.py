@@ -1,6 +1,7 @@
 """The `rabbitry` command line."""
 
 import argparse
+import sys
 from collections.abc import Sequence
 from functools import partial
 
@@ -21,10 +22,42 @@ def cli(argv: Sequence[str]) -> int:
     demo = sub.add_parser("demo", help="run a small supervision tree that crashes and restarts")
     demo.add_argument("--seconds", type=positive_float, default=4.0, help="how long to run")
     demo.add_argument("--interval", type=positive_float, default=1.0, help="print period (s)")
+    config = sub.add_parser("config", help="work with config files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser(
+        "check",
+        help="validate a config file without starting anything (exit 0 valid, 2 invalid)",
+    )
+    check.add_argument("file", help="the TOML config file")
+    check.add_argument(
+        "--json", action="store_true", help="print the validated config as JSON, secrets masked"
+    )
     arguments = parser.parse_args(list(argv))
+    if arguments.command == "config":
+        return check_config(arguments.file, as_json=arguments.json)
     if arguments.command == "demo":
         from supervisor._demo import log_to_stdout, run_demo  # loaded only when asked for
 
         log_to_stdout()
         return trio.run(partial(run_demo, arguments.seconds, arguments.interval))
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def check_config(path: str, *, as_json: bool = False) -> int:
+    """`rabbitry config check FILE`: 0 and a summary (or JSON) if valid, 2 and the reason if not.
+
+    The environment's overrides (RABBITRY_ADMIN_KEY...) apply, as they would for `rabbitry run`.
+    """
+    from conf import ConfigError, config_json, load_config, summary
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        where = "" if exc.key is None else f"{path}: "
+        print(f"rabbitry: {where}{exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        sys.stdout.write(config_json(config).decode() + "\n")
+    else:
+        print(f"{path}: valid: {summary(config)}")
+    return 0

@@ -1,0 +1,81 @@
+"""Secrets: values that are shown masked everywhere and revealed only on purpose.
+
+    >>> key = Secret("change-me")
+    >>> key, str(key), key.reveal()
+    (Secret('***'), '***', 'change-me')
+    >>> url = SecretURL("amqp://guest:guest@127.0.0.1:5672/")
+    >>> print(url)
+    amqp://***@127.0.0.1:5672/
+
+`repr`, `str`, JSON output (`conf.config_json`) and error messages all use the masked form; the
+only way to the value is `.reveal()`, so a `grep reveal` finds every place a secret leaves.
+"""
+
+import hmac
+import re
+
+__all__ = ["Secret", "SecretURL", "mask_url"]
+
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
+_USERINFO = re.compile(r"^[^/?#]*@")
+
+
+def mask_url(url: str) -> str:
+    """`url` with any user and password replaced by `***` (as `broker.mask_url` does).
+
+    >>> mask_url("postgresql://app:s3cret@db:5432/ledger")
+    'postgresql://***@db:5432/ledger'
+    """
+    match = _SCHEME.match(url)
+    if match is None:
+        return _USERINFO.sub("***@", url)
+    return f"{match['scheme']}://{_USERINFO.sub('***@', match['rest'])}"
+
+
+class Secret:
+    """A string that never shows itself: `repr` and `str` are masked, `.reveal()` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"a secret must be a string (got a {type(value).__name__})")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: call this only where it is handed to what needs it."""
+        return self._value
+
+    @property
+    def masked(self) -> str:
+        """What is shown instead of the value."""
+        return "***"
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.masked!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Secret)
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._value))
+
+    def __reduce__(self) -> tuple[type["Secret"], tuple[str]]:
+        return (type(self), (self._value,))
+
+
+class SecretURL(Secret):
+    """A URL that may carry a password: shown with its user and password masked."""
+
+    __slots__ = ()
+
+    @property
+    def masked(self) -> str:
+        """The URL with `***` in place of `user:password`."""
+        return mask_url(self._value)
