@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 import attrs
@@ -280,6 +280,22 @@ def _text(headers: Mapping[str, HeaderValue], *keys: str) -> str | None:
     return None
 
 
+class _Browse(list[tuple[Delivery, "ParkedMessage"]]):
+    """The parked messages a browse selected, each held unacked until the browse ends."""
+
+    def __init__(
+        self, transport: Transport, selected: list[tuple[Delivery, ParkedMessage]]
+    ) -> None:
+        super().__init__(selected)
+        self._transport = transport
+        self.removed = 0
+
+    async def take(self, delivery: Delivery) -> None:
+        """Take ``delivery`` out of the lot for good (ack it)."""
+        await self._transport.ack(delivery)
+        self.removed += 1
+
+
 class ParkingLot:
     """The parking lot on a :class:`~broker.Transport`: park, list, inspect, replay, purge.
 
@@ -406,12 +422,13 @@ class ParkingLot:
     # -- browsing -----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _browse(
-        self, where: ParkedFilter, limit: int
-    ) -> AsyncIterator[Sequence[tuple[Delivery, ParkedMessage]]]:
+    async def _browse(self, where: ParkedFilter, limit: int) -> AsyncIterator[_Browse]:
         """Hold the ``limit`` oldest parked messages unacked; yield the selected ones.
 
-        Whatever the body does not settle goes back to the queue, in place, on exit.
+        Whatever the body does not remove (``_Browse.remove``) goes back to the queue, in place,
+        on exit; the exit waits (bounded by ``browse_timeout``) until the broker shows it ready
+        again. RabbitMQ puts a closed consumer's messages back asynchronously, so without that
+        wait a ``list`` right after a ``purge`` could count too few and miss messages.
         """
         if not 1 <= limit <= MAX_PREFETCH:
             raise ValueError(
@@ -421,7 +438,7 @@ class ParkingLot:
         ready = (await self.transport.queue_statistics(self.queue)).messages
         count = min(ready, limit)
         if count == 0:
-            yield []
+            yield _Browse(self.transport, [])
             return
         async with self.transport.open_consumer(self.queue, prefetch=count, exclusive=True) as lot:
             held: list[Delivery] = []
@@ -431,7 +448,17 @@ class ParkingLot:
                     held.append(await anext(lot))
             now = self.clock()
             described = [(d, self._describe(d.envelope, d.routing_key)) for d in held]
-            yield [(d, parked) for d, parked in described if where.matches(parked, now)]
+            selected = [(d, parked) for d, parked in described if where.matches(parked, now)]
+            browse = _Browse(self.transport, selected)
+            yield browse
+        await self._wait_ready(ready - browse.removed)
+
+    async def _wait_ready(self, expected: int) -> None:
+        with trio.move_on_after(self.browse_timeout):
+            # Polling the broker is the only way to see its asynchronous requeue finish: no task
+            # of ours could set an Event for it.
+            while (await self.transport.queue_statistics(self.queue)).messages < expected:  # noqa: ASYNC110
+                await trio.sleep(0.01)
 
     async def list(
         self, where: ParkedFilter | None = None, *, limit: int = 10_000
@@ -489,7 +516,7 @@ class ParkingLot:
                 except (PublishError, NotDeclared) as exc:
                     failed.append((parked, str(exc)))
                     continue
-                await self.transport.ack(delivery)
+                await selected.take(delivery)
                 replayed.append(parked)
         self._counts["replayed"] += len(replayed)
         return ReplayResult(tuple(replayed), tuple(failed))
@@ -502,7 +529,7 @@ class ParkingLot:
         purged: list[ParkedMessage] = []
         async with self._browse(where, limit) as selected:
             for delivery, parked in selected:
-                await self.transport.ack(delivery)
+                await selected.take(delivery)
                 purged.append(parked)
         self._counts["purged"] += len(purged)
         return tuple(purged)

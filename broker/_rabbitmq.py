@@ -29,30 +29,41 @@ thread):
 - Close: cancel consumers (their unsettled deliveries are requeued), wait for outstanding confirms
   within ``close_timeout``, then close the connection; publishes still unconfirmed then fail.
 
-Built for a supervised reconnect to be added: channel generations, the registry of consumers and
-of unconfirmed publishes, the declared topologies kept for re-declaration. That reconnect is not
-built yet: a lost connection fails what is in flight with TransportClosed and ends consumers.
+Reconnect (broker._rabbitmq_keeper runs it, as a task in the transport's own nursery): when the
+connection is lost (a cut, a crash, a missed heartbeat) the RPC calls in flight fail at once with
+ConnectionLost (a call may or may not have run), and every consumer is suspended: its channel
+generation is forgotten, so acks of what it delivered raise StaleDelivery and send nothing (the
+broker redelivers those, ``redelivered=True``). The keeper then reconnects with backoff and
+jitter (:class:`ReconnectPolicy`), declares every topology again, restores the reply consumer,
+registers every open consumer on a new channel behind the same iterator, checks with
+``queue.declare(passive)`` that each queue counts them ("connected but not consuming" is a failed
+attempt, not a state), and only then releases the publishes that waited (each within its own
+deadline), re-sending those whose confirm the dead connection took with it
+(``resent_publishes``). A consumer whose channel died alone is registered again the same way.
+Past ``give_up_after`` seconds it gives up: everything fails with ConnectionLost, and so does the
+``open_rabbitmq_transport`` block (naming the URL without password and the last cause), for the
+supervisor above to restart it.
 
 Raises only BrokerError subclasses (translated in broker._rabbitmq_wire); never logs the password.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import itertools
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import outcome
 import trio
-from pamqp import commands as spec
 
 from broker._bridge import Bridge, BridgeFailed, open_bridge
 from broker._envelope import Envelope
 from broker._errors import (
     BrokerError,
     CallTimeout,
+    ConnectionLost,
     NotARequest,
     PublishNacked,
     PublishTimeout,
@@ -60,63 +71,46 @@ from broker._errors import (
     TransportClosed,
     Unroutable,
 )
+from broker._open import mask_url
+from broker._rabbitmq_calls import CallSlots
 from broker._rabbitmq_consumer import ACK, NACK_DROP, NACK_REQUEUE, ConsumerLink, RabbitMQConsumer
+from broker._rabbitmq_keeper import ConnectionKeeper
 from broker._rabbitmq_link import REPLY_TO, Link
+from broker._rabbitmq_reconnect import ReconnectPolicy
 from broker._rabbitmq_wire import (
-    from_message,
-    redact,
     to_properties,
 )
 from broker._topology import Topology
 from broker._transport import Delivery, QueueStatistics, TransportStatistics
 
-__all__ = ["BridgeFailed", "RabbitMQTransport", "open_rabbitmq_transport"]
-
-
-class _Slot:
-    """Where one RPC call's reply lands; the trio task waits on it."""
-
-    __slots__ = ("result", "task")
-
-    def __init__(self) -> None:
-        self.task: trio.lowlevel.Task | None = None
-        self.result: outcome.Outcome[Envelope] | None = None
-
-    def resolve(self, result: outcome.Outcome[Envelope]) -> None:
-        if self.result is not None:
-            return
-        self.result = result
-        if self.task is not None:
-            task, self.task = self.task, None
-            trio.lowlevel.reschedule(task, result)
-
-    async def wait(self) -> Envelope:
-        if self.result is not None:
-            await trio.lowlevel.checkpoint()
-            return self.result.unwrap()
-        self.task = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self.task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        envelope: Envelope = await trio.lowlevel.wait_task_rescheduled(abort)
-        return envelope
+__all__ = ["BridgeFailed", "RabbitMQTransport", "ReconnectPolicy", "open_rabbitmq_transport"]
 
 
 class RabbitMQTransport:
     """A :class:`~broker.Transport` on RabbitMQ; get one from :func:`open_rabbitmq_transport`."""
 
-    def __init__(self, bridge: Bridge, link: Link, *, close_timeout: float, url: str) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        link: Link,
+        *,
+        close_timeout: float,
+        url: str,
+        reconnect: ReconnectPolicy | None = None,
+    ) -> None:
         self._bridge = bridge
         self._link = link
         self._close_timeout = close_timeout
-        self._url = redact(url)
+        self._url = mask_url(url)
         self._generations = itertools.count(1)
-        self._call_prefix = f"{uuid.uuid4().hex[:12]}."
-        self._call_ids = itertools.count(1)
-        self._consumers: dict[int, RabbitMQConsumer] = {}
-        self._calls: dict[str, _Slot] = {}
+        self._consumers: dict[int, RabbitMQConsumer] = {}  # live channel generations only
+        self._open: set[RabbitMQConsumer] = set()  # every open consumer, suspended ones too
+        self._reopen: set[RabbitMQConsumer] = set()  # channel died alone: register again
+        self._keeper = ConnectionKeeper(
+            bridge, link, self, url=self._url, policy=reconnect or ReconnectPolicy()
+        )
+        self._body_scope: trio.CancelScope | None = None
+        self._calls = CallSlots()
         self._closing = False
         self._closed = trio.Event()
         self._confirmed = 0
@@ -126,23 +120,38 @@ class RabbitMQTransport:
         self._acked = 0
         self._nacked = 0
         self._stale = 0
-        self._late_replies = 0
         self._finished_deliveries = 0
-        link.on_reply = self._on_reply
+        link.on_reply = self._calls.on_reply
         link.on_call_failed = self._on_call_failed
 
     def __repr__(self) -> str:
         return f"<RabbitMQTransport {self._url}>"
 
     def _check_open(self) -> None:
+        if self._keeper.failure is not None:
+            raise self._keeper.failure
         if self._closing:
             raise TransportClosed(
                 f"the RabbitMQ transport for {self._url!r} is closed; open a new one"
             )
 
+    async def _control(self, function: Any, *args: Any) -> Any:
+        """Run a control operation (declare, statistics, delete); if the connection is lost
+        under it, wait for the reconnect (within the close timeout) and run it once more."""
+        losses = self._keeper.losses
+        try:
+            return await self._bridge.call(function, *args)
+        except TransportClosed:
+            if self._keeper.losses == losses and self._keeper.connected:
+                raise
+        with trio.move_on_after(self._close_timeout):
+            await self.wait_connected()
+        self._check_open()
+        return await self._bridge.call(function, *args)
+
     async def declare(self, topology: Topology) -> None:
         self._check_open()
-        await self._bridge.call(self._link.declare, topology)
+        await self._control(self._link.declare, topology)
 
     async def publish(
         self,
@@ -171,6 +180,7 @@ class RabbitMQTransport:
                 routing_key,
                 properties,
                 mandatory,
+                timeout,
                 timeout=timeout,
                 on_timeout=timed_out,
             )
@@ -197,31 +207,67 @@ class RabbitMQTransport:
         self, queue: str, prefetch: int, exclusive: bool
     ) -> AsyncIterator[RabbitMQConsumer]:
         self._check_open()
+        if not self._keeper.connected:
+            raise TransportClosed(
+                f"cannot consume from queue {queue!r}: the connection to {self._url!r} is down "
+                f"(reconnecting); try again shortly"
+            )
+        consumer = RabbitMQConsumer(
+            self._bridge, queue, 0, self._close_timeout, prefetch=prefetch, exclusive=exclusive
+        )
+        self._open.add(consumer)
+        try:
+            await self._register(consumer)
+            yield consumer
+        finally:
+            self._open.discard(consumer)
+            self._reopen.discard(consumer)
+            self._consumers.pop(consumer.generation, None)
+            self._finished_deliveries += consumer.deliveries
+            await consumer.close()
+
+    async def _register(self, consumer: RabbitMQConsumer) -> None:
+        """Open a channel for `consumer` (a new generation) and register it with basic.consume."""
         generation = next(self._generations)
-        consumer = RabbitMQConsumer(self._bridge, queue, generation, self._close_timeout)
+        consumer.generation = generation
         assert self._link.connection is not None
         consumer.link = ConsumerLink(
             self._bridge,
             self._link.connection,
-            queue,
-            prefetch=prefetch,
-            exclusive=exclusive,
+            consumer.queue,
+            prefetch=consumer.prefetch,
+            exclusive=consumer.exclusive,
             generation=generation,
             deliver=consumer.deliver,
-            lost=consumer.lose,
+            lost=functools.partial(self._on_consumer_lost, consumer, generation),
             rpc_timeout=self._close_timeout,
         )
         self._consumers[generation] = consumer
-        try:
-            # Registering is a write: once asked for, it completes, so close() can undo it.
-            with trio.CancelScope(shield=True):
-                await self._bridge.call(consumer.link.start)
-            consumer.registered = True
-            yield consumer
-        finally:
-            self._consumers.pop(generation, None)
-            self._finished_deliveries += consumer.deliveries
-            await consumer.close()
+        # Registering is a write: once asked for, it completes, so close() can undo it.
+        with trio.CancelScope(shield=True):
+            await self._bridge.call(consumer.link.start)
+        consumer.registered = True
+
+    def _suspend(self, consumer: RabbitMQConsumer) -> None:
+        self._consumers.pop(consumer.generation, None)
+        old = consumer.suspend()
+        if old is not None:
+            with contextlib.suppress(BrokerError):
+                self._bridge.send(old.abandon)
+
+    def _on_consumer_lost(
+        self, consumer: RabbitMQConsumer, generation: int, error: BrokerError
+    ) -> None:
+        """From the bridge: a consumer's channel died, or the broker cancelled the consumer."""
+        if generation != consumer.generation or consumer not in self._open:
+            return
+        if isinstance(error, TransportClosed) and not self._closing and not consumer.ended:
+            self._suspend(consumer)  # its channel alone died: the keeper registers it again
+            self._reopen.add(consumer)
+            self._keeper.wake()
+            return
+        self._consumers.pop(generation, None)
+        consumer.lose(error)
 
     def _settle(self, delivery: Delivery, kind: int) -> None:
         consumer = self._consumers.get(delivery.channel_generation)
@@ -260,15 +306,13 @@ class RabbitMQTransport:
         timeout: float,  # noqa: ASYNC109 - the deadline also travels, as the request's expiration
     ) -> Envelope:
         self._check_open()
-        correlation_id = f"{self._call_prefix}{next(self._call_ids)}"
+        correlation_id, slot = self._calls.open()
         properties = to_properties(
             envelope,
             reply_to=REPLY_TO,
             correlation_id=correlation_id,
             expiration_ms=max(1, int(timeout * 1000)),
         )
-        slot = _Slot()
-        self._calls[correlation_id] = slot
         try:
             with trio.move_on_after(timeout):
                 self._bridge.send(
@@ -276,26 +320,16 @@ class RabbitMQTransport:
                 )
                 return await slot.wait()
         finally:
-            self._calls.pop(correlation_id, None)
+            self._calls.discard(correlation_id)
         raise CallTimeout(
             f"call {correlation_id!r} to exchange {exchange!r} with routing key {routing_key!r} "
             f"got no reply within {timeout!r} s; is a responder consuming there? A later reply "
             f"is dropped"
         )
 
-    def _on_reply(self, properties: spec.Basic.Properties, body: bytes) -> None:
-        slot = self._calls.pop(properties.correlation_id or "", None)
-        if slot is None:
-            self._late_replies += 1
-            return
-        slot.resolve(outcome.Value(from_message(properties, body)))
-
     def _on_call_failed(self, correlation_id: str, error: BrokerError) -> None:
-        slot = self._calls.pop(correlation_id, None)
-        if slot is not None:
-            if isinstance(error, Unroutable):
-                self._unroutable += 1
-            slot.resolve(outcome.Error(error))
+        if self._calls.fail(correlation_id, error) and isinstance(error, Unroutable):
+            self._unroutable += 1
 
     async def reply(self, request: Delivery, envelope: Envelope) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -315,13 +349,37 @@ class RabbitMQTransport:
 
     async def queue_statistics(self, queue: str) -> QueueStatistics:
         self._check_open()
-        messages, consumers = await self._bridge.call(self._link.queue_statistics, queue)
+        messages, consumers = await self._control(self._link.queue_statistics, queue)
         return QueueStatistics(queue=queue, messages=messages, consumers=consumers)
 
     @property
     def declared(self) -> tuple[Topology, ...]:
         """Every topology declared through this transport (what a reconnect declares again)."""
         return tuple(self._link.topologies)
+
+    async def wait_connected(self) -> None:
+        """Wait until the connection is up, recovered and every consumer registered again.
+
+        Raises ConnectionLost if the transport gave up reconnecting, TransportClosed once closed.
+        """
+        self._check_open()
+        await self._keeper.wait_connected()
+        self._check_open()
+
+    async def wait_reconnects(self, count: int) -> None:
+        """Wait until the connection was re-established `count` times since the transport opened
+        (``statistics().reconnects``), each time with every consumer registered again.
+
+        Raises ConnectionLost if the transport gave up reconnecting, TransportClosed once closed.
+        """
+        await self._keeper.wait_reconnects(count)
+        self._check_open()
+
+    @property
+    def resent_publishes(self) -> int:
+        """Publishes sent again because the connection died before their confirm (each may be
+        a duplicate: the broker may have taken the first copy)."""
+        return self._link.resent
 
     async def wait_all_confirmed(self) -> None:
         """Wait until no publish is waiting for its confirm (cancelled callers' ones included)."""
@@ -330,48 +388,96 @@ class RabbitMQTransport:
     async def delete_queue(self, name: str) -> None:
         """Delete queue `name` (for tests and tools; not part of the Transport protocol)."""
         self._check_open()
-        await self._bridge.call(self._link.delete_queue, name)
+        await self._control(self._link.delete_queue, name)
 
     async def delete_exchange(self, name: str) -> None:
         """Delete exchange `name` (for tests and tools; not part of the Transport protocol)."""
         self._check_open()
-        await self._bridge.call(self._link.delete_exchange, name)
+        await self._control(self._link.delete_exchange, name)
 
     def statistics(self) -> TransportStatistics:
         return TransportStatistics(
-            connected=self._link.connected and not self._closing,
+            connected=self._keeper.connected and self._link.connected and not self._closing,
+            reconnects=self._keeper.reconnects,
             publishes_in_flight=len(self._link.unconfirmed),
             confirmed=self._confirmed,
             unroutable=self._unroutable,
             publish_nacked=self._nacked_publishes,
             publish_timeouts=self._publish_timeouts,
-            consumers=sum(1 for consumer in self._consumers.values() if consumer.registered),
+            consumers=sum(1 for consumer in self._open if consumer.registered),
             deliveries=self._finished_deliveries
-            + sum(consumer.deliveries for consumer in self._consumers.values()),
+            + sum(consumer.deliveries for consumer in self._open),
             acked=self._acked,
             nacked=self._nacked,
             stale_settlements=self._stale,
             calls_in_flight=len(self._calls),
-            late_replies=self._late_replies,
+            late_replies=self._calls.late_replies,
         )
+
+    # -- what the connection keeper asks (broker._rabbitmq_keeper.Recoverable) ---------------
+
+    def connection_lost(self, reason: str) -> None:
+        error = ConnectionLost(
+            f"the connection to RabbitMQ at {self._url!r} was lost ({reason}) while this call "
+            f"was in flight; it may or may not have run, so call again (requests carry an id)"
+        )
+        self._calls.fail_all(error)
+        for consumer in list(self._open):
+            self._suspend(consumer)
+        self._reopen.clear()
+
+    async def recover_consumers(self) -> None:
+        for consumer in sorted(self._open, key=id):
+            if not consumer.ended:
+                await self._register(consumer)
+        # "Connected but not consuming" is a failed attempt: each queue must count them all.
+        expected = collections.Counter(
+            consumer.queue for consumer in self._open if consumer.registered
+        )
+        for queue, count in sorted(expected.items()):
+            _, consumers = await self._bridge.call(self._link.queue_statistics, queue)
+            if consumers < count:
+                raise BrokerError(
+                    f"queue {queue!r} reports {consumers!r} consumers after {count!r} were "
+                    f"registered on it again: connected but not consuming"
+                )
+
+    async def reopen_consumers(self) -> None:
+        while self._reopen and self._keeper.connected:
+            consumer = self._reopen.pop()
+            if consumer not in self._open or consumer.ended:
+                continue
+            try:
+                await self._register(consumer)
+            except BrokerError as exc:
+                self._consumers.pop(consumer.generation, None)
+                consumer.lose(exc)
+
+    def give_up(self, error: ConnectionLost) -> None:
+        self._bridge.send(self._link.fail, error)
+        self._calls.fail_all(error)
+        for consumer in list(self._open):
+            self._consumers.pop(consumer.generation, None)
+            consumer.lose(error)
+        if self._body_scope is not None:
+            self._body_scope.cancel()
 
     async def aclose(self) -> None:
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
+        self._keeper.stop()  # no more reconnecting; wait_connected() raises TransportClosed
         with trio.CancelScope(shield=True):
             with trio.move_on_after(self._close_timeout):
-                for consumer in list(self._consumers.values()):
+                for consumer in list(self._open):
                     await consumer.close()
                 with contextlib.suppress(BrokerError):
                     await self._bridge.call(self._link.wait_all_confirmed)
             with contextlib.suppress(BrokerError):
                 await self._bridge.call(self._link.close)
             error = TransportClosed(f"the RabbitMQ transport for {self._url!r} closed")
-            for slot in list(self._calls.values()):
-                slot.resolve(outcome.Error(error))
-            self._calls.clear()
+            self._calls.fail_all(error)
         self._closed.set()
 
 
@@ -383,19 +489,41 @@ async def open_rabbitmq_transport(
     use_uvloop: bool | None = None,
     connection_name: str = "rabbitry",
     bridge_hold: float | None = 0.0,
+    reconnect: ReconnectPolicy | None = None,
 ) -> AsyncIterator[RabbitMQTransport]:
     """Connect to RabbitMQ at `url` for the ``async with`` block; close gracefully on exit.
 
     ``close_timeout`` bounds each graceful step (draining consumers, waiting for confirms) and
     each AMQP control operation. ``use_uvloop`` defaults to using uvloop when it is installed.
-    Raises TransportClosed (naming the URL without its password) if RabbitMQ is unreachable.
+    ``reconnect`` (default ``ReconnectPolicy()``) says how a lost connection is re-established.
+    Raises TransportClosed (naming the URL without its password) if RabbitMQ is unreachable, and
+    ConnectionLost when the connection was lost and reconnecting failed past the policy's budget
+    (the block is cancelled then).
     """
     async with open_bridge(use_uvloop=use_uvloop, hold=bridge_hold) as bridge:
         link = Link(bridge, url, rpc_timeout=close_timeout, name=connection_name)
         with trio.CancelScope(shield=True):
             await bridge.call(link.connect)
-        transport = RabbitMQTransport(bridge, link, close_timeout=close_timeout, url=url)
+        bridge.send(link.release)
+        transport = RabbitMQTransport(
+            bridge, link, close_timeout=close_timeout, url=url, reconnect=reconnect
+        )
         try:
-            yield transport
-        finally:
-            await transport.aclose()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(transport._keeper.run)
+                with trio.CancelScope() as body:
+                    transport._body_scope = body
+                    try:
+                        yield transport
+                    finally:
+                        transport._body_scope = None
+                        await transport.aclose()
+                        nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The keeper never raises, so the group holds the body's one exception: unwrapped,
+            # the block raises what its body raised, as it would without the keeper's nursery.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group.exceptions[0].__cause__
+            raise
+        if transport._keeper.failure is not None:
+            raise transport._keeper.failure

@@ -14,8 +14,11 @@ runtime sees::
 Each channel a consumer opens gets a transport-wide unique generation, carried by every
 :class:`~broker.Delivery`; a settlement for a generation that is gone (consumer closed, channel
 died) is refused with StaleDelivery and never sent, so a stale tag cannot kill a newer channel.
-A lost channel ends iteration with the translated error (re-registering consumers belongs to the
-reconnect supervisor, which is not built yet).
+When the channel dies with the connection (or alone), the transport's connection keeper opens a
+new channel and registers the consumer again behind the same iterator, with a new generation
+(:meth:`RabbitMQConsumer.suspend`, then a new :class:`ConsumerLink`); what the old channel
+delivered is stale and comes again, redelivered. A consumer the broker cancelled (its queue was
+deleted) ends iteration with NotDeclared instead: that is escalated, never a silent 0 consumers.
 """
 
 from __future__ import annotations
@@ -163,9 +166,16 @@ class ConsumerLink:
             ),
         )
 
+    def abandon(self) -> None:
+        """From trio: this generation is over (its channel died); stop its writer."""
+        self._closing = True
+        self._ops.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+
     def _on_channel_closed(self, closing: asyncio.Future[Any]) -> None:
-        if self._closing:
-            return
+        if self._closing or self._connection.is_closed:
+            return  # closed on purpose, or with the connection (the transport reconnects)
         reason = None if closing.cancelled() else closing.exception()
         error = translate(
             reason if reason is not None else TransportClosed("the channel closed"),
@@ -176,8 +186,8 @@ class ConsumerLink:
     async def _write(self) -> None:
         try:
             await self._write_forever()
-        except _CLOSED_CHANNEL:
-            return  # the channel died; _on_channel_closed reports it
+        except (*_CLOSED_CHANNEL, ConnectionError):
+            return  # the channel or connection died; its closing callback reports it
         except Exception as exc:  # noqa: BLE001 - not logged: raised in trio by the bridge
             self._bridge.fail(exc)
 
@@ -236,10 +246,21 @@ class ConsumerLink:
 class RabbitMQConsumer:
     """The trio half of one consumer: an async iterator of deliveries (see broker.Consumer)."""
 
-    def __init__(self, bridge: Bridge, queue: str, generation: int, close_timeout: float) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        queue: str,
+        generation: int,
+        close_timeout: float,
+        *,
+        prefetch: int = 256,
+        exclusive: bool = False,
+    ) -> None:
         self._bridge = bridge
         self._close_timeout = close_timeout
         self._queue = queue
+        self.prefetch = prefetch
+        self.exclusive = exclusive
         self.generation = generation
         self.link: ConsumerLink | None = None
         self._buffer: collections.deque[Delivery] = collections.deque()
@@ -255,6 +276,11 @@ class RabbitMQConsumer:
     @property
     def queue(self) -> str:
         return self._queue
+
+    @property
+    def ended(self) -> bool:
+        """Cancelled, closed or failed: a reconnect does not register it again."""
+        return self._cancelled or self._closed or self._error is not None
 
     def __aiter__(self) -> RabbitMQConsumer:
         return self
@@ -291,7 +317,11 @@ class RabbitMQConsumer:
     def settle(self, delivery: Delivery, kind: int) -> None:
         """Queue an ack or nack; raises StaleDelivery (and sends nothing) if already settled."""
         tag = delivery.delivery_tag
-        if self._closed or tag not in self._unsettled:
+        if (
+            self._closed
+            or tag not in self._unsettled
+            or delivery.channel_generation != self.generation
+        ):
             raise StaleDelivery(
                 f"delivery {tag!r} from queue {self._queue!r} (message "
                 f"{delivery.envelope.message_id!r}) is already settled or its consumer closed; "
@@ -337,6 +367,19 @@ class RabbitMQConsumer:
             )
         )
         self._waiting.unpark()
+
+    def suspend(self) -> ConsumerLink | None:
+        """From the transport: the channel died; forget what it delivered, wait for a new one.
+
+        Iteration waits (it does not end); held deliveries are stale now (the broker requeues
+        them). Returns the old link, for the caller to abandon.
+        """
+        self.registered = False
+        self.generation = 0  # what the old channel still posts is dropped (see deliver)
+        self._buffer.clear()
+        self._unsettled.clear()
+        link, self.link = self.link, None
+        return link
 
     def lose(self, error: BrokerError) -> None:
         """From the bridge: the channel or the consumer is gone; end iteration with `error`."""

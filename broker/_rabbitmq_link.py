@@ -5,14 +5,22 @@ Everything here runs in the bridge thread (broker._bridge); :class:`Link` is dri
 answers through ``Bridge.post``. It owns the aiormq connection, the confirm-mode publish channel
 (pipelined, ``wait=False``), the control channel for declarations, and the RPC channel that
 consumes ``amq.rabbitmq.reply-to``; it keeps the registry of unconfirmed publishes and the
-declared topologies a reconnect would need. Every aiormq error leaves as a BrokerError
-(broker._rabbitmq_wire.translate).
+declared topologies. Every aiormq error leaves as a BrokerError (broker._rabbitmq_wire.translate).
+
+Reconnecting is driven from trio (the transport's connection keeper): a connection that closes
+without :meth:`Link.close` posts ``on_lost(epoch, reason)``; the keeper calls :meth:`Link.connect`
+again, then :meth:`Link.recover` (topologies declared again, the reply consumer restored), and
+finally :meth:`Link.release`. Between loss and release every publish waits (within its own
+deadline) and a publish whose confirm the dead connection took with it is sent again on the new
+one, so duplicates are possible and consumers dedupe on ``message_id``. :meth:`Link.fail` (the
+keeper gave up) and :meth:`Link.close` make waiting publishes raise instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 from typing import Any, cast
 
@@ -21,8 +29,9 @@ import aiormq.exceptions
 from pamqp import commands as spec
 
 from broker._bridge import Bridge
-from broker._errors import TransportClosed
-from broker._rabbitmq_wire import missing_exchange, redact, translate
+from broker._errors import BrokerError, ConnectionLost, PublishTimeout, TransportClosed
+from broker._open import mask_url
+from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
 
 __all__ = ["REPLY_TO", "Link"]
@@ -30,6 +39,9 @@ __all__ = ["REPLY_TO", "Link"]
 REPLY_TO = "amq.rabbitmq.reply-to"
 # A publish whose channel died under it (not by its own fault) is re-sent at most this often.
 _REPUBLISH_ATTEMPTS = 5
+# How long a publish that failed with a connection-level error waits for aiormq to mark the
+# connection closed, before treating the failure as its channel's alone.
+_LOSS_GRACE = 1.0
 
 
 class Link:
@@ -51,26 +63,111 @@ class Link:
         self.topologies: list[Topology] = []
         self.on_reply: Any = None  # set by the trio half: post target for replies
         self.on_call_failed: Any = None
+        self.on_lost: Any = None  # post target: on_lost(epoch, reason) when the connection dies
+        self.epoch = 0  # bumped by each connect
+        self._up = asyncio.Event()  # set by release(): publishes may go
+        self._failure: BrokerError | None = None  # set by fail() or close(): publishes raise it
+        self._replies_wanted = False  # the reply consumer existed: recover() restores it
+        self.resent = 0  # publishes sent again because their connection died unconfirmed
 
     @property
     def connected(self) -> bool:
         return self.connection is not None and not self.connection.is_closed
 
-    async def connect(self) -> None:
+    async def connect(self) -> int:
+        """Open a (new) connection; return its epoch. The old one's channels are forgotten."""
+        self.connection = None
+        self._publish_channel = self._control_channel = self._rpc_channel = None
         try:
-            self.connection = await aiormq.connect(
+            connection = await aiormq.connect(
                 self._url, client_properties={"connection_name": self._name}
             )
         except Exception as exc:
             raise TransportClosed(
-                f"cannot connect to RabbitMQ at {redact(self._url)!r}: "
+                f"cannot connect to RabbitMQ at {mask_url(self._url)!r}: "
                 f"{type(exc).__name__}: {exc}; is the broker running (rabbitmq-server -detached)?"
             ) from exc
+        if self._failure is not None:  # closed while connecting
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await connection.close(timeout=self._rpc_timeout)
+            raise self._failure
+        self.epoch += 1
+        self.connection = connection
+        connection.closing.add_done_callback(
+            functools.partial(self._on_connection_closed, connection, self.epoch)
+        )
+        return self.epoch
+
+    def _on_connection_closed(
+        self, connection: aiormq.Connection, epoch: int, closing: asyncio.Future[Any]
+    ) -> None:
+        if connection is not self.connection or self._failure is not None:
+            return  # closed on purpose (close, drop) or already replaced
+        self._up.clear()
+        reason = None if closing.cancelled() else closing.exception()
+        text = f"{type(reason).__name__}: {reason}" if reason is not None else "closed"
+        self._bridge.post(self.on_lost, epoch, text)
+
+    async def recover(self) -> None:
+        """After a reconnect: declare every topology again and restore the reply consumer."""
+        for topology in list(self.topologies):
+            await self.declare(topology)
+        if self._replies_wanted:
+            await self._reply_channel()
+
+    def release(self) -> None:
+        """From trio: the connection is up and recovered; waiting publishes go."""
+        self._up.set()
+
+    def fail(self, error: BrokerError) -> None:
+        """From trio: the keeper gave up; waiting and later publishes raise `error`."""
+        self._failure = error
+        self._up.set()
+
+    async def drop(self) -> None:
+        """Close the current connection quietly (a reconnect attempt that failed halfway)."""
+        connection, self.connection = self.connection, None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await connection.close(timeout=self._rpc_timeout)
 
     async def close(self) -> None:
+        if self._failure is None:
+            self._failure = TransportClosed("the RabbitMQ transport closed")
+        self._up.set()
         if self.connection is not None and not self.connection.is_closed:
             with contextlib.suppress(Exception, asyncio.TimeoutError):
                 await self.connection.close(timeout=self._rpc_timeout)
+
+    async def _wait_up(self, end: float, where: str) -> None:
+        """Wait until the connection is up and recovered, at the latest until loop time `end`."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._failure is not None:
+                raise self._failure
+            if self._up.is_set() and self.connected:
+                return
+            if not self.connected:
+                self._up.clear()  # the loss callback may not have run yet
+            try:
+                await asyncio.wait_for(self._up.wait(), end - loop.time())
+            except TimeoutError:
+                raise PublishTimeout(
+                    f"{where} waited for the connection to RabbitMQ past its deadline"
+                ) from None
+
+    async def _lost(self, connection: aiormq.Connection | None, *, patient: bool) -> bool:
+        """Whether `connection` died (if `patient`, waiting a moment for aiormq to notice)."""
+        if connection is None or connection.is_closed or connection is not self.connection:
+            return True
+        if not patient:
+            return False
+        observer: asyncio.Future[Any] = connection.closing
+        try:
+            await asyncio.wait([observer], timeout=_LOSS_GRACE)
+        finally:
+            observer.cancel()
+        return connection.is_closed
 
     async def _channel(self, attribute: str, *, confirms: bool) -> aiormq.Channel:
         channel: aiormq.Channel | None = getattr(self, attribute)
@@ -101,7 +198,14 @@ class Link:
         routing_key: str,
         properties: spec.Basic.Properties,
         mandatory: bool,
+        deadline: float,
     ) -> None:
+        """Publish and wait for the confirm; after a loss, send it again once reconnected.
+
+        `deadline` is the caller's timeout in seconds (the caller gets its PublishTimeout from the
+        bridge's timer): a publish waits for the connection only until then, and is not sent
+        again after it; a confirm already awaited on a live connection is still tracked.
+        """
         where = (
             f"publish of message {properties.message_id!r} to exchange {exchange!r} with "
             f"routing key {routing_key!r}"
@@ -109,10 +213,16 @@ class Link:
         record = object()
         self.unconfirmed.add(record)
         self._all_confirmed.clear()
+        task = asyncio.current_task()
+        assert task is not None
+        end = asyncio.get_running_loop().time() + deadline
         try:
             for attempt in itertools.count(1):
-                channel = await self._channel("_publish_channel", confirms=True)
+                await self._wait_up(end, where)
+                connection = self.connection
+                error: BaseException
                 try:
+                    channel = await self._channel("_publish_channel", confirms=True)
                     await channel.basic_publish(
                         body,
                         exchange=exchange,
@@ -122,16 +232,31 @@ class Link:
                         wait=False,
                     )
                     return
-                except (
-                    aiormq.exceptions.ChannelClosed,
-                    aiormq.exceptions.ChannelInvalidStateError,
-                ) as exc:
-                    if missing_exchange(exc) == exchange or not self.connected:
-                        raise translate(exc, where) from exc
-                    if attempt >= _REPUBLISH_ATTEMPTS:
-                        raise translate(exc, where) from exc
-                except Exception as exc:
-                    raise translate(exc, where) from exc
+                except asyncio.CancelledError:
+                    if task.cancelling():
+                        raise  # the deadline or the bridge stopping: not a channel's death
+                    error = TransportClosed("the channel closed with the confirm pending")
+                except Exception as exc:  # noqa: BLE001 - translated below
+                    error = exc
+                # A channel.close from the broker names the channel's own fault: no need to wait.
+                patient = not isinstance(error, aiormq.exceptions.ChannelClosed)
+                if isinstance(translate(error, where), TransportClosed) and await self._lost(
+                    connection, patient=patient
+                ):
+                    self.resent += 1
+                    continue  # sent again once reconnected
+                if (
+                    isinstance(
+                        error,
+                        aiormq.exceptions.ChannelClosed
+                        | aiormq.exceptions.ChannelInvalidStateError
+                        | TransportClosed,
+                    )
+                    and missing_exchange(error) != exchange
+                    and attempt < _REPUBLISH_ATTEMPTS
+                ):
+                    continue  # another publish killed the channel: this one goes again
+                raise translate(error, where) from error
         finally:
             self.unconfirmed.discard(record)
             if not self.unconfirmed:
@@ -240,6 +365,8 @@ class Link:
         self.unconfirmed.add(record)
         self._all_confirmed.clear()
         try:
+            if not self._up.is_set() or self._failure is not None:
+                raise ConnectionLost(f"{where} could not be sent: the connection is down")
             channel = await self._reply_channel()
             await channel.basic_publish(
                 body,
@@ -281,6 +408,7 @@ class Link:
                     REPLY_TO, self._on_reply, no_ack=True, timeout=self._rpc_timeout
                 )
                 self._rpc_channel = channel
+                self._replies_wanted = True
             return channel
 
     async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:

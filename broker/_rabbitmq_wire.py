@@ -7,17 +7,26 @@ exc``), so no caller ever sees an aiormq type::
     properties = to_properties(envelope)
     envelope = from_message(message)        # an aiormq DeliveredMessage
 
-URLs only ever reach a log or an error message through :func:`redact`, without the password.
+URLs only ever reach a log or an error message through :func:`broker.mask_url`.
+
+Two repairs of what pamqp and RabbitMQ put on the wire:
+- pamqp encodes a Python float in a field table as a 32-bit float (``f``), losing precision; the
+  table encoder is wrapped once, here, to send floats as doubles (``d``), which pamqp decodes and
+  RabbitMQ relays unchanged, so a float header round-trips exactly.
+- RabbitMQ records dead-lettering in the ``x-death`` list (newest first) and the
+  ``x-first-death-*`` headers; :func:`from_message` adds ``x-last-death-reason``, ``-queue`` and
+  ``-exchange`` from ``x-death[0]`` (and the first-death ones if missing), the scalar headers the
+  in-memory broker sets, so both transports report dead-letter reasons identically.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-import urllib.parse
 from typing import Any
 
 import aiormq.exceptions
+import pamqp.encode
 from pamqp import commands as spec
 
 from broker._envelope import ATTEMPT_HEADER, TIMESTAMP_HEADER, Envelope, HeaderValue
@@ -31,11 +40,26 @@ from broker._errors import (
     Unroutable,
 )
 
-__all__ = ["PERSISTENT", "from_message", "redact", "to_properties", "translate"]
+__all__ = ["PERSISTENT", "from_message", "to_properties", "translate"]
 
 PERSISTENT = 2
 _SCALARS = (str, int, float, bool)
 _NO_EXCHANGE = re.compile(r"no exchange '(?P<name>[^']*)'")
+_DEATH_FIELDS = ("reason", "queue", "exchange")
+
+
+def _encode_table_value(value: Any, _encode: Any = pamqp.encode.encode_table_value) -> bytes:
+    """pamqp's field-table value encoder, except that a float goes out as a double."""
+    if isinstance(value, float):
+        return b"d" + pamqp.encode.double(value)
+    encoded: bytes = _encode(value)
+    return encoded
+
+
+if not getattr(pamqp.encode.encode_table_value, "rabbitry_doubles", False):
+    _encode_table_value.rabbitry_doubles = True  # type: ignore[attr-defined]
+    # field_table and field_array look the encoder up in pamqp.encode's globals at each call.
+    pamqp.encode.encode_table_value = _encode_table_value
 
 
 def to_properties(
@@ -77,6 +101,9 @@ def from_message(properties: spec.Basic.Properties, body: bytes) -> Envelope:
             timestamp_ms = value
         elif value is None or isinstance(value, _SCALARS):
             headers[key] = value
+    deaths = raw.get("x-death")
+    if isinstance(deaths, list) and deaths:
+        _flatten_deaths(deaths, headers)
     if timestamp_ms is not None:
         timestamp = timestamp_ms / 1000
     elif properties.timestamp is not None:
@@ -96,6 +123,19 @@ def from_message(properties: spec.Basic.Properties, body: bytes) -> Envelope:
         headers=headers,
         expiration_ms=int(expiration) if expiration and expiration.isdigit() else None,
     )
+
+
+def _flatten_deaths(deaths: list[Any], headers: dict[str, HeaderValue]) -> None:
+    """``x-death[0]`` (the latest) as ``x-last-death-*``; the oldest as ``x-first-death-*``."""
+    for prefix, death in (("x-last-death-", deaths[0]), ("x-first-death-", deaths[-1])):
+        if not isinstance(death, dict):
+            continue
+        for field in _DEATH_FIELDS:
+            value = death.get(field)
+            if isinstance(value, bytes):
+                value = value.decode(errors="replace")
+            if isinstance(value, str):
+                headers.setdefault(f"{prefix}{field}", value)
 
 
 def missing_exchange(exc: BaseException) -> str | None:
@@ -140,17 +180,3 @@ def translate(exc: BaseException, where: str) -> BrokerError:
     ):
         return TransportClosed(f"{where} failed, the channel or connection is gone: {reason}")
     return BrokerError(f"{where} failed: {type(exc).__name__}: {reason}")
-
-
-def redact(url: str) -> str:
-    """`url` without its password, for logs and error messages."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

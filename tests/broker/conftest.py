@@ -3,7 +3,7 @@
 import contextlib
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,8 @@ from broker._rabbitmq import RabbitMQTransport, open_rabbitmq_transport
 # --import-mode=importlib keeps test folders off sys.path; the contract suite (contract.py) is
 # imported by test_memory_contract.py and by the RabbitMQ contract tests.
 sys.path.insert(0, str(Path(__file__).parent))
+
+from private_node import NodeFailed, PrivateNode, port_open  # found through the path above
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,3 +74,35 @@ async def rabbitmq_transport(rabbitmq_url: str) -> AsyncIterator[RabbitMQTranspo
         finally:
             with trio.CancelScope(shield=True):
                 await delete_declared(rabbitmq_url, transport)
+
+
+# -- a private RabbitMQ node to kill and cut (tests/broker/test_rabbitmq_faults*.py) ------------
+
+
+@pytest.fixture(scope="session")
+def private_node_session() -> Iterator[PrivateNode]:
+    """One private RabbitMQ node for the whole session; stopped and removed at the end, always.
+
+    A test FAILS (never skips) with the node's log tail when it cannot start.
+    """
+    node = PrivateNode.create()
+    try:
+        try:
+            node.start()
+        except NodeFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield node
+    finally:
+        node.stop()
+        node.remove()
+
+
+@pytest.fixture
+def private_node(private_node_session: PrivateNode) -> PrivateNode:
+    """The session's private node, running (started again if an earlier test left it down)."""
+    if not port_open(private_node_session.port):
+        try:
+            private_node_session.start()
+        except NodeFailed as exc:
+            pytest.fail(str(exc), pytrace=False)
+    return private_node_session

@@ -212,6 +212,7 @@ async def test_a_second_browser_is_refused_and_the_lot_is_intact(
         with pytest.raises(QueueInUse):
             await lane.lot.list()
         await lane.transport.nack(held, requeue=True)
+    await lane.wait_parked(len(ids))  # RabbitMQ requeues the other browser's message a bit later
     assert ids_of(await lane.lot.list()) == ids
 
 

@@ -12,11 +12,13 @@ import trio
 import trio.testing
 
 from broker import (
+    Binding,
     BrokerError,
     CallTimeout,
     Codec,
     Delivery,
     Envelope,
+    Exchange,
     PublishTimeout,
     Queue,
     StaleDelivery,
@@ -26,7 +28,6 @@ from broker import (
 )
 from broker._bridge import BridgeFailed, open_bridge
 from broker._rabbitmq import RabbitMQTransport, open_rabbitmq_transport
-from broker._rabbitmq_wire import redact
 
 pytestmark = pytest.mark.rabbitmq
 PATIENCE = 10.0
@@ -70,7 +71,7 @@ async def test_an_unreachable_broker_is_named_without_the_password() -> None:
         async with open_rabbitmq_transport(url):
             pass
     assert "s3cret-pw" not in str(caught.value)
-    assert "amqp://guest:***@127.0.0.1:1/" in str(caught.value)
+    assert "amqp://***@127.0.0.1:1/" in str(caught.value)
 
 
 async def test_a_wrong_password_is_refused_without_showing_it(rabbitmq_url: str) -> None:
@@ -81,9 +82,45 @@ async def test_a_wrong_password_is_refused_without_showing_it(rabbitmq_url: str)
     assert "wrong-pw" not in str(caught.value)
 
 
-def test_redact_hides_only_the_password() -> None:
-    assert redact("amqp://user:pw@host:5672/vhost") == "amqp://user:***@host:5672/vhost"
-    assert redact("amqp://host/") == "amqp://host/"
+# -- the wire -------------------------------------------------------------------------------------
+
+
+async def test_a_float_header_round_trips_exactly(rabbitmq_transport: RabbitMQTransport) -> None:
+    queue = await declare_queue(rabbitmq_transport)
+    value = 0.1 + 0.2  # not representable as a 32-bit float
+    sent = Envelope(
+        message_id=uuid.uuid4().hex, type="n", body=b"1", timestamp=1.5, headers={"rate": value}
+    )
+    with trio.fail_after(PATIENCE):
+        await rabbitmq_transport.publish(sent, exchange="", routing_key=queue)
+        async with rabbitmq_transport.open_consumer(queue) as consumer:
+            delivery = await anext(aiter(consumer))
+            await rabbitmq_transport.ack(delivery)
+    assert delivery.envelope.headers["rate"] == value
+
+
+async def test_dead_letter_headers_name_the_last_death_like_the_memory_broker(
+    rabbitmq_transport: RabbitMQTransport,
+) -> None:
+    name = f"test.rabbitmq.{uuid.uuid4().hex[:12]}"
+    await rabbitmq_transport.declare(
+        Topology(
+            exchanges=[Exchange(f"{name}.dlx")],
+            queues=[Queue(f"{name}.parked"), Queue(name, dead_letter_exchange=f"{name}.dlx")],
+            bindings=[Binding(f"{name}.parked", f"{name}.dlx", "#")],
+        )
+    )
+    with trio.fail_after(PATIENCE):
+        await rabbitmq_transport.publish(message(1), exchange="", routing_key=name)
+        async with rabbitmq_transport.open_consumer(name) as consumer:
+            await rabbitmq_transport.nack(await anext(aiter(consumer)), requeue=False)
+        async with rabbitmq_transport.open_consumer(f"{name}.parked") as consumer:
+            dead = await anext(aiter(consumer))
+            await rabbitmq_transport.ack(dead)
+    headers = dead.envelope.headers
+    for prefix in ("x-first-death-", "x-last-death-"):
+        assert (headers[f"{prefix}reason"], headers[f"{prefix}queue"]) == ("rejected", name)
+        assert headers[f"{prefix}exchange"] == ""
 
 
 # -- publishing ----------------------------------------------------------------------------------

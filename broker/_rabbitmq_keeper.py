@@ -1,0 +1,171 @@
+"""The RabbitMQ transport's connection keeper: notices a lost connection and brings it back.
+
+One trio task (in the transport's own nursery, started by ``open_rabbitmq_transport``) runs
+:meth:`ConnectionKeeper.run`. The asyncio half (broker._rabbitmq_link) posts ``on_lost(epoch,
+reason)`` when a connection closes without being asked to (a cut, a crash, a missed heartbeat);
+the keeper then tells its owner (the transport) to fail what cannot survive a loss and suspend its
+consumers, and reconnects following its :class:`~broker._rabbitmq_reconnect.ReconnectPolicy`::
+
+    keeper = ConnectionKeeper(bridge, link, transport, url=url, policy=ReconnectPolicy())
+    await nursery.start(keeper.run)
+    await keeper.wait_connected()
+
+An attempt connects, declares every topology again and restores the reply consumer
+(``Link.recover``), has the owner register every consumer again and verify the broker counts them
+(``Recoverable.recover_consumers``), and only then releases the waiting publishes. An attempt
+that fails halfway is undone (consumers suspended, connection dropped) and retried after the next
+backoff delay; a loss during an attempt (a newer epoch lost) makes it start over. Past
+``give_up_after`` seconds since the loss it gives up: ``Recoverable.give_up(ConnectionLost)``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol
+
+import trio
+
+from broker._bridge import Bridge, BridgeFailed
+from broker._errors import BrokerError, ConnectionLost
+from broker._rabbitmq_link import Link
+from broker._rabbitmq_reconnect import ReconnectPolicy, backoff_delays
+
+__all__ = ["ConnectionKeeper", "Recoverable"]
+
+
+class Recoverable(Protocol):
+    """What the keeper asks of the transport it keeps connected."""
+
+    def connection_lost(self, reason: str) -> None:
+        """Fail RPC calls in flight and suspend every consumer (their generation is over)."""
+
+    async def recover_consumers(self) -> None:
+        """Register every open consumer on the new connection and verify the broker counts them.
+
+        Raises BrokerError if one cannot be registered or is not counted.
+        """
+
+    async def reopen_consumers(self) -> None:
+        """Register again the consumers whose channel died while the connection lived."""
+
+    def give_up(self, error: ConnectionLost) -> None:
+        """Fail everything with `error`; the transport's block raises it."""
+
+
+class ConnectionKeeper:
+    """The state of the connection (up, lost, given up) and the task that restores it."""
+
+    def __init__(
+        self, bridge: Bridge, link: Link, owner: Recoverable, *, url: str, policy: ReconnectPolicy
+    ) -> None:
+        self._bridge = bridge
+        self._link = link
+        self._owner = owner
+        self._url = url
+        self._policy = policy
+        self._epoch = link.epoch  # the connection last brought up
+        self._lost_epoch = 0
+        self._loss_reason = ""
+        self._wakeup = trio.Event()
+        self._up = trio.Event()
+        self._up.set()
+        self._scope: trio.CancelScope | None = None
+        self._stopped = False
+        self.connected = True
+        self.losses = 0
+        self.reconnects = 0
+        self._reconnected = trio.Event()
+        self.failure: ConnectionLost | None = None
+        link.on_lost = self.on_lost
+
+    def on_lost(self, epoch: int, reason: str) -> None:
+        """From the bridge: connection `epoch` closed without being asked to."""
+        if self._stopped or epoch < self._epoch:
+            return
+        self._lost_epoch = epoch
+        self._loss_reason = reason
+        self.losses += 1
+        self.connected = False
+        if self._up.is_set():
+            self._up = trio.Event()
+        self._owner.connection_lost(reason)
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        """Run the keeper's loop once more (a consumer's channel died alone)."""
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """The transport is closing: stop reconnecting; wait_connected() callers wake."""
+        self._stopped = True
+        self._up.set()
+        self._reconnected.set()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def wait_reconnects(self, count: int) -> None:
+        """Wait until the connection was re-established `count` times in all (or stopped)."""
+        while self.reconnects < count and not self._stopped and self.failure is None:
+            await self._reconnected.wait()
+
+    async def wait_connected(self) -> None:
+        """Wait until the connection is up and recovered (or stopped, or given up)."""
+        while not self._up.is_set():
+            await self._up.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Wait for a loss and recover from it, forever; give up past the policy's budget."""
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            task_status.started()
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                if not self.connected:
+                    try:
+                        await self._reconnect()
+                    except ConnectionLost as exc:
+                        self.failure = exc
+                        self._owner.give_up(exc)
+                        self._up.set()  # wait_connected() callers see the failure
+                        self._reconnected.set()
+                        return
+                else:
+                    await self._owner.reopen_consumers()
+
+    async def _reconnect(self) -> None:
+        policy = self._policy
+        started = trio.current_time()
+        delays = backoff_delays(policy, random.Random())
+        attempts = 0
+        while True:
+            remaining = started + policy.give_up_after - trio.current_time()
+            if remaining <= 0:
+                raise ConnectionLost(
+                    f"the connection to RabbitMQ at {self._url!r} was lost and could not be "
+                    f"re-established within {policy.give_up_after!r} s ({attempts} attempts; "
+                    f"last cause: {self._loss_reason}); the transport gave up, open a new one"
+                )
+            await trio.sleep(min(next(delays), remaining))
+            attempts += 1
+            try:
+                epoch = await self._bridge.call(self._link.connect)
+                self._epoch = epoch
+                await self._bridge.call(self._link.recover)
+                await self._owner.recover_consumers()
+            except BridgeFailed:
+                raise
+            except BrokerError as exc:
+                self._loss_reason = f"{type(exc).__name__}: {exc}"
+                self._owner.connection_lost(self._loss_reason)
+                await self._bridge.call(self._link.drop)
+                continue
+            if self._lost_epoch >= epoch:
+                continue  # lost again while recovering: start over
+            self.connected = True
+            self.reconnects += 1
+            self._bridge.send(self._link.release)
+            self._up.set()
+            self._reconnected.set()
+            self._reconnected = trio.Event()
+            return
