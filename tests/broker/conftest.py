@@ -19,6 +19,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 from private_node import NodeFailed, PrivateNode, port_open  # found through the path above
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Contract tests marked ``memory_only`` are not collected for a real broker at all.
+
+    They drive time with MockClock, which only the in-memory broker follows: on RabbitMQ they
+    are not applicable (rather than skipped, which would read as something missing).
+    """
+    kept, dropped = [], []
+    for item in items:
+        cls = getattr(item, "cls", None)
+        real_broker = cls is not None and getattr(cls, "in_memory", True) is False
+        (dropped if real_broker and item.get_closest_marker("memory_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

@@ -7,9 +7,10 @@ second daemon would have), plus the class attribute ``in_memory``::
     class TestMemoryContract(TransportContract):
         in_memory = True
 
-Tests marked ``memory_only`` drive time with ``MockClock`` and are skipped elsewhere. The others
-request the ``clock`` fixture when they need time to pass: it is an autojumping MockClock in
-memory and the real clock otherwise, so they take milliseconds on RabbitMQ and nothing in memory.
+Tests marked ``memory_only`` drive time with ``MockClock`` and are not collected elsewhere (see
+conftest.py). The others request the ``clock`` fixture when they need time to pass: it is an
+autojumping MockClock in memory and the real clock otherwise, so they take milliseconds on
+RabbitMQ and nothing in memory.
 Every name a test declares starts with ``contract.`` and a per-test id (see :class:`Names`), so a
 RabbitMQ fixture can delete them afterwards.
 """
@@ -96,11 +97,6 @@ class TransportContract:
     """The semantics of :class:`broker.Transport`; see the module docstring for how to run it."""
 
     in_memory: ClassVar[bool]
-
-    @pytest.fixture(autouse=True)
-    def _skip_memory_only(self, request: pytest.FixtureRequest) -> None:
-        if request.node.get_closest_marker("memory_only") and not self.in_memory:
-            pytest.skip("drives time with MockClock, which only the in-memory broker follows")
 
     @pytest.fixture
     def clock(self) -> MockClock | None:

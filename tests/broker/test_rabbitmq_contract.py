@@ -1,7 +1,7 @@
 """The transport contract (contract.py) against the real RabbitMQ on 127.0.0.1:5672.
 
-Tests marked ``memory_only`` (exact timing under MockClock) skip here; every other contract test
-runs against RabbitMQ, and what each declared is deleted afterwards.
+Tests marked ``memory_only`` (exact timing under MockClock) are not collected here; every other
+contract test runs against RabbitMQ, and what each declared is deleted afterwards.
 """
 
 from collections.abc import AsyncIterator
