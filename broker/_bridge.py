@@ -291,7 +291,11 @@ class Bridge:
     def _start_call(self, call: _Call) -> None:
         if call.abandoned:
             return  # cancelled before it reached asyncio: it never happens
-        awaitable = call.function(*call.args)
+        try:
+            awaitable = call.function(*call.args)
+        except Exception as exc:  # noqa: BLE001 - a plain function's error is the caller's
+            self.post(self._finish_call, call, outcome.Error(exc))
+            return
         task: asyncio.Future[Any]
         if asyncio.isfuture(awaitable):
             task = awaitable  # a plain function that returned a future (a publish): no task

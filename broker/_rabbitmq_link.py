@@ -240,7 +240,10 @@ class Link:
         ):
             return self._publish_later(args, end, None)
         connection = self.connection
-        confirmation = self._send(channel, args)
+        try:
+            confirmation = self._send(channel, args)
+        except Exception as exc:  # noqa: BLE001 - e.g. an invalid name: decided by _publish
+            return self._publish_later(args, end, (exc, connection))
         outer: asyncio.Future[None] = loop.create_future()
         self._track(outer)
         confirmation.add_done_callback(
@@ -442,9 +445,13 @@ class Link:
             and self._failure is None
             and self.connected
         ):
-            confirmation = self._publisher(channel).publish(
-                body, exchange, routing_key, properties, mandatory=True
-            )
+            try:
+                confirmation = self._publisher(channel).publish(
+                    body, exchange, routing_key, properties, mandatory=True
+                )
+            except Exception as exc:  # noqa: BLE001 - e.g. an invalid name: to the caller
+                confirmation = asyncio.get_running_loop().create_future()
+                confirmation.set_exception(exc)
             self._track(confirmation)
             confirmation.add_done_callback(
                 functools.partial(self._request_confirmed, exchange, routing_key, properties)

@@ -8,6 +8,7 @@ fail here, loudly, before it silently mismatches delivery tags.
 import asyncio
 import dataclasses
 import inspect
+import uuid
 
 import aiormq
 import aiormq.abc
@@ -15,7 +16,9 @@ import pytest
 import trio
 from pamqp import commands as spec
 
+from broker import BrokerError, Envelope, Queue, Topology
 from broker._bridge import open_bridge
+from broker._rabbitmq import RabbitMQTransport
 from broker._rabbitmq_batch import BatchPublisher
 
 pytestmark = pytest.mark.rabbitmq
@@ -73,3 +76,18 @@ async def test_the_aiormq_internals_we_rely_on_exist(rabbitmq_url: str) -> None:
     assert inspect.iscoroutinefunction(aiormq.Channel._get_frame)
     frame_fields = {field.name for field in dataclasses.fields(aiormq.abc.ChannelFrame)}
     assert {"payload", "should_close"} <= frame_fields
+
+
+@pytest.mark.parametrize(("exchange", "routing_key"), [("x" * 128, "k"), ("", "k" * 256)])
+async def test_a_publish_that_cannot_be_encoded_raises_and_the_transport_goes_on(
+    rabbitmq_transport: RabbitMQTransport, exchange: str, routing_key: str
+) -> None:
+    envelope = Envelope(message_id="m1", type="t", body=b"{}", timestamp=0.0)
+    queue = f"test.rabbitmq.{uuid.uuid4().hex[:12]}"
+    with trio.fail_after(10):
+        await rabbitmq_transport.declare(Topology(queues=[Queue(queue)]))
+        await rabbitmq_transport.publish(envelope, exchange="", routing_key=queue)  # channel open
+        with pytest.raises(BrokerError, match="publish of message 'm1'"):
+            await rabbitmq_transport.publish(envelope, exchange=exchange, routing_key=routing_key)
+        await rabbitmq_transport.publish(envelope, exchange="", routing_key=queue)
+    assert rabbitmq_transport.statistics().publishes_in_flight == 0
