@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -132,7 +133,7 @@ class Bridge:
         self._inbound_wakeup_pending = False
         self._outbound_wakeup_pending = False
         self._waiting: set[_Call] = set()
-        self.tasks: set[asyncio.Task[Any]] = set()  # asyncio side: every task the bridge started
+        self.tasks: set[asyncio.Future[Any]] = set()  # asyncio side: every task the bridge started
         self._failure: BaseException | None = None
         self._closed = False
         self._body_scope: trio.CancelScope | None = None
@@ -170,6 +171,8 @@ class Bridge:
         on_timeout: Callable[[], BaseException] | None = None,
     ) -> T:
         """Run the coroutine function `function(*args)` in the bridge thread; return its result.
+
+        `function` may also be a plain function returning an asyncio future (no task is made).
 
         Cancelling the caller abandons the result (see the module docstring); the coroutine is
         never cancelled halfway by trio. With `timeout`, the caller gets `on_timeout()` raised
@@ -288,19 +291,28 @@ class Bridge:
     def _start_call(self, call: _Call) -> None:
         if call.abandoned:
             return  # cancelled before it reached asyncio: it never happens
-        task: asyncio.Task[Any] = self._loop.create_task(call.function(*call.args))  # type: ignore[arg-type]
-        # The loop keeps only a weak reference to a task: without this one, a task waiting on a
-        # future nobody else references (uvloop's connect) can be garbage-collected mid-flight.
-        self.tasks.add(task)
+        try:
+            awaitable = call.function(*call.args)
+        except Exception as exc:  # noqa: BLE001 - a plain function's error is the caller's
+            self.post(self._finish_call, call, outcome.Error(exc))
+            return
+        task: asyncio.Future[Any]
+        if asyncio.isfuture(awaitable):
+            task = awaitable  # a plain function that returned a future (a publish): no task
+        else:
+            task = self._loop.create_task(awaitable)  # type: ignore[arg-type]
+            # The loop keeps only a weak reference to a task: without this one, a task waiting
+            # on a future nobody else references (uvloop's connect) can be garbage-collected.
+            self.tasks.add(task)
         if call.timeout is not None:
             call.timer = self._loop.call_later(call.timeout, self._time_out, call)
-        task.add_done_callback(lambda done: self._on_call_done(call, done))
+        task.add_done_callback(functools.partial(self._on_call_done, call))
 
     def _time_out(self, call: _Call) -> None:
         assert call.on_timeout is not None
         self.post(self._finish_call, call, outcome.Error(call.on_timeout()))
 
-    def _on_call_done(self, call: _Call, task: asyncio.Task[Any]) -> None:
+    def _on_call_done(self, call: _Call, task: asyncio.Future[Any]) -> None:
         self.tasks.discard(task)
         if call.timer is not None:
             call.timer.cancel()

@@ -9,8 +9,8 @@
 
 How it maps onto AMQP (one connection; the asyncio half, broker._rabbitmq_link, runs in the bridge
 thread):
-- Publishes go out on one shared channel in confirm mode, pipelined (aiormq's ``wait=False``, so
-  its per-publish channel lock is not held until the frame is written), persistent, ``mandatory``
+- Publishes go out on one shared channel in confirm mode, pipelined (no task, lock or coroutine
+  per publish while the connection is up: broker._rabbitmq_batch), persistent, ``mandatory``
   by default: ``basic.return`` becomes Unroutable, ``basic.nack`` PublishNacked, and the trio-side
   deadline PublishTimeout. A publish the bridge already handed to aiormq stays in the registry of
   unconfirmed publishes until its confirm (or the channel's death) resolves it, even when its trio
@@ -174,7 +174,7 @@ class RabbitMQTransport:
 
         try:
             await self._bridge.call(
-                self._link.publish,
+                self._link.publish_nowait,
                 envelope.body,
                 exchange,
                 routing_key,

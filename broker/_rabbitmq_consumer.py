@@ -4,7 +4,8 @@ Two halves. :class:`ConsumerLink` lives in the bridge thread: it owns the aiormq
 ``basic.qos(prefetch)``), hands each delivery across with ``Bridge.post`` (the bridge batches them),
 and runs one writer task that sends, in order, the acks, nacks and RPC replies trio queued through
 ``Bridge.send``; consecutive acks that cover the oldest unsettled tags go out as one
-``basic.ack(multiple=True)``. :class:`RabbitMQConsumer` is the trio half, the async iterator the
+``basic.ack(multiple=True)``; all of one wake-up are written as raw frames at once
+(broker._rabbitmq_frames). :class:`RabbitMQConsumer` is the trio half, the async iterator the
 runtime sees::
 
     async with transport.open_consumer("sms.submit", prefetch=256) as consumer:
@@ -32,10 +33,12 @@ from typing import Any, cast
 import aiormq
 import aiormq.exceptions
 import trio
+from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
 
 from broker._bridge import Bridge
 from broker._errors import BrokerError, NotDeclared, StaleDelivery, TransportClosed
+from broker._rabbitmq_frames import encode_ack, encode_publish
 from broker._rabbitmq_wire import from_message, translate
 from broker._transport import Delivery
 
@@ -192,11 +195,20 @@ class ConsumerLink:
             self._bridge.fail(exc)
 
     async def _write_forever(self) -> None:
+        """Acks, nacks and replies as raw frames, one write-queue item per wake-up.
+
+        The channel has no publisher confirms, so replies need no delivery tag bookkeeping.
+        """
         ops, channel = self._ops, self._channel
         assert channel is not None
+        number = channel.number
+        out: list[bytes] = []
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if channel.is_closed:
+                raise aiormq.exceptions.ChannelInvalidStateError(f"{channel!r} closed")
+            flushed = None
             while ops:
                 op = ops.popleft()
                 kind = op[0]
@@ -204,19 +216,34 @@ class ConsumerLink:
                     acked = {op[1]}
                     while ops and ops[0][0] == ACK:
                         acked.add(ops.popleft()[1])
-                    await self._send_acks(channel, acked)
+                    self._send_acks(number, out, acked)
                 elif kind in (NACK_REQUEUE, NACK_DROP):
                     self._unsettled.pop(op[1], None)
-                    await channel.basic_nack(op[1], requeue=kind == NACK_REQUEUE, wait=False)
+                    out.append(encode_ack(number, op[1], nack=True, requeue=kind == NACK_REQUEUE))
                 elif kind == REPLY:
-                    await channel.basic_publish(
-                        op[1], routing_key=op[2], properties=op[3], mandatory=False, wait=False
+                    out.append(
+                        encode_publish(
+                            number,
+                            "",
+                            op[2],
+                            op[3],
+                            op[1],
+                            channel.max_content_size,
+                            mandatory=False,
+                        )
                     )
                 else:  # _FLUSH
-                    op[1].set_result(None)
-                    return
+                    flushed = op[1]
+                    break
+            if out:
+                payload = ChannelFrame(payload=b"".join(out), should_close=False)
+                out.clear()
+                await channel.write_queue.put(payload)
+            if flushed is not None:
+                flushed.set_result(None)
+                return
 
-    async def _send_acks(self, channel: aiormq.Channel, acked: set[int]) -> None:
+    def _send_acks(self, number: int, out: list[bytes], acked: set[int]) -> None:
         unsettled = self._unsettled
         prefix: list[int] = []
         for tag in unsettled:
@@ -227,10 +254,10 @@ class ConsumerLink:
             for tag in prefix:
                 del unsettled[tag]
                 acked.discard(tag)
-            await channel.basic_ack(prefix[-1], multiple=True, wait=False)
+            out.append(encode_ack(number, prefix[-1], multiple=True))
         for tag in sorted(acked):
             unsettled.pop(tag, None)
-            await channel.basic_ack(tag, wait=False)
+            out.append(encode_ack(number, tag))
 
     async def _close_channel(self) -> None:
         self._closing = True

@@ -3,7 +3,8 @@
 Everything here runs in the bridge thread (broker._bridge); :class:`Link` is driven by
 :class:`~broker._rabbitmq.RabbitMQTransport` through ``Bridge.call`` and ``Bridge.send`` and
 answers through ``Bridge.post``. It owns the aiormq connection, the confirm-mode publish channel
-(pipelined, ``wait=False``), the control channel for declarations, and the RPC channel that
+(publishes and RPC requests go through its broker._rabbitmq_batch.BatchPublisher: no task per
+publish while the connection is up), the control channel for declarations, and the RPC channel that
 consumes ``amq.rabbitmq.reply-to``; it keeps the registry of unconfirmed publishes and the
 declared topologies. Every aiormq error leaves as a BrokerError (broker._rabbitmq_wire.translate).
 
@@ -31,6 +32,7 @@ from pamqp import commands as spec
 from broker._bridge import Bridge
 from broker._errors import BrokerError, ConnectionLost, PublishTimeout, TransportClosed
 from broker._open import mask_url
+from broker._rabbitmq_batch import BatchPublisher
 from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
 
@@ -69,6 +71,7 @@ class Link:
         self._failure: BrokerError | None = None  # set by fail() or close(): publishes raise it
         self._replies_wanted = False  # the reply consumer existed: recover() restores it
         self.resent = 0  # publishes sent again because their connection died unconfirmed
+        self._publishers: dict[aiormq.Channel, BatchPublisher] = {}  # one per confirm channel
 
     @property
     def connected(self) -> bool:
@@ -191,7 +194,25 @@ class Link:
 
     # -- publish ------------------------------------------------------------------------------
 
-    async def publish(
+    def _publisher(self, channel: aiormq.Channel) -> BatchPublisher:
+        """The one publisher of a confirm channel: every publish on it goes through it."""
+        publisher = self._publishers.get(channel)
+        if publisher is None:
+            self._publishers = {
+                key: value for key, value in self._publishers.items() if not key.is_closed
+            }
+            publisher = self._publishers[channel] = BatchPublisher(
+                channel, asyncio.get_running_loop()
+            )
+        return publisher
+
+    def _send(self, channel: aiormq.Channel, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        body, exchange, routing_key, properties, mandatory = args
+        return self._publisher(channel).publish(
+            body, exchange, routing_key, properties, mandatory=mandatory
+        )
+
+    def publish_nowait(
         self,
         body: bytes,
         exchange: str,
@@ -199,45 +220,119 @@ class Link:
         properties: spec.Basic.Properties,
         mandatory: bool,
         deadline: float,
+    ) -> asyncio.Future[None]:
+        """Publish; the returned future resolves on the confirm (a plain function, no task).
+
+        Only while the connection is up, recovered and its publish channel open; otherwise, and
+        when the confirm fails because the channel or connection died, :meth:`_publish` (which
+        waits for a reconnect and sends it again) takes over, within the same `deadline`.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        args = (body, exchange, routing_key, properties, mandatory)
+        channel = self._publish_channel
+        if (
+            channel is None
+            or channel.is_closed
+            or not self._up.is_set()
+            or self._failure is not None
+            or not self.connected
+        ):
+            return self._publish_later(args, end, None)
+        connection = self.connection
+        try:
+            confirmation = self._send(channel, args)
+        except Exception as exc:  # noqa: BLE001 - e.g. an invalid name: decided by _publish
+            return self._publish_later(args, end, (exc, connection))
+        outer: asyncio.Future[None] = loop.create_future()
+        self._track(outer)
+        confirmation.add_done_callback(
+            functools.partial(self._on_confirm, outer, args, end, connection)
+        )
+        return outer
+
+    def _track(self, record: asyncio.Future[Any]) -> None:
+        self.unconfirmed.add(record)
+        self._all_confirmed.clear()
+        record.add_done_callback(self._untrack)
+
+    def _untrack(self, record: object) -> None:
+        self.unconfirmed.discard(record)
+        if not self.unconfirmed:
+            self._all_confirmed.set()
+
+    def _on_confirm(
+        self,
+        outer: asyncio.Future[None],
+        args: tuple[Any, ...],
+        end: float,
+        connection: aiormq.Connection | None,
+        confirmation: asyncio.Future[Any],
+    ) -> None:
+        error: BaseException | None
+        if confirmation.cancelled():
+            error = TransportClosed("the channel closed with the confirm pending")
+        else:
+            error = confirmation.exception()
+        if error is None:
+            outer.set_result(None)
+        elif isinstance(error, aiormq.exceptions.DeliveryError | aiormq.exceptions.PublishError):
+            _, exchange, routing_key, properties, _ = args
+            raised = translate(error, _where(properties, exchange, routing_key))
+            outer.set_exception(raised)
+        else:  # the channel or connection died: the coroutine path decides what comes next
+            later = self._publish_later(args, end, (error, connection))
+            later.add_done_callback(functools.partial(_chain, outer))
+
+    def _publish_later(
+        self,
+        args: tuple[Any, ...],
+        end: float,
+        failed: tuple[BaseException, aiormq.Connection | None] | None,
+    ) -> asyncio.Future[None]:
+        task = asyncio.get_running_loop().create_task(self._publish(args, end, failed))
+        self._bridge.tasks.add(task)  # a strong reference while it runs (see Bridge.tasks)
+        task.add_done_callback(self._bridge.tasks.discard)
+        return task
+
+    async def _publish(
+        self,
+        args: tuple[Any, ...],
+        end: float,
+        failed: tuple[BaseException, aiormq.Connection | None] | None,
     ) -> None:
         """Publish and wait for the confirm; after a loss, send it again once reconnected.
 
-        `deadline` is the caller's timeout in seconds (the caller gets its PublishTimeout from the
-        bridge's timer): a publish waits for the connection only until then, and is not sent
-        again after it; a confirm already awaited on a live connection is still tracked.
+        A publish waits for the connection only until loop time `end` (the caller's deadline:
+        the caller gets its PublishTimeout from the bridge's timer), and is not sent again after
+        it; a confirm already awaited on a live connection is still tracked. `failed`: the first
+        attempt was made already (by :meth:`publish_nowait`), with this error on this connection.
         """
-        where = (
-            f"publish of message {properties.message_id!r} to exchange {exchange!r} with "
-            f"routing key {routing_key!r}"
-        )
+        _, exchange, routing_key, properties, _ = args
+        where = _where(properties, exchange, routing_key)
         record = object()
         self.unconfirmed.add(record)
         self._all_confirmed.clear()
         task = asyncio.current_task()
         assert task is not None
-        end = asyncio.get_running_loop().time() + deadline
         try:
             for attempt in itertools.count(1):
-                await self._wait_up(end, where)
-                connection = self.connection
                 error: BaseException
-                try:
-                    channel = await self._channel("_publish_channel", confirms=True)
-                    await channel.basic_publish(
-                        body,
-                        exchange=exchange,
-                        routing_key=routing_key,
-                        properties=properties,
-                        mandatory=mandatory,
-                        wait=False,
-                    )
-                    return
-                except asyncio.CancelledError:
-                    if task.cancelling():
-                        raise  # the deadline or the bridge stopping: not a channel's death
-                    error = TransportClosed("the channel closed with the confirm pending")
-                except Exception as exc:  # noqa: BLE001 - translated below
-                    error = exc
+                if attempt == 1 and failed is not None:
+                    error, connection = failed
+                else:
+                    await self._wait_up(end, where)
+                    connection = self.connection
+                    try:
+                        channel = await self._channel("_publish_channel", confirms=True)
+                        await self._send(channel, args)
+                        return
+                    except asyncio.CancelledError:
+                        if task.cancelling():
+                            raise  # the deadline or the bridge stopping: not a channel's death
+                        error = TransportClosed("the channel closed with the confirm pending")
+                    except Exception as exc:  # noqa: BLE001 - translated below
+                        error = exc
                 # A channel.close from the broker names the channel's own fault: no need to wait.
                 patient = not isinstance(error, aiormq.exceptions.ChannelClosed)
                 if isinstance(translate(error, where), TransportClosed) and await self._lost(
@@ -337,12 +432,54 @@ class Link:
         routing_key: str,
         properties: spec.Basic.Properties,
     ) -> None:
-        """From trio: publish an RPC request; failures come back to on_call_failed."""
+        """From trio: publish an RPC request; failures come back to on_call_failed.
+
+        While the connection is up and the RPC channel open, without a task; otherwise through
+        :meth:`_send_request`, which reports the connection being down.
+        """
+        channel = self._rpc_channel
+        if (
+            channel is not None
+            and not channel.is_closed
+            and self._up.is_set()
+            and self._failure is None
+            and self.connected
+        ):
+            try:
+                confirmation = self._publisher(channel).publish(
+                    body, exchange, routing_key, properties, mandatory=True
+                )
+            except Exception as exc:  # noqa: BLE001 - e.g. an invalid name: to the caller
+                confirmation = asyncio.get_running_loop().create_future()
+                confirmation.set_exception(exc)
+            self._track(confirmation)
+            confirmation.add_done_callback(
+                functools.partial(self._request_confirmed, exchange, routing_key, properties)
+            )
+            return
         task = asyncio.get_running_loop().create_task(
             self._send_request(body, exchange, routing_key, properties)
         )
         self._bridge.tasks.add(task)  # a strong reference while it runs (see Bridge.tasks)
         task.add_done_callback(self._request_done)
+
+    def _request_confirmed(
+        self,
+        exchange: str,
+        routing_key: str,
+        properties: spec.Basic.Properties,
+        confirmation: asyncio.Future[Any],
+    ) -> None:
+        if not confirmation.cancelled() and confirmation.exception() is None:
+            return
+        correlation_id = properties.correlation_id
+        where = _request_where(correlation_id, exchange, routing_key)
+        error = (
+            TransportClosed(f"{where} was cut off: the connection closed")
+            if confirmation.cancelled()
+            else translate(cast("Exception", confirmation.exception()), where)
+        )
+        self._bridge.post(self.on_call_failed, correlation_id, error)
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         self._bridge.tasks.discard(task)
@@ -357,10 +494,7 @@ class Link:
         properties: spec.Basic.Properties,
     ) -> None:
         correlation_id = properties.correlation_id
-        where = (
-            f"RPC request {correlation_id!r} to exchange {exchange!r} with routing key "
-            f"{routing_key!r}"
-        )
+        where = _request_where(correlation_id, exchange, routing_key)
         record = object()
         self.unconfirmed.add(record)
         self._all_confirmed.clear()
@@ -368,13 +502,8 @@ class Link:
             if not self._up.is_set() or self._failure is not None:
                 raise ConnectionLost(f"{where} could not be sent: the connection is down")
             channel = await self._reply_channel()
-            await channel.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=True,
-                wait=False,
+            await self._publisher(channel).publish(
+                body, exchange, routing_key, properties, mandatory=True
             )
         except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - to the caller
             error = (
@@ -420,8 +549,33 @@ class Link:
         """A reply whose request's consumer is gone: publish it on the publish channel."""
         channel = await self._channel("_publish_channel", confirms=True)
         try:
-            await channel.basic_publish(
-                body, routing_key=routing_key, properties=properties, mandatory=False, wait=False
+            await self._publisher(channel).publish(
+                body, "", routing_key, properties, mandatory=False
             )
         except Exception as exc:
             raise translate(exc, f"reply to {routing_key!r}") from exc
+
+
+def _where(properties: spec.Basic.Properties, exchange: str, routing_key: str) -> str:
+    return (
+        f"publish of message {properties.message_id!r} to exchange {exchange!r} with "
+        f"routing key {routing_key!r}"
+    )
+
+
+def _chain(outer: asyncio.Future[None], inner: asyncio.Future[None]) -> None:
+    """`outer` gets `inner`'s outcome (a cancelled inner: the bridge stopped)."""
+    if outer.done():
+        return
+    if inner.cancelled():
+        outer.set_exception(TransportClosed("the broker bridge stopped with a publish pending"))
+    elif (exc := inner.exception()) is not None:
+        outer.set_exception(exc)
+    else:
+        outer.set_result(None)
+
+
+def _request_where(correlation_id: str | None, exchange: str, routing_key: str) -> str:
+    return (
+        f"RPC request {correlation_id!r} to exchange {exchange!r} with routing key {routing_key!r}"
+    )
