@@ -96,3 +96,16 @@ async def test_amqp_without_the_rabbitmq_transport_is_a_clear_error(
     with pytest.raises(UnsupportedURL, match=r"'amqp://\*\*\*@h/' needs the RabbitMQ transport"):
         async with open_transport("amqp://u:p@h/"):
             pass
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["memory://", pytest.param("amqp://guest:guest@127.0.0.1:5672/", marks=pytest.mark.rabbitmq)],
+)
+async def test_an_error_in_the_block_comes_out_unwrapped(url: str) -> None:
+    class BodyError(Exception):
+        pass
+
+    with pytest.raises(BodyError, match="from the block"):
+        async with open_transport(url):
+            raise BodyError("from the block")
