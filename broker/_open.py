@@ -24,24 +24,12 @@ from broker._errors import UnsupportedURL
 from broker._memory import memory_broker
 from broker._memory_transport import open_memory_transport
 from broker._transport import Transport
+from conf import mask_url
 
 __all__ = ["mask_url", "open_transport"]
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
-_USERINFO = re.compile(r"^[^/?#]*@")
 AMQP_SCHEMES = ("amqp", "amqps")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any user and password replaced by ``***``, safe for logs and errors.
-
-    >>> mask_url("amqp://guest:secret@rabbit:5672/")
-    'amqp://***@rabbit:5672/'
-    """
-    match = _SCHEME.match(url)
-    if match is None:
-        return _USERINFO.sub("***@", url)
-    return f"{match['scheme']}://{_USERINFO.sub('***@', match['rest'])}"
 
 
 @asynccontextmanager
