@@ -37,6 +37,7 @@ __all__ = [
     "UnknownMessageType",
     "Unroutable",
     "UnsupportedURL",
+    "sole_exception",
 ]
 
 
@@ -124,3 +125,13 @@ class ConnectionLost(TransportClosed):
     """The connection to the broker was lost: an RPC call in flight failed with it (it may or may
     not have run; call again), or reconnecting failed past its budget and the transport gave up.
     """
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception ``group`` holds (itself perhaps a group), else None.
+
+    A transport runs its own tasks in a nursery, which wraps what the ``async with`` body raised
+    in one more ExceptionGroup; the transports take exactly that layer off, so the block raises
+    what its body raised, groups the body raised itself included.
+    """
+    return group.exceptions[0] if len(group.exceptions) == 1 else None

@@ -38,6 +38,7 @@ from broker._errors import (
     StaleDelivery,
     TransportClosed,
     Unroutable,
+    sole_exception,
 )
 from broker._memory import MemoryBroker
 from broker._memory_queue import Subscription
@@ -347,13 +348,20 @@ async def open_memory_transport(
     deliveries requeued) and calls in flight fail with TransportClosed.
     """
     transport = MemoryTransport(broker or MemoryBroker(f"anonymous-{next(_anonymous)}"))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(transport.broker.run_expiry)
-        try:
-            yield transport
-        finally:
-            transport.close()
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(transport.broker.run_expiry)
+            try:
+                yield transport
+            finally:
+                transport.close()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The expiry task never raises: the group holds what the body raised, raised unwrapped.
+        error = sole_exception(group)
+        if error is None:
+            raise
+        raise error from error.__cause__
 
 
 if TYPE_CHECKING:  # mypy proves the memory transport and its consumer satisfy the protocols.

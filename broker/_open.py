@@ -39,36 +39,7 @@ async def open_transport(url: str, **options: Any) -> AsyncIterator[Transport]:
     ``options`` go to the RabbitMQ transport (``close_timeout``, ``connection_name``...); the
     memory transport takes none. Raises UnsupportedURL for an unknown scheme, options given to a
     ``memory://`` URL, or an ``amqp://`` URL when the RabbitMQ transport is not installed.
-
-    An exception raised in the block comes out as it is, not wrapped in the ExceptionGroup of the
-    transport's own tasks, so ``except RemoteError:`` around the block catches it.
     """
-    body_error: BaseException | None = None
-    try:
-        async with _open(url, options) as transport:
-            try:
-                yield transport
-            except BaseException as exc:
-                body_error = exc
-                raise
-    except BaseExceptionGroup as group:
-        if body_error is None or _sole(group) is not body_error:
-            raise
-        raise body_error from body_error.__cause__
-
-
-def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception at the bottom of nested single-exception groups, else None."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        if len(error.exceptions) != 1:
-            return None
-        error = error.exceptions[0]
-    return error
-
-
-@asynccontextmanager
-async def _open(url: str, options: dict[str, Any]) -> AsyncIterator[Transport]:
     match = _SCHEME.match(url)
     scheme = match["scheme"].lower() if match else ""
     if match is not None and scheme == "memory":

@@ -70,6 +70,7 @@ from broker._errors import (
     StaleDelivery,
     TransportClosed,
     Unroutable,
+    sole_exception,
 )
 from broker._open import mask_url
 from broker._rabbitmq_calls import CallSlots
@@ -522,8 +523,9 @@ async def open_rabbitmq_transport(
         except BaseExceptionGroup as group:
             # The keeper never raises, so the group holds the body's one exception: unwrapped,
             # the block raises what its body raised, as it would without the keeper's nursery.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from group.exceptions[0].__cause__
-            raise
+            error = sole_exception(group)
+            if error is None:
+                raise
+            raise error from error.__cause__
         if transport._keeper.failure is not None:
             raise transport._keeper.failure
