@@ -22,6 +22,11 @@ def cli(argv: Sequence[str]) -> int:
     demo = sub.add_parser("demo", help="run a small supervision tree that crashes and restarts")
     demo.add_argument("--seconds", type=positive_float, default=4.0, help="how long to run")
     demo.add_argument("--interval", type=positive_float, default=1.0, help="print period (s)")
+    run = sub.add_parser("run", help="run the SMS platform daemon (SIGTERM/SIGINT drain it)")
+    run.add_argument("--config", required=True, help="the TOML config file")
+    run.add_argument(
+        "--broker", help="broker URL overriding [broker] url, e.g. memory:// for no RabbitMQ"
+    )
     config = sub.add_parser("config", help="work with config files")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser(
@@ -35,6 +40,10 @@ def cli(argv: Sequence[str]) -> int:
     arguments = parser.parse_args(list(argv))
     if arguments.command == "config":
         return check_config(arguments.file, as_json=arguments.json)
+    if arguments.command == "run":
+        from supervisor._daemon import run_command  # loaded only when asked for
+
+        return run_command(arguments.config, broker=arguments.broker)
     if arguments.command == "demo":
         from supervisor._demo import log_to_stdout, run_demo  # loaded only when asked for
 

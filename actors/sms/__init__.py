@@ -24,8 +24,20 @@ from actors.sms._errors import (
     UnknownAccount,
     UnknownHold,
 )
+from actors.sms._invoice import (
+    InvalidPeriod,
+    Invoice,
+    InvoiceLine,
+    build_invoice,
+    check_period,
+    decode_invoice,
+    encode_invoice,
+    invoice_id,
+)
+from actors.sms._invoice_pdf import render_pdf
 from actors.sms._ledger import Ledger
 from actors.sms._money import Money, minor_unit
+from actors.sms._open_store import open_ledger_store
 from actors.sms._operations import (
     Adjustment,
     Balance,
@@ -41,6 +53,7 @@ from actors.sms._operations import (
     decode_operation,
     encode_operation,
 )
+from actors.sms._postgres import PostgresStore
 from actors.sms._pricing import Quote, RateCard, check_number
 from actors.sms._sqlite import SqliteStore
 from actors.sms._store import Entry, LedgerStore, LedgerTransaction, MemoryStore
@@ -61,7 +74,10 @@ __all__ = [
     "InvalidMoney",
     "InvalidNumber",
     "InvalidOperation",
+    "InvalidPeriod",
     "InvalidRateCard",
+    "Invoice",
+    "InvoiceLine",
     "Ledger",
     "LedgerError",
     "LedgerStore",
@@ -73,6 +89,7 @@ __all__ = [
     "OpenAccount",
     "Operation",
     "OperationConflict",
+    "PostgresStore",
     "Quote",
     "RateCard",
     "Receipt",
@@ -85,11 +102,18 @@ __all__ = [
     "UnknownAccount",
     "UnknownHold",
     "apply",
+    "build_invoice",
     "check_number",
+    "check_period",
+    "decode_invoice",
     "decode_operation",
+    "encode_invoice",
     "encode_operation",
     "encoding_of",
+    "invoice_id",
     "is_gsm7",
     "minor_unit",
+    "open_ledger_store",
+    "render_pdf",
     "segment",
 ]

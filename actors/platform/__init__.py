@@ -1,0 +1,63 @@
+"""The SMS platform: accounts, carriers, delivery reports, inbound SMS, callbacks and invoices,
+as actors exchanging messages through RabbitMQ (see actors.platform._messages for the flow)."""
+
+from actors.platform._account import AccountActor, account_of
+from actors.platform._backend import PlatformBackend
+from actors.platform._batcher import Batcher
+from actors.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
+from actors.platform._carrier import CarrierActor, CarrierSide
+from actors.platform._context import Context, Names, platform_codec, platform_topology
+from actors.platform._invoices import InvoiceJobActor, InvoicesActor
+from actors.platform._messages import (
+    FINAL_STATUSES,
+    Callback,
+    Fund,
+    HoldFunds,
+    InboundSms,
+    InvoiceJob,
+    OpenAccountCommand,
+    Outcome,
+    Outcomes,
+    Report,
+    Reports,
+    SendBatch,
+    SendItem,
+)
+from actors.platform._records import Records, hash_key
+from actors.platform._status import InboundActor, ReportsActor, UnknownNumber
+
+__all__ = [
+    "FINAL_STATUSES",
+    "AccountActor",
+    "Batcher",
+    "Callback",
+    "CallbackActor",
+    "CallbackFailed",
+    "CallbackRefused",
+    "CarrierActor",
+    "CarrierSide",
+    "Context",
+    "Fund",
+    "HoldFunds",
+    "InboundActor",
+    "InboundSms",
+    "InvoiceJob",
+    "InvoiceJobActor",
+    "InvoicesActor",
+    "Names",
+    "OpenAccountCommand",
+    "Outcome",
+    "Outcomes",
+    "PlatformBackend",
+    "Records",
+    "Report",
+    "Reports",
+    "ReportsActor",
+    "SendBatch",
+    "SendItem",
+    "UnknownNumber",
+    "account_of",
+    "hash_key",
+    "platform_codec",
+    "platform_topology",
+]

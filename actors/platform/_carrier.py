@@ -1,0 +1,277 @@
+"""The carrier side: one connector connection, and the actor that feeds it send batches.
+
+    side = CarrierSide(context, "sim", connector, tps=500, window=50)
+    # in the tree: a child running `side.run` (the connection, its reports and inbound SMS),
+    # and a consumer of `carrier.sim` into CarrierActor(side)
+
+`CarrierActor.handle(batch)` submits every item of a `SendBatch` (concurrently, within the
+carrier's segments-per-second budget and window: `actors.carriers.CarrierLink`) and then settles
+each item on its own:
+
+- accepted -> an `Outcome` "sent" (the account captures its price);
+- refused for good (`PermanentError`) -> "failed" (the account releases its price: refunded);
+- retryable (`RetryableError`, too many `Throttled`, `CarrierDown`) -> the next carrier of the
+  item's route, if any (a failover happens only before any carrier accepted it); otherwise the
+  item goes back through the retry tiers (a new `SendBatch` of the retried items, `attempt + 1`,
+  published to the tier of that attempt's delay) and, on the last attempt, fails (released, with
+  the last error).
+
+The outcomes go to the account's partition in one `Outcomes` message, the retries and failovers
+as one batch per destination, all confirmed before the batch is acked. A crash between the
+carrier's acceptance and that ack makes RabbitMQ redeliver the batch: the items are submitted
+again (at least once towards the carrier, the ledger still charges once).
+
+Delivery reports and inbound SMS come from the connector's event stream. A report is matched from
+the carrier's id to ours (a report that overtakes its submit answer waits, briefly, for it), and
+batched into `Reports` messages; `events(...)` returns only once its batch was confirmed, so a
+connector acknowledges a report to its carrier only after it is safe in RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+import trio
+
+from actors._consumer import ConsumerActor, current_inbound
+from actors.carriers import (
+    Accepted,
+    CarrierError,
+    CarrierLink,
+    Connector,
+    DeliveryEvent,
+    InboundEvent,
+    PermanentError,
+    Submission,
+)
+from actors.platform._batcher import Batcher
+from actors.platform._context import Context, now
+from actors.platform._messages import (
+    InboundSms,
+    Outcome,
+    Outcomes,
+    Report,
+    Reports,
+    SendBatch,
+    SendItem,
+)
+
+_log = logging.getLogger("actors.platform.carrier")
+
+EARLY_REPORTS = 10_000
+"""Reports kept while their submit answer is still on its way (oldest dropped first)."""
+
+
+class CarrierSide:
+    """One carrier's connection and what the actor and the connection share."""
+
+    def __init__(
+        self,
+        context: Context,
+        name: str,
+        connector: Connector,
+        *,
+        tps: float | None = None,
+        window: int = 50,
+        max_attempts: int = 6,
+    ) -> None:
+        self.context = context
+        self.name = name
+        self.connector = connector
+        self.link = CarrierLink(connector, tps=tps, window=window)
+        self.max_attempts = max_attempts
+        self._ours: OrderedDict[str, str] = OrderedDict()  # carrier id -> our message id
+        self._early: OrderedDict[str, DeliveryEvent] = OrderedDict()
+        self.reports = Batcher[Report](self._publish_reports)
+        self.unmatched = 0
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """The connection: reports batcher and the connector, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.reports.run)
+            await nursery.start(functools.partial(self.connector.run, self.events))
+            task_status.started(self)
+
+    async def _publish_reports(self, items: list[Report]) -> None:
+        await self.context.publish(
+            Reports(items=tuple(items)), routing_key=self.context.names.reports_key
+        )
+
+    async def events(self, event: DeliveryEvent | InboundEvent) -> None:
+        """The connector's event sink: returns once the event is safe in RabbitMQ."""
+        if isinstance(event, InboundEvent):
+            inbound = InboundSms(
+                id=f"in-{_new_id()}",
+                sender=event.sender,
+                to=event.to,
+                text=event.text,
+                carrier=self.name,
+                at=now(),
+            )
+            await self.context.publish(
+                inbound, routing_key=self.context.names.inbound_key, message_id=inbound.id
+            )
+            return
+        message = self._ours.get(event.carrier_id)
+        if message is None:
+            self._early[event.carrier_id] = event
+            if len(self._early) > EARLY_REPORTS:
+                self._early.popitem(last=False)
+                self.unmatched += 1
+            return
+        await self.reports.put(_report(message, event, self.name))
+
+    def accepted(self, message: str, accepted: Accepted) -> list[Report]:
+        """Remembers the carrier's ids of `message`; returns reports that came early."""
+        early = []
+        for carrier_id in accepted.carrier_ids:
+            self._ours[carrier_id] = message
+            event = self._early.pop(carrier_id, None)
+            if event is not None:
+                early.append(_report(message, event, self.name))
+        while len(self._ours) > 1_000_000:
+            self._ours.popitem(last=False)
+        return early
+
+
+def _report(message: str, event: DeliveryEvent, carrier: str) -> Report:
+    return Report(id=message, status=event.status, carrier=carrier, error=event.error, at=now())
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def submission(item: SendItem) -> Submission:
+    return Submission.of(item.id, item.to, item.sender, item.text)
+
+
+class CarrierActor(ConsumerActor):
+    """Consumes `carrier.<name>`: submits send batches (see the module docstring)."""
+
+    __slots__ = ("side",)
+
+    def __init__(self, side: CarrierSide) -> None:
+        self.side = side
+
+    async def handle(self, message: Any) -> None:
+        if not isinstance(message, SendBatch):
+            raise TypeError(f"carrier {self.side.name!r} got a {type(message).__name__}")
+        inbound = current_inbound()
+        attempt = inbound.envelope.attempt if inbound is not None else 0
+        results: list[Accepted | CarrierError] = [PermanentError("not submitted")] * len(
+            message.items
+        )
+        async with trio.open_nursery() as nursery:
+            for index, item in enumerate(message.items):
+                nursery.start_soon(self._submit, index, item, results)
+        await self._settle(message, results, attempt)
+
+    async def _submit(
+        self, index: int, item: SendItem, results: list[Accepted | CarrierError]
+    ) -> None:
+        try:
+            results[index] = await self.side.link.submit(submission(item))
+        except CarrierError as error:
+            results[index] = error
+
+    async def _settle(
+        self, batch: SendBatch, results: list[Accepted | CarrierError], attempt: int
+    ) -> None:
+        side, context = self.side, self.side.context
+        outcomes: list[Outcome] = []
+        early: list[Report] = []
+        retry: list[SendItem] = []
+        failover: dict[str, list[SendItem]] = {}
+        at = now()
+        for item, result in zip(batch.items, results, strict=True):
+            if isinstance(result, Accepted):
+                outcomes.append(_outcome(item, "sent", side.name, at, result.carrier_ids))
+                early += side.accepted(item.id, result)
+                continue
+            if not isinstance(result, PermanentError):  # retryable, throttled too long, down
+                following = _next_carrier(item, side.name)
+                if following is not None:
+                    failover.setdefault(following, []).append(item)
+                    continue
+                if attempt + 1 < side.max_attempts:
+                    retry.append(item)
+                    continue
+                error = f"retries exhausted: {result.code}: {result}"
+            else:
+                error = f"{result.code}: {result}"
+            outcomes.append(_outcome(item, "failed", side.name, at, (), error))
+        async with trio.open_nursery() as nursery:
+            if outcomes:
+                settle = Outcomes(
+                    account=batch.account,
+                    hold=batch.hold,
+                    currency=batch.currency,
+                    items=tuple(outcomes),
+                )
+                nursery.start_soon(
+                    functools.partial(
+                        context.tell_account, batch.account, settle, message_id=_new_id()
+                    )
+                )
+            for carrier, items in failover.items():
+                moved = msgspec.structs.replace(batch, items=tuple(items))
+                nursery.start_soon(
+                    functools.partial(
+                        context.publish, moved, routing_key=context.names.send_key(carrier)
+                    )
+                )
+            if retry:
+                nursery.start_soon(
+                    self._retry, msgspec.structs.replace(batch, items=tuple(retry)), attempt
+                )
+            for report in early:
+                nursery.start_soon(side.reports.put, report)
+
+    async def _retry(self, batch: SendBatch, attempt: int) -> None:
+        context = self.side.context
+        retry = context.names.retry_layout(context.schedule)
+        delay = context.schedule.delay(attempt + 1)
+        envelope = msgspec.structs.replace(context.envelope(batch), attempt=attempt + 1)
+        await context.transport.publish(
+            envelope,
+            exchange=retry.tier(context.names.exchange, delay),
+            routing_key=context.names.send_key(self.side.name),
+            timeout=context.publish_timeout,
+        )
+
+
+def _next_carrier(item: SendItem, current: str) -> str | None:
+    if current in item.carriers:
+        position = item.carriers.index(current)
+        if position + 1 < len(item.carriers):
+            return item.carriers[position + 1]
+    return None
+
+
+def _outcome(
+    item: SendItem,
+    status: Any,
+    carrier: str,
+    at: float,
+    carrier_ids: tuple[str, ...],
+    error: str = "",
+) -> Outcome:
+    return Outcome(
+        id=item.id,
+        status=status,
+        carrier=carrier,
+        price=item.price,
+        segments=item.segments,
+        prefix=item.prefix,
+        carrier_ids=carrier_ids,
+        error=error,
+        callback_url=item.callback_url,
+        client_ref=item.client_ref,
+        at=at,
+    )

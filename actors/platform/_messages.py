@@ -1,0 +1,160 @@
+"""The platform's wire messages: what travels through RabbitMQ between its actors.
+
+Every message is a frozen msgspec Struct registered with the platform's codec under its tag.
+Batched messages (`SendBatch`, `Outcomes`, `Reports`) carry many SMS in one broker message, each
+item still tracked, retried and charged on its own (by its message id): that is what keeps
+RabbitMQ's per-message cost off the per-SMS path. New fields always get a default.
+
+The flow (see actors.platform's docstring):
+
+    gateway --HoldFunds (RPC)--> account           (one hold for the whole request)
+    gateway --SendBatch--> carrier.<name>          (queue per carrier, items of one account)
+    carrier --Outcomes--> account                  (captures for accepted, releases for rejected)
+    carrier --Reports--> sms.reports               (delivery reports -> status, callbacks)
+    carrier --InboundSms--> sms.inbound            (-> owner account's records and webhook)
+    status  --Callback--> sms.callbacks            (POSTed to the customer, retried by tiers)
+"""
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+Status = Literal["queued", "sent", "delivered", "undelivered", "failed"]
+"""A message's status; `delivered`, `undelivered` and `failed` are final."""
+
+FINAL_STATUSES: frozenset[str] = frozenset({"delivered", "undelivered", "failed"})
+
+
+class SendItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One SMS to one destination, priced and routed by the gateway."""
+
+    id: str
+    to: str
+    sender: str
+    text: str
+    segments: int
+    encoding: str  # "gsm7" | "ucs2"
+    price: Decimal
+    prefix: str  # the rate-card prefix that priced it ("" for the default rate)
+    carriers: tuple[str, ...]  # the route: failover order; items[0] is tried first
+    callback_url: str = ""
+    client_ref: str = ""
+
+
+class SendBatch(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SendBatch"):
+    """SMS of one account and one hold, for one carrier; `attempt` counts carrier retries."""
+
+    account: str
+    hold: str
+    currency: str
+    items: tuple[SendItem, ...]
+
+
+class HoldFunds(msgspec.Struct, frozen=True, kw_only=True, tag="sms.HoldFunds"):
+    """RPC to an account: hold `amount` under `hold`; answered by the Receipt or a failure."""
+
+    account: str
+    hold: str
+    amount: Decimal
+    currency: str
+    operation: str  # the ledger operation id (apply-once)
+
+
+class Fund(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Fund"):
+    """RPC to an account: add paid money (`bonus=False`) or bonus credit, once per operation id."""
+
+    account: str
+    amount: Decimal
+    currency: str
+    operation: str
+    bonus: bool = False
+    reference: str = ""
+
+
+class OpenAccountCommand(msgspec.Struct, frozen=True, kw_only=True, tag="sms.OpenAccount"):
+    """RPC to an account: open it in `currency` (idempotent on `operation`)."""
+
+    account: str
+    currency: str
+    operation: str
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What a carrier did with one SMS: accepted (capture) or failed for good (release)."""
+
+    id: str
+    status: Literal["sent", "failed"]
+    carrier: str
+    price: Decimal
+    segments: int
+    prefix: str
+    carrier_ids: tuple[str, ...] = ()  # one per part
+    error: str = ""
+    callback_url: str = ""
+    client_ref: str = ""
+    at: float = 0.0  # wall time (time.time())
+
+
+class Outcomes(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Outcomes"):
+    """Outcomes of one account's hold, settled by its account actor in one ledger transaction."""
+
+    account: str
+    hold: str
+    currency: str
+    items: tuple[Outcome, ...]
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery report for one SMS (already matched from the carrier's id to ours)."""
+
+    id: str
+    status: Literal["sent", "delivered", "undelivered", "failed"]
+    carrier: str
+    error: str = ""
+    at: float = 0.0
+
+
+class Reports(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Reports"):
+    items: tuple[Report, ...]
+
+
+class InboundSms(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Inbound"):
+    """An SMS a carrier received for one of our numbers (`to`)."""
+
+    id: str
+    sender: str
+    to: str
+    text: str
+    carrier: str
+    at: float = 0.0
+
+
+class Callback(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Callback"):
+    """A JSON body to POST to a customer's URL (a status callback or an inbound webhook)."""
+
+    id: str  # the event id, sent as the X-Rabbitry-Event header so the receiver deduplicates
+    url: str
+    body: bytes
+    account: str = ""
+
+
+class InvoiceJob(msgspec.Struct, frozen=True, kw_only=True, tag="sms.InvoiceJob"):
+    """Build (or rebuild from the stored document) the invoice `invoice` of an account's period."""
+
+    account: str
+    period: str
+    invoice: str
+
+
+MESSAGE_TYPES: tuple[type, ...] = (
+    Callback,
+    Fund,
+    HoldFunds,
+    InboundSms,
+    InvoiceJob,
+    OpenAccountCommand,
+    Outcomes,
+    Reports,
+    SendBatch,
+)

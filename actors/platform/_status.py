@@ -1,0 +1,77 @@
+"""Delivery reports and inbound SMS, as they come back from carriers.
+
+- `ReportsActor` consumes `sms.reports`: each `Reports` batch moves its messages' statuses (only
+  forward, so a redelivered or late report changes nothing) and queues the customers' callbacks.
+- `InboundActor` consumes `sms.inbound`: an inbound SMS is stored for the account owning its
+  destination number (once per id) and POSTed to the account's webhook_url through the callback
+  queue. An SMS for a number nobody owns is refused as `UnknownNumber`, a permanent failure: it is
+  parked with that reason, where an operator sees it (nothing is dropped).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors._consumer import ConsumerActor
+from actors.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
+from actors.platform._context import Context, now
+from actors.platform._messages import InboundSms, Reports
+from actors.platform._records import InboundRecord, StatusChange
+
+
+class UnknownNumber(LookupError):  # noqa: N818  (names what happened)
+    """An inbound SMS for a number no account owns."""
+
+
+class ReportsActor(ConsumerActor):
+    __slots__ = ("context",)
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    async def handle(self, message: Any) -> None:
+        if not isinstance(message, Reports):
+            raise TypeError(f"the reports queue got a {type(message).__name__}")
+        at = now()
+        changed = self.context.records.apply_statuses(
+            StatusChange(
+                id=report.id,
+                status=report.status,
+                at=report.at or at,
+                carrier=report.carrier,
+                error=report.error,
+            )
+            for report in message.items
+        )
+        await publish_callbacks(self.context, status_callbacks(changed))
+
+
+class InboundActor(ConsumerActor):
+    __slots__ = ("context",)
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    async def handle(self, message: Any) -> None:
+        if not isinstance(message, InboundSms):
+            raise TypeError(f"the inbound queue got a {type(message).__name__}")
+        records = self.context.records
+        owner = records.owner_of(message.to)
+        if owner is None:
+            raise UnknownNumber(
+                f"inbound SMS {message.id} from carrier {message.carrier!r} is for {message.to!r},"
+                " a number no account owns"
+            )
+        record = InboundRecord(
+            id=message.id,
+            account=owner,
+            sender=message.sender,
+            to=message.to,
+            text=message.text,
+            carrier=message.carrier,
+            received_at=message.at or now(),
+        )
+        records.insert_inbound(record)
+        account = records.account(owner)
+        if account is not None and account.webhook_url:
+            await publish_callbacks(self.context, [inbound_callback(record, account.webhook_url)])

@@ -1,0 +1,258 @@
+"""The platform's supervision tree, built from a validated config.
+
+    tree = platform_tree(parts, config)    # parts: transport, context, carriers, router
+    await run_root(tree)
+
+The tree (one_for_one at the root; children start in this order and stop in reverse, so the HTTP
+gateway stops taking requests first and the account actors stop last, after every consumer that
+feeds them drained):
+
+    root
+    ├── accounts              entities: one AccountActor per account id
+    ├── accounts-in           partitioned consumer of accounts.0..N-1 (single active consumer)
+    ├── carrier.<name>        rest_for_one, per configured carrier:
+    │   ├── link              the connector's connection, reports and inbound SMS
+    │   ├── worker            CarrierActor: submits send batches
+    │   └── in                consumer of carrier.<name>
+    ├── reports / reports-in, inbound / inbound-in, callbacks / callbacks-in,
+    ├── invoices / invoices-in
+    ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer
+    └── gateway               the HTTP API (hypercorn under trio)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from actors import Actor
+from actors.gateway import GatewayApp, serve_gateway
+from actors.platform import (
+    AccountActor,
+    CallbackActor,
+    CarrierActor,
+    CarrierSide,
+    Context,
+    InboundActor,
+    InvoiceJobActor,
+    InvoicesActor,
+    ReportsActor,
+    account_of,
+)
+from broker import FailureRouter, Transport
+from conf import Config
+from conf import Pool as PoolConfig
+from supervisor._backoff import Backoff
+from supervisor._broker_children import consumer, service
+from supervisor._children import actor, entities, supervisor
+from supervisor._errors import InvalidChildSpec
+from supervisor._partition_children import partitioned
+from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+
+
+@attrs.define
+class Parts:
+    """What the tree runs on: opened before it starts, closed after it stopped."""
+
+    transport: Transport
+    context: Context
+    carriers: dict[str, CarrierSide]
+    router: FailureRouter
+    http: httpx.AsyncClient
+    gateway: GatewayApp
+    bind: str
+    on_listening: Callable[[str], None]
+
+
+class GatewayHandle:
+    """The gateway child's handle: `request_stop()` stops taking requests and finishes the rest."""
+
+    def __init__(self, address: str, stop: trio.Event) -> None:
+        self.address = address
+        self._stop = stop
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+async def _run_gateway(parts: Parts, *, task_status: Any) -> None:
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(
+            functools.partial(serve_gateway, parts.gateway, parts.bind, shutdown=stop)
+        )
+        parts.on_listening(address)
+        task_status.started(GatewayHandle(address, stop))
+
+
+def _carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
+    names = parts.context.names
+    worker = actor("worker", functools.partial(CarrierActor, side), capacity=8)
+    return supervisor(
+        f"carrier.{side.name}",
+        Strategy.REST_FOR_ONE,
+        [
+            ChildSpec(name="link", start=side.run, backoff=Backoff.exponential(min=0.5, max=30.0)),
+            worker,
+            consumer(
+                "in",
+                parts.transport,
+                names.carrier_queue(side.name),
+                worker.ref,
+                codec=parts.context.codec,
+                router=parts.router,
+                prefetch=4,
+            ),
+        ],
+        intensity=10,
+        period=30.0,
+    )
+
+
+def _queue_pair(
+    parts: Parts, name: str, queue: str, factory: Callable[[], Actor], prefetch: int
+) -> list[ChildSpec]:
+    worker = actor(name, factory, capacity=max(prefetch, 16))
+    return [
+        worker,
+        consumer(
+            f"{name}-in",
+            parts.transport,
+            queue,
+            worker.ref,
+            codec=parts.context.codec,
+            router=parts.router,
+            prefetch=prefetch,
+        ),
+    ]
+
+
+def import_actor(path: str, where: str) -> type[Actor]:
+    """The actor class at "package.module:ClassName"; raises InvalidChildSpec naming `where`."""
+    module_name, _, class_name = path.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise InvalidChildSpec(f"{where}: cannot import {path!r}: {error}") from None
+    if not (isinstance(found, type) and issubclass(found, Actor)):
+        raise InvalidChildSpec(f"{where}: {path!r} is not an Actor class")
+    return found
+
+
+def _pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
+    where = f"pools[{index}].actor"
+    cls = import_actor(pool.actor, where)
+    queue = pool.queue or pool.name
+    backoff = Backoff(
+        min=pool.backoff.min,
+        max=pool.backoff.max,
+        multiplier=pool.backoff.multiplier,
+        jitter=pool.backoff.jitter,
+        reset_after=pool.backoff.reset_after,
+    )
+    restart = Restart(pool.restart)
+    children: list[ChildSpec] = []
+    for number in range(pool.size):
+        worker = actor(
+            f"worker-{number}",
+            cls,
+            capacity=max(pool.prefetch, 1),
+            restart=restart,
+            backoff=backoff,
+        )
+        children.append(worker)
+        if pool.kind == "rpc":
+            children.append(
+                service(
+                    f"in-{number}",
+                    parts.transport,
+                    queue,
+                    worker.ref,
+                    codec=parts.context.codec,
+                    prefetch=pool.prefetch,
+                )
+            )
+        else:
+            children.append(
+                consumer(
+                    f"in-{number}",
+                    parts.transport,
+                    queue,
+                    worker.ref,
+                    codec=parts.context.codec,
+                    router=parts.router,
+                    prefetch=pool.prefetch,
+                )
+            )
+    return supervisor(
+        f"pool.{pool.name}",
+        Strategy.ONE_FOR_ONE,
+        children,
+        intensity=pool.intensity,
+        period=pool.period,
+    )
+
+
+def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
+    context = parts.context
+    names = context.names
+    accounts = entities(
+        "accounts", functools.partial(_account, context), idle_timeout=300.0, concurrency=64
+    )
+    children: list[ChildSpec] = [
+        accounts,
+        partitioned(
+            "accounts-in",
+            parts.transport,
+            names.layout,
+            accounts,
+            account_of,
+            codec=context.codec,
+            router=parts.router,
+            prefetch=64,
+            declare=False,
+        ),
+    ]
+    children += [_carrier_branch(parts, side) for side in parts.carriers.values()]
+    children += _queue_pair(
+        parts, "reports", names.reports_queue, functools.partial(ReportsActor, context), 16
+    )
+    children += _queue_pair(
+        parts, "inbound", names.inbound_queue, functools.partial(InboundActor, context), 16
+    )
+    children += _queue_pair(
+        parts, "callbacks", names.callbacks_queue, functools.partial(CallbackActor, parts.http), 64
+    )
+    jobs = entities(
+        "invoice-jobs", functools.partial(InvoiceJobActor, context=context), concurrency=2
+    )
+    children.append(jobs)
+    children += _queue_pair(
+        parts, "invoices", names.invoices_queue, functools.partial(InvoicesActor, jobs.host), 4
+    )
+    children += [_pool_branch(parts, pool, index) for index, pool in enumerate(config.pools)]
+    children.append(
+        ChildSpec(
+            name="gateway",
+            start=functools.partial(_run_gateway, parts),
+            shutdown=10.0,
+            backoff=Backoff.exponential(min=0.5, max=10.0),
+        )
+    )
+    return SupervisorSpec(
+        name="rabbitry",
+        strategy=Strategy.ONE_FOR_ONE,
+        children=tuple(children),
+        intensity=10,
+        period=30.0,
+    )
+
+
+def _account(context: Context, account_id: str) -> AccountActor:
+    return AccountActor(account_id, context)

@@ -1,0 +1,64 @@
+"""End-to-end set-up: a fresh RabbitMQ vhost per test, the daemon factory, a webhook receiver."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+sys.path.insert(0, str(Path(__file__).parent))
+from e2e import Daemon, Receiver, config_text, ctl, start_daemon
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    """A fresh vhost on the local RabbitMQ, so no test sees another's queues; deleted after."""
+    name = f"e2e-{secrets.token_hex(4)}"
+    ctl("add_vhost", name)
+    ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    ctl("delete_vhost", name)
+
+
+@pytest.fixture
+async def daemon_factory(tmp_path: Path, vhost: str) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Daemon] = []
+
+    async def start(text: str | None = None, broker: str | None = None) -> Daemon:
+        config = tmp_path / "rabbitry.toml"
+        if text is not None or not config.exists():
+            config.write_text(text or config_text(tmp_path / "var" / "rabbitry.db"))
+        daemon = await start_daemon(config, vhost, tmp_path / "daemon.log", broker)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.returncode is None:
+            daemon.process.kill()
+            await daemon.process.wait()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    server = Receiver()
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve, server.app, config)  # type: ignore[arg-type]
+        server.url = f"http://127.0.0.1:{port}"
+        yield server
+        nursery.cancel_scope.cancel()
