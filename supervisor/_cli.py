@@ -27,6 +27,13 @@ def cli(argv: Sequence[str]) -> int:
     run.add_argument(
         "--broker", help="broker URL overriding [broker] url, e.g. memory:// for no RabbitMQ"
     )
+    sms = sub.add_parser(
+        "sms-demo",
+        help="run the platform on the demo config, send a demo batch, print a summary, stop",
+    )
+    sms.add_argument("--config", help="the TOML config file (default: the shipped demo.toml)")
+    sms.add_argument("--broker", help="broker URL overriding the config's, e.g. memory://")
+    sms.add_argument("--count", type=int, default=200, help="recipients in the demo batch")
     config = sub.add_parser("config", help="work with config files")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser(
@@ -44,6 +51,10 @@ def cli(argv: Sequence[str]) -> int:
         from supervisor._daemon import run_command  # loaded only when asked for
 
         return run_command(arguments.config, broker=arguments.broker)
+    if arguments.command == "sms-demo":
+        from supervisor._sms_demo import sms_demo_command  # loaded only when asked for
+
+        return sms_demo_command(arguments.config, broker=arguments.broker, count=arguments.count)
     if arguments.command == "demo":
         from supervisor._demo import log_to_stdout, run_demo  # loaded only when asked for
 

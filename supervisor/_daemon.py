@@ -102,9 +102,14 @@ async def run_daemon(
     *,
     broker_url: str | None = None,
     out: TextIO = sys.stdout,
+    on_listening: Callable[[str], None] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> int:
-    """Runs the platform until SIGTERM/SIGINT (or a fatal failure); returns the exit status."""
+    """Runs the platform until SIGTERM/SIGINT (or a fatal failure); returns the exit status.
+
+    Reports ready with the root `Supervisor` (its `request_stop()` drains like SIGTERM);
+    `on_listening` gets the HTTP address ("127.0.0.1:8080") once the gateway listens.
+    """
     url = broker_url or config.broker.url.reveal()
     names = Names()
     schedule = RetrySchedule(tuple(config.retry.delays), max_attempts=config.retry.attempts)
@@ -153,7 +158,8 @@ async def run_daemon(
                     http=http,
                     gateway=GatewayApp(backend),
                     bind=config.http.bind,
-                    on_listening=functools.partial(_say, out, "listening on http://{}"),
+                    on_listening=on_listening
+                    or functools.partial(_say, out, "listening on http://{}"),
                 )
                 return await _run_tree(platform_tree(parts, config), out, task_status)
     finally:
