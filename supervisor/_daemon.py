@@ -62,7 +62,7 @@ from broker import (
     work_topology,
 )
 from conf import Config, ConfigError, load_config, mask_url
-from supervisor._platform import Parts, platform_tree
+from supervisor._platform import PLATFORM_POOLS, Parts, import_actor, platform_tree
 from supervisor._root import run_root
 
 _log = logging.getLogger("rabbitry")
@@ -81,9 +81,12 @@ def records_path(store_url: str) -> str:
 
 
 def pools_topology(config: Config, names: Names, parking: str) -> Topology:
+    """The queues of the config's own pools on the `work` exchange (platform queues excluded)."""
+    platform = {pool.queue for pool in PLATFORM_POOLS}
     queues = [
         WorkQueue(pool.queue or pool.name, tuple(pool.routing_keys) or (pool.queue or pool.name,))
         for pool in config.pools
+        if (pool.queue or pool.name) not in platform
     ]
     return work_topology(names.pools_exchange, queues, parking=parking) if queues else Topology()
 
@@ -204,6 +207,8 @@ def run_command(path: str, *, broker: str | None) -> int:
     """`rabbitry run --config FILE [--broker URL]`."""
     try:
         config = load_config(path)
+        for index, pool in enumerate(config.pools):  # before anything starts
+            import_actor(pool.actor, f"pools[{index}].actor")
     except ConfigError as error:
         where = "" if error.key is None else f"{path}: "
         print(f"rabbitry: {where}{error}", file=sys.stderr)  # noqa: T201

@@ -14,16 +14,16 @@ feeds them drained):
     │   ├── link              the connector's connection, reports and inbound SMS
     │   ├── worker            CarrierActor: submits send batches
     │   └── in                consumer of carrier.<name>
-    ├── reports / reports-in, inbound / inbound-in, callbacks / callbacks-in,
-    ├── invoices / invoices-in
-    ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer
+    ├── invoice-jobs, invoices / invoices-in
+    ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
+    │                         platform's own (reports, inbound, callbacks) are pools too, with
+    │                         defaults when the config leaves them out (PLATFORM_POOLS)
     └── gateway               the HTTP API (hypercorn under trio)
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -35,23 +35,21 @@ from actors import Actor
 from actors.gateway import GatewayApp, serve_gateway
 from actors.platform import (
     AccountActor,
-    CallbackActor,
     CarrierActor,
     CarrierSide,
     Context,
-    InboundActor,
     InvoiceJobActor,
     InvoicesActor,
-    ReportsActor,
+    Services,
     account_of,
+    platform_codec,
 )
 from broker import FailureRouter, Transport
-from conf import Config
+from conf import Config, ConfigError, resolve_import_path
 from conf import Pool as PoolConfig
 from supervisor._backoff import Backoff
 from supervisor._broker_children import consumer, service
 from supervisor._children import actor, entities, supervisor
-from supervisor._errors import InvalidChildSpec
 from supervisor._partition_children import partitioned
 from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
 
@@ -133,21 +131,63 @@ def _queue_pair(
     ]
 
 
+PLATFORM_POOLS = (
+    PoolConfig(
+        name="reports",
+        actor="actors.platform:ReportsActor",
+        queue="sms.reports",
+        prefetch=16,
+        intensity=10,
+        period=30.0,
+    ),
+    PoolConfig(
+        name="inbound",
+        actor="actors.platform:InboundActor",
+        queue="sms.inbound",
+        prefetch=16,
+        intensity=10,
+        period=30.0,
+    ),
+    PoolConfig(
+        name="callbacks",
+        actor="actors.platform:CallbackActor",
+        queue="sms.callbacks",
+        size=2,
+        prefetch=64,
+        intensity=10,
+        period=30.0,
+    ),
+)
+"""The platform's own pools, as the shipped config declares them; one the config leaves out runs
+with these settings."""
+
+
+def effective_pools(config: Config) -> tuple[PoolConfig, ...]:
+    """The config's pools, plus each platform pool whose queue the config does not consume."""
+    queues = {pool.queue or pool.name for pool in config.pools}
+    defaults = tuple(pool for pool in PLATFORM_POOLS if pool.queue not in queues)
+    return defaults + tuple(config.pools)
+
+
 def import_actor(path: str, where: str) -> type[Actor]:
-    """The actor class at "package.module:ClassName"; raises InvalidChildSpec naming `where`."""
-    module_name, _, class_name = path.partition(":")
-    try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as error:
-        raise InvalidChildSpec(f"{where}: cannot import {path!r}: {error}") from None
+    """The actor class at "package.module:ClassName"; raises ConfigError naming `where`."""
+    found = resolve_import_path(path, key=where)
     if not (isinstance(found, type) and issubclass(found, Actor)):
-        raise InvalidChildSpec(f"{where}: {path!r} is not an Actor class")
+        raise ConfigError(f"{where} names {path!r}, which is not an Actor class", key=where)
     return found
 
 
+def _factory(cls: type[Actor], services: Services) -> Callable[[], Actor]:
+    build = getattr(cls, "from_platform", None)
+    return functools.partial(build, services) if callable(build) else cls
+
+
 def _pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
-    where = f"pools[{index}].actor"
-    cls = import_actor(pool.actor, where)
+    cls = import_actor(pool.actor, f"pools[{index}].actor")
+    factory = _factory(cls, Services(parts.context, parts.http))
+    codec = platform_codec()
+    for message_type in getattr(cls, "message_types", ()):
+        codec.register(message_type)
     queue = pool.queue or pool.name
     backoff = Backoff(
         min=pool.backoff.min,
@@ -161,7 +201,7 @@ def _pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
     for number in range(pool.size):
         worker = actor(
             f"worker-{number}",
-            cls,
+            factory,
             capacity=max(pool.prefetch, 1),
             restart=restart,
             backoff=backoff,
@@ -174,7 +214,7 @@ def _pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
                     parts.transport,
                     queue,
                     worker.ref,
-                    codec=parts.context.codec,
+                    codec=codec,
                     prefetch=pool.prefetch,
                 )
             )
@@ -185,7 +225,7 @@ def _pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
                     parts.transport,
                     queue,
                     worker.ref,
-                    codec=parts.context.codec,
+                    codec=codec,
                     router=parts.router,
                     prefetch=pool.prefetch,
                 )
@@ -220,15 +260,6 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
         ),
     ]
     children += [_carrier_branch(parts, side) for side in parts.carriers.values()]
-    children += _queue_pair(
-        parts, "reports", names.reports_queue, functools.partial(ReportsActor, context), 16
-    )
-    children += _queue_pair(
-        parts, "inbound", names.inbound_queue, functools.partial(InboundActor, context), 16
-    )
-    children += _queue_pair(
-        parts, "callbacks", names.callbacks_queue, functools.partial(CallbackActor, parts.http), 64
-    )
     jobs = entities(
         "invoice-jobs", functools.partial(InvoiceJobActor, context=context), concurrency=2
     )
@@ -236,7 +267,9 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     children += _queue_pair(
         parts, "invoices", names.invoices_queue, functools.partial(InvoicesActor, jobs.host), 4
     )
-    children += [_pool_branch(parts, pool, index) for index, pool in enumerate(config.pools)]
+    children += [
+        _pool_branch(parts, pool, index) for index, pool in enumerate(effective_pools(config))
+    ]
     children.append(
         ChildSpec(
             name="gateway",

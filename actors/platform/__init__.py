@@ -6,7 +6,13 @@ from actors.platform._backend import PlatformBackend
 from actors.platform._batcher import Batcher
 from actors.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
 from actors.platform._carrier import CarrierActor, CarrierSide
-from actors.platform._context import Context, Names, platform_codec, platform_topology
+from actors.platform._context import (
+    Context,
+    Names,
+    Services,
+    platform_codec,
+    platform_topology,
+)
 from actors.platform._invoices import InvoiceJobActor, InvoicesActor
 from actors.platform._messages import (
     FINAL_STATUSES,
@@ -55,6 +61,7 @@ __all__ = [
     "ReportsActor",
     "SendBatch",
     "SendItem",
+    "Services",
     "UnknownNumber",
     "account_of",
     "hash_key",

@@ -24,7 +24,7 @@ import msgspec
 import trio
 
 from actors._consumer import ConsumerActor
-from actors.platform._context import Context
+from actors.platform._context import Context, Services
 from actors.platform._messages import Callback
 from actors.platform._records import Changed, InboundRecord
 
@@ -104,6 +104,10 @@ class CallbackActor(ConsumerActor):
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+
+    @classmethod
+    def from_platform(cls, services: Services) -> CallbackActor:
+        return cls(services.http)
 
     async def handle(self, message: Any) -> None:
         if not isinstance(message, Callback):

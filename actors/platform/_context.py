@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 import attrs
+import httpx
 import msgspec
 
 from actors.platform._messages import MESSAGE_TYPES
@@ -165,6 +166,16 @@ class Context:
             routing_key=self.names.layout.routing_key(account),
             timeout=timeout,
         )
+
+
+@attrs.frozen
+class Services:
+    """What a platform actor declared as a `[[pools]]` entry is built from: its class's
+    `from_platform(services)` classmethod gets this (an actor class without one is built with no
+    arguments)."""
+
+    context: Context
+    http: httpx.AsyncClient
 
 
 def now() -> float:

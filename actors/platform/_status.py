@@ -14,7 +14,7 @@ from typing import Any
 
 from actors._consumer import ConsumerActor
 from actors.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
-from actors.platform._context import Context, now
+from actors.platform._context import Context, Services, now
 from actors.platform._messages import InboundSms, Reports
 from actors.platform._records import InboundRecord, StatusChange
 
@@ -28,6 +28,10 @@ class ReportsActor(ConsumerActor):
 
     def __init__(self, context: Context) -> None:
         self.context = context
+
+    @classmethod
+    def from_platform(cls, services: Services) -> ReportsActor:
+        return cls(services.context)
 
     async def handle(self, message: Any) -> None:
         if not isinstance(message, Reports):
@@ -51,6 +55,10 @@ class InboundActor(ConsumerActor):
 
     def __init__(self, context: Context) -> None:
         self.context = context
+
+    @classmethod
+    def from_platform(cls, services: Services) -> InboundActor:
+        return cls(services.context)
 
     async def handle(self, message: Any) -> None:
         if not isinstance(message, InboundSms):

@@ -29,11 +29,13 @@ def vhost() -> Iterator[str]:
 async def daemon_factory(tmp_path: Path, vhost: str) -> AsyncIterator[Callable[..., Any]]:
     started: list[Daemon] = []
 
-    async def start(text: str | None = None, broker: str | None = None) -> Daemon:
+    async def start(
+        text: str | None = None, broker: str | None = None, env: dict[str, str] | None = None
+    ) -> Daemon:
         config = tmp_path / "rabbitry.toml"
         if text is not None or not config.exists():
             config.write_text(text or config_text(tmp_path / "var" / "rabbitry.db"))
-        daemon = await start_daemon(config, vhost, tmp_path / "daemon.log", broker)
+        daemon = await start_daemon(config, vhost, tmp_path / "daemon.log", broker, env)
         started.append(daemon)
         return daemon
 

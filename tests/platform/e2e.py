@@ -84,10 +84,17 @@ class Daemon:
             return await self.process.wait()
 
 
-async def start_daemon(config: Path, vhost: str, log: Path, broker: str | None = None) -> Daemon:
+async def start_daemon(
+    config: Path,
+    vhost: str,
+    log: Path,
+    broker: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Daemon:
     env = dict(os.environ)
     env["RABBITRY_BROKER_URL"] = broker or f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     env.pop("RABBITRY_ADMIN_KEY", None)
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "rabbitry", "run", "--config", str(config)]
     with log.open("ab") as stderr:
         process = await trio.lowlevel.open_process(

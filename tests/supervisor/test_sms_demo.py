@@ -32,3 +32,12 @@ async def test_the_sms_demo_prints_what_happened(tmp_path: Path) -> None:
     # 5 refused at 0.05 each; the rest charged, bonus first.
     assert "refunded    0.25 EUR" in text
     assert "held 0.00" in text
+
+
+def test_the_shipped_config_declares_the_platform_pools_as_the_daemon_runs_them() -> None:
+    from supervisor._platform import PLATFORM_POOLS
+
+    shipped = load_config(DEMO.parent / "rabbitry.toml")
+    assert {pool.name: pool for pool in shipped.pools} == {
+        pool.name: pool for pool in PLATFORM_POOLS
+    }
