@@ -59,7 +59,7 @@ async def test_a_config_declared_rpc_service_and_worker_run_in_the_daemon(
         )
     with trio.fail_after(30):
         # another process writes the file: there is nothing to wait on but the file itself
-        while not audit.exists() or audit.read_text() != "login\n":  # noqa: ASYNC110, ASYNC240
+        while not audit.exists() or audit.read_text() != "login\n":  # noqa: ASYNC110
             await trio.sleep(0.05)
     async with daemon.client() as admin:
         health = await admin.get("/healthz")
