@@ -183,7 +183,10 @@ async def _run_tree(tree: Any, out: TextIO, task_status: Any) -> int:
             result.append(await run_root(tree, task_status=task_status))
             nursery.cancel_scope.cancel()  # the signal watcher is done too
 
-        supervisor = await nursery.start(root)
+        try:
+            supervisor = await nursery.start(root)
+        except RuntimeError:  # the tree did not start; run_root logged why
+            return result[0] if result else 1
         _say(out, "ready")
         task_status.started(supervisor)
         nursery.start_soon(_stop_on_signal, supervisor.request_stop, nursery.cancel_scope.cancel)

@@ -10,7 +10,7 @@ feeds them drained):
     root
     ├── accounts              entities: one AccountActor per account id
     ├── accounts-in           partitioned consumer of accounts.0..N-1 (single active consumer)
-    ├── carrier.<name>        rest_for_one, per configured carrier:
+    ├── carrier.<name>        one_for_one, per configured carrier:
     │   ├── link              the connector's connection, reports and inbound SMS
     │   ├── worker            CarrierActor: submits send batches
     │   └── in                consumer of carrier.<name>
@@ -92,9 +92,12 @@ async def _run_gateway(parts: Parts, *, task_status: Any) -> None:
 def _carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
     names = parts.context.names
     worker = actor("worker", functools.partial(CarrierActor, side), capacity=8)
+    # one_for_one: while the connection is down and restarting, the worker keeps consuming and
+    # each submit fails with CarrierDown, so the work fails over or waits in the retry tiers
+    # instead of piling up unconsumed in this carrier's queue.
     return supervisor(
         f"carrier.{side.name}",
-        Strategy.REST_FOR_ONE,
+        Strategy.ONE_FOR_ONE,
         [
             ChildSpec(name="link", start=side.run, backoff=Backoff.exponential(min=0.5, max=30.0)),
             worker,

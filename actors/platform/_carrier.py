@@ -92,10 +92,12 @@ class CarrierSide:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The connection: reports batcher and the connector, until cancelled."""
+        # Ready at once: a carrier that cannot connect is a crash of this child (restarted with
+        # backoff), not a daemon that cannot start; meanwhile submits fail with CarrierDown.
         async with trio.open_nursery() as nursery:
             await nursery.start(self.reports.run)
-            await nursery.start(functools.partial(self.connector.run, self.events))
             task_status.started(self)
+            await self.connector.run(self.events)
 
     async def _publish_reports(self, items: list[Report]) -> None:
         await self.context.publish(

@@ -180,3 +180,62 @@ async def test_the_memory_broker_runs_the_daemon_without_rabbitmq(daemon_factory
         views = await wait_final(client, [sent.json()["messages"][0]["id"]])
         assert next(iter(views.values()))["status"] == "delivered"
     assert await daemon.stop() == 0
+
+
+async def test_a_failing_carrier_makes_work_wait_in_the_retry_tiers(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    flaky = """
+        [[carriers]]
+        name = "sim"
+        plugin = "simulator"
+        prefixes = ["+"]
+        [carriers.options]
+        retry_prefixes = ["+4477"]
+        retry_times = 2
+        """
+    daemon = await daemon_factory(config_text(tmp_path / "var" / "rabbitry.db", carriers=flaky))
+    async with daemon.client() as admin:
+        _, key = await open_account(admin, "1.00")
+    async with daemon.client(key) as client:
+        numbers = ["+447700000001", "+447700000002", "+33600000001"]
+        sent = await client.post("/v1/sms", json={"to": numbers, "from": "A", "text": "a"})
+        ids = [m["id"] for m in sent.json()["messages"]]
+        views = await wait_final(client, ids)
+        balance = (await client.get("/v1/balance")).json()
+    assert [views[i]["status"] for i in ids] == ["delivered"] * 3
+    assert Decimal(balance["balance"]) == Decimal("1.00") - Decimal("0.05") * 2 - Decimal("0.045")
+    assert Decimal(balance["held"]) == 0
+    assert await daemon.stop() == 0
+
+
+async def test_a_carrier_that_is_down_fails_over_to_the_next_of_the_route(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    two = """
+        [[carriers]]
+        name = "primary"
+        plugin = "simulator"
+        prefixes = ["+"]
+        [carriers.options]
+        down = true
+
+        [[carriers]]
+        name = "backup"
+        plugin = "simulator"
+        prefixes = ["+"]
+        """
+    daemon = await daemon_factory(config_text(tmp_path / "var" / "rabbitry.db", carriers=two))
+    async with daemon.client() as admin:
+        _, key = await open_account(admin, "1.00")
+    async with daemon.client(key) as client:
+        sent = await client.post(
+            "/v1/sms", json={"to": ["+33600000001", "+33600000002"], "from": "A", "text": "a"}
+        )
+        ids = [m["id"] for m in sent.json()["messages"]]
+        views = await wait_final(client, ids)
+        balance = (await client.get("/v1/balance")).json()
+    assert {views[i]["carrier"] for i in ids} == {"backup"}
+    assert {views[i]["status"] for i in ids} == {"delivered"}
+    assert Decimal(balance["balance"]) == Decimal("1.00") - Decimal("0.045") * 2
+    assert await daemon.stop() == 0
