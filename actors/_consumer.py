@@ -44,6 +44,7 @@ import contextvars
 import functools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ import attrs
 import trio
 
 from actors._actor import Actor
+from actors._metrics import HandlerMetrics, handler_metrics
 from actors._ref import ActorRef
 from broker import (
     Codec,
@@ -69,12 +71,14 @@ from broker import (
 )
 
 __all__ = [
+    "CORRELATION_HEADER",
     "ConsumerActor",
     "ConsumerHandle",
     "ConsumerStatistics",
     "Inbound",
     "Target",
     "current_inbound",
+    "inbound_or_none",
     "run_consumer",
 ]
 
@@ -82,6 +86,9 @@ _log = logging.getLogger("actors.consumer")
 
 Target = ActorRef | Callable[[object, Envelope], ActorRef]
 """Who handles a delivery: one actor, or a function of (message, envelope) choosing one."""
+
+CORRELATION_HEADER = "x-correlation-id"
+"""The header that carries a chain's correlation id from hop to hop (RPC keeps `correlation_id`)."""
 
 _current: contextvars.ContextVar[Inbound] = contextvars.ContextVar("actors_inbound")
 
@@ -98,6 +105,11 @@ def current_inbound() -> Inbound:
             "current_inbound() was called outside the handling of a delivery; call it from the "
             "handle() of a ConsumerActor (or inside Inbound.run) while it handles a message"
         ) from None
+
+
+def inbound_or_none() -> Inbound | None:
+    """The delivery being handled right now, or None outside a ``handle`` run; never raises."""
+    return _current.get(None)
 
 
 class Inbound:
@@ -128,6 +140,19 @@ class Inbound:
         return self.delivery.envelope.message_id
 
     @property
+    def correlation_id(self) -> str:
+        """The id of the chain this message belongs to, for logs and the messages it causes.
+
+        The ``x-correlation-id`` header, else the envelope's ``correlation_id``, else the
+        message id (the message starts a chain).
+        """
+        envelope = self.delivery.envelope
+        carried = envelope.headers.get(CORRELATION_HEADER)
+        if isinstance(carried, str) and carried:
+            return carried
+        return envelope.correlation_id or envelope.message_id
+
+    @property
     def attempt(self) -> int:
         """How often this message was retried through a retry tier (0 the first time)."""
         return self.delivery.envelope.attempt
@@ -144,21 +169,25 @@ class Inbound:
         and re-raised only when its fate says restart. If the consumer is gone already, the
         message is skipped (the broker redelivers it) and None returned.
         """
-        if self._flow.closed:
+        flow = self._flow
+        if flow.closed:
             return None
         token = _current.set(self)
+        started = time.perf_counter()
         try:
             self.result = await handler(self.message)
         except Exception as error:
+            flow.metrics.observe(time.perf_counter() - started, failed=True)
             self.error = error
-            self.fate = self._flow.decide(error, self.delivery.envelope)
-            self._flow.complete(self)
+            self.fate = flow.decide(error, self.delivery.envelope)
+            flow.complete(self)
             if self.fate.restart:
                 raise
             return None
         finally:
             _current.reset(token)
-        self._flow.complete(self)
+        flow.metrics.observe(time.perf_counter() - started, failed=False)
+        flow.complete(self)
         return self.result
 
     def __repr__(self) -> str:
@@ -240,6 +269,10 @@ class Flow:
     idle: trio.Event = attrs.field(factory=trio.Event)
     receive_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     send: trio.MemorySendChannel[Inbound] | None = None
+    metrics: HandlerMetrics = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.metrics = handler_metrics(self.queue)
 
     def count(self, name: str, by: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + by

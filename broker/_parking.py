@@ -40,6 +40,7 @@ both replayed and still parked (a duplicate, deduplicated downstream by message 
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -78,6 +79,9 @@ ERROR_MESSAGE_HEADER = "x-error-message"
 ATTEMPT_HISTORY_HEADER = "x-attempt-history"
 REPLAYED_AT_HEADER = "x-replayed-at"
 REPLAY_COUNT_HEADER = "x-replay-count"
+
+_log = logging.getLogger("broker.parking")
+CORRELATION_HEADER = "x-correlation-id"  # the one `actors` sets from hop to hop
 
 HISTORY_LENGTH = 16
 """How many failed attempts ``x-attempt-history`` keeps (the latest), so the header stays small."""
@@ -364,6 +368,26 @@ class ParkingLot:
         )
         self._counts["parked"] += 1
         parked = self._describe(copy, delivery.routing_key)
+        carried = envelope.headers.get(CORRELATION_HEADER)
+        _log.warning(
+            "message %r parked (%s) from queue %r: %s",
+            parked.message_id,
+            reason,
+            parked.queue,
+            parked.error_type or "no error",
+            extra={
+                "event": "parked",
+                "message_id": parked.message_id,
+                "correlation_id": carried
+                if isinstance(carried, str) and carried
+                else envelope.correlation_id or envelope.message_id,
+                "reason": reason,
+                "routing_key": parked.original_routing_key,
+                "queue": parked.queue,
+                "attempt": parked.attempt,
+                "error_type": parked.error_type,
+            },
+        )
         await self._alert(parked)
         return parked
 

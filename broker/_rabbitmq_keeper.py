@@ -16,10 +16,15 @@ An attempt connects, declares every topology again and restores the reply consum
 that fails halfway is undone (consumers suspended, connection dropped) and retried after the next
 backoff delay; a loss during an attempt (a newer epoch lost) makes it start over. Past
 ``give_up_after`` seconds since the loss it gives up: ``Recoverable.give_up(ConnectionLost)``.
+
+Each step is one line on the ``broker.rabbitmq`` logger, its ``event`` field saying which:
+``connection_lost`` (reason), ``reconnect`` (attempt, delay before it, the last cause),
+``connected`` (attempts, seconds down) and ``reconnect_failed``; the URL is always masked.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Protocol
 
@@ -29,8 +34,11 @@ from broker._bridge import Bridge, BridgeFailed
 from broker._errors import BrokerError, ConnectionLost
 from broker._rabbitmq_link import Link
 from broker._rabbitmq_reconnect import ReconnectPolicy, backoff_delays
+from conf import mask_url
 
 __all__ = ["ConnectionKeeper", "Recoverable"]
+
+_log = logging.getLogger("broker.rabbitmq")
 
 
 class Recoverable(Protocol):
@@ -61,7 +69,7 @@ class ConnectionKeeper:
         self._bridge = bridge
         self._link = link
         self._owner = owner
-        self._url = url
+        self._url = mask_url(url)  # it reaches logs and errors
         self._policy = policy
         self._epoch = link.epoch  # the connection last brought up
         self._lost_epoch = 0
@@ -89,6 +97,12 @@ class ConnectionKeeper:
         if self._up.is_set():
             self._up = trio.Event()
         self._owner.connection_lost(reason)
+        _log.warning(
+            "the connection to RabbitMQ at %s was lost: %s",
+            self._url,
+            reason,
+            extra={"event": "connection_lost", "url": self._url, "reason": reason},
+        )
         self._wakeup.set()
 
     def wake(self) -> None:
@@ -125,6 +139,11 @@ class ConnectionKeeper:
                     try:
                         await self._reconnect()
                     except ConnectionLost as exc:
+                        _log.error(
+                            "%s",
+                            exc,
+                            extra={"event": "reconnect_failed", "url": self._url},
+                        )
                         self.failure = exc
                         self._owner.give_up(exc)
                         self._up.set()  # wait_connected() callers see the failure
@@ -146,7 +165,22 @@ class ConnectionKeeper:
                     f"re-established within {policy.give_up_after!r} s ({attempts} attempts; "
                     f"last cause: {self._loss_reason}); the transport gave up, open a new one"
                 )
-            await trio.sleep(min(next(delays), remaining))
+            delay = min(next(delays), remaining)
+            _log.info(
+                "reconnecting to RabbitMQ at %s in %.3fs (attempt %d): %s",
+                self._url,
+                delay,
+                attempts + 1,
+                self._loss_reason,
+                extra={
+                    "event": "reconnect",
+                    "url": self._url,
+                    "attempt": attempts + 1,
+                    "delay": round(delay, 3),
+                    "reason": self._loss_reason,
+                },
+            )
+            await trio.sleep(delay)
             attempts += 1
             try:
                 epoch = await self._bridge.call(self._link.connect)
@@ -164,6 +198,17 @@ class ConnectionKeeper:
                 continue  # lost again while recovering: start over
             self.connected = True
             self.reconnects += 1
+            _log.info(
+                "reconnected to RabbitMQ at %s after %d attempts",
+                self._url,
+                attempts,
+                extra={
+                    "event": "connected",
+                    "url": self._url,
+                    "attempts": attempts,
+                    "down": round(trio.current_time() - started, 3),
+                },
+            )
             self._bridge.send(self._link.release)
             self._up.set()
             self._reconnected.set()

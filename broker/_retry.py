@@ -422,6 +422,8 @@ class FailureStatistics:
     retried: int = 0
     parked: int = 0
     rejected: int = 0
+    by_routing_key: dict[tuple[str, str], int] = attrs.field(factory=dict)
+    """("retried" | "parked" | "rejected", original routing key) -> count."""
 
 
 class FailureRouter:
@@ -455,12 +457,20 @@ class FailureRouter:
         self.clock = clock
         self.publish_timeout = publish_timeout
         self._retried = self._parked = self._rejected = 0
+        self._by_key: dict[tuple[str, str], int] = {}
 
     def statistics(self) -> FailureStatistics:
         """A snapshot of this router's counters."""
         return FailureStatistics(
-            retried=self._retried, parked=self._parked, rejected=self._rejected
+            retried=self._retried,
+            parked=self._parked,
+            rejected=self._rejected,
+            by_routing_key=dict(self._by_key),
         )
+
+    def _count(self, action: str, delivery: Delivery) -> None:
+        key = (action, delivery.routing_key)
+        self._by_key[key] = self._by_key.get(key, 0) + 1
 
     async def fail(self, delivery: Delivery, error: BaseException) -> Fate:
         """Decide the fate of ``delivery`` whose handling raised ``error``, carry it out, return it.
@@ -486,9 +496,11 @@ class FailureRouter:
             await self.parking_lot.park(delivery, fate.reason, error)
             await self.transport.ack(delivery)
             self._parked += 1
+            self._count("parked", delivery)
         else:
             await self.transport.nack(delivery, requeue=False)
             self._rejected += 1
+            self._count("rejected", delivery)
         return fate
 
     async def _retry(
@@ -509,4 +521,5 @@ class FailureRouter:
             return False  # the tier's exchange, queue or binding is gone: park it, never drop it
         await self.transport.ack(delivery)
         self._retried += 1
+        self._count("retried", delivery)
         return True

@@ -7,6 +7,8 @@ from functools import partial
 
 import trio
 
+from supervisor._cli_ops import OPS_COMMANDS, add_ops_commands, run_ops
+
 
 def positive_float(text: str) -> float:
     value = float(text)
@@ -44,7 +46,10 @@ def cli(argv: Sequence[str]) -> int:
     check.add_argument(
         "--json", action="store_true", help="print the validated config as JSON, secrets masked"
     )
+    add_ops_commands(sub)
     arguments = parser.parse_args(list(argv))
+    if arguments.command in OPS_COMMANDS:
+        return run_ops(arguments)
     if arguments.command == "config":
         return check_config(arguments.file, as_json=arguments.json)
     if arguments.command == "run":

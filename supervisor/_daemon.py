@@ -25,7 +25,6 @@ import signal
 import sys
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -40,8 +39,8 @@ from actors.platform import (
     Context,
     Names,
     PlatformBackend,
-    Records,
     UnknownNumber,
+    open_records,
     platform_topology,
 )
 from actors.sms import (
@@ -56,39 +55,26 @@ from broker import (
     FailureRouter,
     PublishError,
     RetrySchedule,
-    Topology,
-    WorkQueue,
     open_transport,
-    work_topology,
 )
 from conf import Config, ConfigError, load_config, mask_url
-from supervisor._platform import PLATFORM_POOLS, Parts, import_actor, platform_tree
+from supervisor._logging import configure_logging, secrets_of
+from supervisor._ops import DaemonOps
+from supervisor._platform import (
+    Parts,
+    effective_pools,
+    import_actor,
+    platform_tree,
+    pools_topology,
+)
+from supervisor._reload import Reloader, ReloadRefused
 from supervisor._root import run_root
+from supervisor._supervisor import Supervisor
 
 _log = logging.getLogger("rabbitry")
 
 CURRENCY = "EUR"
 EXIT_INVALID = 2
-
-
-def records_path(store_url: str) -> str:
-    """Where the platform's records live: next to a SQLite ledger, else in ./var/records.db."""
-    if store_url.startswith("sqlite:///"):
-        return store_url.removeprefix("sqlite:///")
-    if store_url.startswith("memory://"):
-        return ":memory:"
-    return str(Path("var") / "records.db")
-
-
-def pools_topology(config: Config, names: Names, parking: str) -> Topology:
-    """The queues of the config's own pools on the `work` exchange (platform queues excluded)."""
-    platform = {pool.queue for pool in PLATFORM_POOLS}
-    queues = [
-        WorkQueue(pool.queue or pool.name, tuple(pool.routing_keys) or (pool.queue or pool.name,))
-        for pool in config.pools
-        if (pool.queue or pool.name) not in platform
-    ]
-    return work_topology(names.pools_exchange, queues, parking=parking) if queues else Topology()
 
 
 def failure_policy(schedule: RetrySchedule) -> FailurePolicy:
@@ -106,12 +92,14 @@ async def run_daemon(
     broker_url: str | None = None,
     out: TextIO = sys.stdout,
     on_listening: Callable[[str], None] | None = None,
+    config_path: str | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Runs the platform until SIGTERM/SIGINT (or a fatal failure); returns the exit status.
 
     Reports ready with the root `Supervisor` (its `request_stop()` drains like SIGTERM);
-    `on_listening` gets the HTTP address ("127.0.0.1:8080") once the gateway listens.
+    `on_listening` gets the HTTP address ("127.0.0.1:8080") once the gateway listens;
+    `config_path` is the file SIGHUP reloads (see supervisor._reload).
     """
     url = broker_url or config.broker.url.reveal()
     names = Names()
@@ -119,7 +107,7 @@ async def run_daemon(
     rates = RateCard.from_table(dict(config.rates), CURRENCY)
     store_url = config.store.url.reveal()
     ledger = Ledger(open_ledger_store(store_url))
-    records = Records.open(records_path(store_url))
+    records = open_records(store_url)
     carriers = [carrier.name for carrier in config.carriers]
     _log.info("broker %s, store %s", mask_url(url), mask_url(store_url))
     try:
@@ -127,7 +115,7 @@ async def run_daemon(
             retry = names.retry_layout(schedule)
             await transport.declare(
                 platform_topology(names, carriers, schedule)
-                | pools_topology(config, names, retry.parking)
+                | pools_topology(config.pools, names, schedule)
             )
             context = Context(
                 transport=transport,
@@ -153,21 +141,50 @@ async def run_daemon(
             admin_key = config.http.admin_key.reveal() if config.http.admin_key else ""
             async with httpx.AsyncClient(timeout=10.0) as http:
                 backend = PlatformBackend(context, admin_key=admin_key, carriers=sides)
+                ops = DaemonOps(
+                    backend,
+                    sides,
+                    queues=lambda: observed_queues(names, sides, config),
+                    routers=(router,),
+                    parking=retry.parking_lot(transport),
+                )
                 parts = Parts(
                     transport=transport,
                     context=context,
                     carriers=sides,
                     router=router,
                     http=http,
-                    gateway=GatewayApp(backend),
+                    gateway=GatewayApp(backend, ops=ops),
                     bind=config.http.bind,
                     on_listening=on_listening
                     or functools.partial(_say, out, "listening on http://{}"),
                 )
-                return await _run_tree(platform_tree(parts, config), out, task_status)
+                return await _run_tree(
+                    platform_tree(parts, config),
+                    out,
+                    task_status,
+                    reloader=lambda root: _started(root, ops, config_path, config, parts),
+                    on_drain=ops.drain,
+                )
     finally:
         records.close()
         ledger.close()
+
+
+def _started(
+    root: Supervisor, ops: DaemonOps, path: str | None, config: Config, parts: Parts
+) -> Reloader | None:
+    ops.root = lambda: root
+    return None if path is None else Reloader(path, config, parts, root)
+
+
+def observed_queues(names: Names, sides: dict[str, CarrierSide], config: Config) -> list[str]:
+    """The queues the console and `rabbitry` show: work, carriers, partitions, pools, parking."""
+    queues = [names.carrier_queue(name) for name in sides]
+    queues += [names.invoices_queue, *names.layout.queues]
+    queues += [pool.queue or pool.name for pool in effective_pools(config)]
+    queues.append(names.retry_layout(RetrySchedule()).parking)
+    return queues
 
 
 def _say(out: TextIO, template: str, *values: object) -> None:
@@ -175,7 +192,14 @@ def _say(out: TextIO, template: str, *values: object) -> None:
     out.flush()
 
 
-async def _run_tree(tree: Any, out: TextIO, task_status: Any) -> int:
+async def _run_tree(
+    tree: Any,
+    out: TextIO,
+    task_status: Any,
+    *,
+    reloader: Callable[[Supervisor], Reloader | None],
+    on_drain: Callable[[], None],
+) -> int:
     result: list[int] = []
     async with trio.open_nursery() as nursery:
 
@@ -189,21 +213,54 @@ async def _run_tree(tree: Any, out: TextIO, task_status: Any) -> int:
             return result[0] if result else 1
         _say(out, "ready")
         task_status.started(supervisor)
-        nursery.start_soon(_stop_on_signal, supervisor.request_stop, nursery.cancel_scope.cancel)
+        signals = _Signals(supervisor, reloader(supervisor), on_drain, nursery)
+        nursery.start_soon(signals.watch)
     return result[0] if result else 1
 
 
-async def _stop_on_signal(stop: Callable[[], None], cancel: Callable[[], None]) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        count = 0
-        async for signum in signals:
-            count += 1
-            if count == 1:
-                _log.info("%s: draining", signal.Signals(signum).name)
-                stop()
+class _Signals:
+    """SIGTERM/SIGINT drain (a second one cancels); SIGHUP reloads the config, one at a time."""
+
+    def __init__(
+        self,
+        root: Supervisor,
+        reloader: Reloader | None,
+        on_drain: Callable[[], None],
+        nursery: trio.Nursery,
+    ) -> None:
+        self.root = root
+        self.reloader = reloader
+        self.on_drain = on_drain
+        self.nursery = nursery
+        self.stops = 0
+        self.reloading = trio.Lock()
+
+    async def watch(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self.nursery.start_soon(self.reload)
+                    continue
+                self.stops += 1
+                if self.stops == 1:
+                    _log.info("%s: draining", signal.Signals(signum).name)
+                    self.on_drain()
+                    self.root.request_stop()
+                else:
+                    _log.warning("second signal: stopping at once")
+                    self.nursery.cancel_scope.cancel()
+
+    async def reload(self) -> None:
+        if self.reloader is None:
+            _log.warning("SIGHUP: no config file to reload (started without --config)")
+            return
+        async with self.reloading:
+            try:
+                changed = await self.reloader.reload()
+            except ReloadRefused as error:
+                _log.error("SIGHUP: reload refused, the running config stays: %s", error)
             else:
-                _log.warning("second signal: stopping at once")
-                cancel()
+                _log.info("SIGHUP: config reloaded: %s", changed)
 
 
 def run_command(path: str, *, broker: str | None) -> int:
@@ -216,9 +273,5 @@ def run_command(path: str, *, broker: str | None) -> int:
         where = "" if error.key is None else f"{path}: "
         print(f"rabbitry: {where}{error}", file=sys.stderr)  # noqa: T201
         return EXIT_INVALID
-    logging.basicConfig(
-        level=config.logging.level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return trio.run(functools.partial(run_daemon, config, broker_url=broker))
+    configure_logging(config.logging, secrets=secrets_of(config, broker_url=broker))
+    return trio.run(functools.partial(run_daemon, config, broker_url=broker, config_path=path))

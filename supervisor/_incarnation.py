@@ -63,11 +63,11 @@ class Incarnation:
         elif error is not None:
             on_shutdown_error(self.spec, error)
 
-    async def stop(self, path: str, on_error: Callable[[ChildSpec, BaseException], None]) -> None:
+    async def stop(self, path: str, on_error: Callable[[ChildSpec, BaseException], None]) -> bool:
         """Ask the child to stop, wait up to its `shutdown` deadline, then cancel it.
 
         Without `request_stop` on its handle, or once the caller is cancelled, it is cancelled
-        at once. Returns when the child's task has ended.
+        at once. Returns when the child's task has ended: True if it ended before the cancel.
         """
         self.stopping = True
         spec = self.spec
@@ -82,10 +82,15 @@ class Incarnation:
                 await self.done.wait()
             if not self.done.is_set():
                 logger.warning(
-                    "child %r did not stop within %ss; cancelling it", path, spec.shutdown
+                    "child %r did not stop within %ss; cancelling it",
+                    path,
+                    spec.shutdown,
+                    extra={"event": "stop_timeout", "path": path, "shutdown": spec.shutdown},
                 )
+        graceful = self.done.is_set()
         self.scope.cancel()
         await self.done.wait()
+        return graceful
 
 
 class ChildTaskStatus:
@@ -119,4 +124,9 @@ def finalize(spec: ChildSpec) -> None:
     try:
         spec.on_final()
     except Exception as exc:  # noqa: BLE001 - one failing hook must not stop the others
-        logger.error("child %r failed to finalize: %r", spec.name, exc)
+        logger.error(
+            "child %r failed to finalize: %r",
+            spec.name,
+            exc,
+            extra={"event": "finalize_error", "child": spec.name, "error_type": type(exc).__name__},
+        )

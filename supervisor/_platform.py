@@ -24,7 +24,7 @@ feeds them drained):
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -40,11 +40,12 @@ from actors.platform import (
     Context,
     InvoiceJobActor,
     InvoicesActor,
+    Names,
     Services,
     account_of,
     platform_codec,
 )
-from broker import FailureRouter, Transport
+from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue, work_topology
 from conf import Config, ConfigError, resolve_import_path
 from conf import Pool as PoolConfig
 from supervisor._backoff import Backoff
@@ -89,7 +90,7 @@ async def _run_gateway(parts: Parts, *, task_status: Any) -> None:
         task_status.started(GatewayHandle(address, stop))
 
 
-def _carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
+def carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
     names = parts.context.names
     worker = actor("worker", functools.partial(CarrierActor, side), capacity=8)
     # one_for_one: while the connection is down and restarting, the worker keeps consuming and
@@ -172,6 +173,20 @@ def effective_pools(config: Config) -> tuple[PoolConfig, ...]:
     return defaults + tuple(config.pools)
 
 
+def pools_topology(pools: Iterable[PoolConfig], names: Names, schedule: RetrySchedule) -> Topology:
+    """The queues of user pools on the `work` exchange (the platform's own queues excluded)."""
+    platform = {pool.queue for pool in PLATFORM_POOLS}
+    queues = [
+        WorkQueue(pool.queue or pool.name, tuple(pool.routing_keys) or (pool.queue or pool.name,))
+        for pool in pools
+        if (pool.queue or pool.name) not in platform
+    ]
+    if not queues:
+        return Topology()
+    parking = names.retry_layout(schedule).parking
+    return work_topology(names.pools_exchange, queues, parking=parking)
+
+
 def import_actor(path: str, where: str) -> type[Actor]:
     """The actor class at "package.module:ClassName"; raises ConfigError naming `where`."""
     found = resolve_import_path(path, key=where)
@@ -185,7 +200,7 @@ def _factory(cls: type[Actor], services: Services) -> Callable[[], Actor]:
     return functools.partial(build, services) if callable(build) else cls
 
 
-def _pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
+def pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
     cls = import_actor(pool.actor, f"pools[{index}].actor")
     factory = _factory(cls, Services(parts.context, parts.http))
     codec = platform_codec()
@@ -262,7 +277,7 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
             declare=False,
         ),
     ]
-    children += [_carrier_branch(parts, side) for side in parts.carriers.values()]
+    children += [carrier_branch(parts, side) for side in parts.carriers.values()]
     jobs = entities(
         "invoice-jobs", functools.partial(InvoiceJobActor, context=context), concurrency=2
     )
@@ -271,7 +286,7 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
         parts, "invoices", names.invoices_queue, functools.partial(InvoicesActor, jobs.host), 4
     )
     children += [
-        _pool_branch(parts, pool, index) for index, pool in enumerate(effective_pools(config))
+        pool_branch(parts, pool, index) for index, pool in enumerate(effective_pools(config))
     ]
     children.append(
         ChildSpec(

@@ -61,16 +61,25 @@ async def run_root(
     try:
         tree = tree_of(spec)
     except InvalidChildSpec as exc:
-        logger.error("%s", exc)
+        logger.error("%s", exc, extra={"event": "invalid", "status": EXIT_INVALID})
         return EXIT_INVALID
     root = Supervisor(tree, rng=rng)
     try:
         await root.run(task_status=task_status)
     except InvalidChildSpec as exc:
-        logger.error("%s", exc)
+        logger.error("%s", exc, extra={"event": "invalid", "status": EXIT_INVALID})
         return EXIT_INVALID
     except SupervisorError as exc:
-        logger.error("%s", chain_text(exc))
+        logger.error(
+            "%s",
+            chain_text(exc),
+            extra={
+                "event": "exit",
+                "path": root.path,
+                "status": EXIT_FAILED,
+                "error_type": type(exc).__name__,
+            },
+        )
         return EXIT_FAILED
     finally:
         root.finalize()

@@ -193,6 +193,8 @@ class Supervisor:
                         await self._start_first(spec)
                     self._status = "running"
                     self._started_at = trio.current_time()
+                    if not parent:  # a nested supervisor's start is logged by its parent
+                        _lifecycle("start", "supervisor %r started", self.path, kind="supervisor")
                     task_status.started(self)
                     await self._loop()
                 except SupervisorError as exc:
@@ -203,6 +205,8 @@ class Supervisor:
             if failure is not None:
                 raise failure
         finally:
+            if not parent and self._started_at is not None:
+                _lifecycle("stop", "supervisor %r stopped", self.path, kind="supervisor")
             self._nursery = None
             self._status = "stopped"
             self._started_at = None
@@ -239,7 +243,13 @@ class Supervisor:
                 await self._start(spec)
             except Exception as exc:  # noqa: BLE001 - whatever a child raises is its crash
                 # A failed restart is a crash like any other: it counts and it backs off.
-                logger.warning("child %r failed to restart: %r", join(self.path, spec.name), exc)
+                path = join(self.path, spec.name)
+                logger.warning(
+                    "child %r failed to restart: %r",
+                    path,
+                    exc,
+                    extra=_crash_fields(path, spec.kind, exc, during="restart"),
+                )
                 await self._carry_out(spec.name, exc)
 
     async def _start(self, spec: ChildSpec) -> Any:
@@ -259,6 +269,8 @@ class Supervisor:
         # child may answer messages before this task runs again, and a snapshot taken then must
         # already say "running".
         self._state = core.started(self._state, incarnation.spec.name, trio.current_time())
+        spec = incarnation.spec
+        _lifecycle("start", "child %r started", join(self.path, spec.name), kind=spec.kind)
 
     def _on_end(self, incarnation: Incarnation, error: Exception | None) -> None:
         self._send.send_nowait(_Ended(incarnation, error))
@@ -270,10 +282,18 @@ class Supervisor:
         del self._running[name]
         error = event.error
         path = join(self.path, name)
+        kind = event.incarnation.spec.kind
         if error is not None:
             logger.warning(
-                "child %r crashed: %s: %s", path, type(error).__name__, error, exc_info=error
+                "child %r crashed: %s: %s",
+                path,
+                type(error).__name__,
+                error,
+                exc_info=error,
+                extra=_crash_fields(path, kind, error, during="run"),
             )
+        else:
+            _lifecycle("exit", "child %r exited", path, kind=kind)
         await self._carry_out(name, error)
 
     async def _carry_out(self, name: str, error: Exception | None) -> None:
@@ -293,6 +313,21 @@ class Supervisor:
             finalize(child)
         if decision.give_up:
             cause = error if error is not None else self._last_error
+            # WARNING, not ERROR: the root logs the whole chain at ERROR once (run_root).
+            logger.warning(
+                "supervisor %r gave up: more than %d restarts within %ss",
+                self.path,
+                self.tree.intensity,
+                self.tree.period,
+                extra={
+                    "event": "escalation",
+                    "path": self.path,
+                    "intensity": self.tree.intensity,
+                    "period": self.tree.period,
+                    "child": join(self.path, name),
+                    "cause": "" if cause is None else _chain(cause),
+                },
+            )
             raise RestartIntensityError(
                 self.path,
                 self.tree.intensity,
@@ -300,11 +335,20 @@ class Supervisor:
                 join(self.path, name),
                 cause if cause is not None else RuntimeError(f"{name!r} exited"),
             ) from cause
-        if decision.restart and decision.restart_at is not None and decision.restart_at > now:
+        backoff = 0.0 if decision.restart_at is None else max(0.0, decision.restart_at - now)
+        for other in decision.restart:
+            path = join(self.path, other)
+            known = self._state.children.get(other)
             logger.info(
-                "restarting %s in %.3fs",
-                ", ".join(repr(join(self.path, other)) for other in decision.restart),
-                decision.restart_at - now,
+                "restarting %r in %.3fs",
+                path,
+                backoff,
+                extra={
+                    "event": "restart",
+                    "path": path,
+                    "restarts": known.restarts if known is not None else 0,
+                    "backoff": round(backoff, 3),
+                },
             )
 
     # -- stopping --------------------------------------------------------------------------------
@@ -318,8 +362,10 @@ class Supervisor:
         known = self._state.children.get(name)
         if known is not None and known.status is core.Status.RUNNING:
             self._state = core.stopping(self._state, name)
-        await incarnation.stop(join(self.path, name), self._shutdown_error)
+        path = join(self.path, name)
+        graceful = await incarnation.stop(path, self._shutdown_error)
         del self._running[name]
+        _lifecycle("stop", "child %r stopped", path, kind=incarnation.spec.kind, graceful=graceful)
         known = self._state.children.get(name)
         if known is not None and known.status is core.Status.STOPPING:
             self._state = core.stopped(self._state, name)
@@ -337,13 +383,28 @@ class Supervisor:
                         incarnation.stopping = True
                         incarnation.scope.cancel()
                         await incarnation.done.wait()
+                        path = join(self.path, spec.name)
+                        _lifecycle(
+                            "stop", "child %r cancelled", path, kind=spec.kind, graceful=False
+                        )
                 for name in list(self._state.children):
                     self._state = core.stopped(self._state, name)
 
     def _shutdown_error(self, spec: ChildSpec, error: BaseException) -> None:
         path = join(self.path, spec.name)
         self.shutdown_errors.append((path, error))
-        logger.error("child %r failed while stopping: %s: %s", path, type(error).__name__, error)
+        logger.error(
+            "child %r failed while stopping: %s: %s",
+            path,
+            type(error).__name__,
+            error,
+            extra={
+                "event": "stop_error",
+                "path": path,
+                "error_type": type(error).__name__,
+                "error": str(error),
+            },
+        )
 
     # -- commands from other tasks ---------------------------------------------------------------
 
@@ -443,3 +504,44 @@ class Supervisor:
             if isinstance(inner, NodeSnapshot):
                 node = msgspec.structs.replace(node, children=inner.children)
         return node
+
+
+def _lifecycle(event: str, message: str, path: str, **fields: object) -> None:
+    """One INFO line for a lifecycle `event` of the child (or supervisor) at `path`."""
+    logger.info(message, path, extra={"event": event, "path": path, **fields})
+
+
+def _crash_fields(path: str, kind: str, error: BaseException, *, during: str) -> dict[str, Any]:
+    return {
+        "event": "crash",
+        "path": path,
+        "kind": kind,
+        "during": during,
+        "error_type": type(error).__name__,
+        "error": str(error),
+        "cause": " <- ".join(_links(error)[1:]),
+    }
+
+
+def _chain(error: BaseException) -> str:
+    """`error` and what caused it, outermost first: `A: why <- B: why` (a group of one error
+    is followed into that error)."""
+    return " <- ".join(_links(error))
+
+
+def _links(error: BaseException) -> list[str]:
+    links: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(links) < 16:
+        seen.add(id(current))
+        links.append(f"{type(current).__name__}: {current}")
+        explicit = current.__cause__
+        suppressed = explicit is not None or current.__suppress_context__
+        if explicit is None and isinstance(current, BaseExceptionGroup):
+            # A nursery wraps a task's error; one error alone is the cause worth naming.
+            inner = current.exceptions
+            current = inner[0] if len(inner) == 1 else None
+        else:
+            current = explicit if suppressed else current.__context__
+    return links

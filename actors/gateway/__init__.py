@@ -1,8 +1,10 @@
-"""The platform's HTTP front door: an ASGI app over a `GatewayBackend`, served by hypercorn."""
+"""The platform's HTTP front door: an ASGI app over a `GatewayBackend` (and, for operators, an
+`OpsBackend`: the /v1/admin operations API, /metrics and the web console), served by hypercorn."""
 
 from actors.gateway._app import MAX_BODY_SIZE, GatewayApp
 from actors.gateway._backend import AccountInfo, ApiError, GatewayBackend, StoredResponse
 from actors.gateway._bodies import MAX_RECIPIENTS, InvalidBody, SendRequest
+from actors.gateway._ops import OpsBackend, ParkedQuery
 from actors.gateway._serve import serve_gateway
 
 __all__ = [
@@ -13,6 +15,8 @@ __all__ = [
     "GatewayApp",
     "GatewayBackend",
     "InvalidBody",
+    "OpsBackend",
+    "ParkedQuery",
     "SendRequest",
     "StoredResponse",
     "serve_gateway",

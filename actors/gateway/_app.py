@@ -1,6 +1,7 @@
 """The HTTP gateway as a plain ASGI 3 application: routes, API keys, JSON, idempotent retries.
 
     app = GatewayApp(platform)                  # platform implements GatewayBackend
+    app = GatewayApp(platform, ops=daemon_ops)  # also /v1/admin/*, /metrics, /console (_ops.py)
     await serve_gateway(app, "0.0.0.0:8080")    # or any ASGI server
 
     curl -H "Authorization: Bearer $KEY" -H "Idempotency-Key: 7f3c..." \\
@@ -9,7 +10,9 @@
 One request goes: route (404 unknown path, 405 known path with another method), API key (401;
 admin routes want the admin key, customer routes an account's key), body (413 past
 `max_body_size`), idempotency (POST with an `Idempotency-Key`), then the handler, which decodes
-the body (400 not JSON, 422 invalid field) and calls the backend once.
+the body (400 not JSON, 422 invalid field) and calls the backend once. The operations routes
+exist only in an app given an `OpsBackend` (404 otherwise); the event stream is the one answer
+sent in chunks as it goes (`Answer.stream`).
 
 Idempotency: the scope is the caller's account id (or "admin"). The first request with a key runs
 and its answer, errors included but not 5xx, is stored with the SHA-256 of its method, path and
@@ -27,14 +30,13 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 import attrs
-import msgspec
 
-from actors.gateway._backend import AccountInfo, ApiError, GatewayBackend, StoredResponse
+from actors.gateway import _ops
+from actors.gateway._backend import ApiError, GatewayBackend, StoredResponse
 from actors.gateway._bodies import (
     InvalidBody,
     decode_bonus,
@@ -45,60 +47,28 @@ from actors.gateway._bodies import (
     decode_new_account,
     decode_send,
 )
+from actors.gateway._http import (
+    Answer,
+    Call,
+    Receive,
+    Scope,
+    Send,
+    error_answer,
+    json_answer,
+)
+from actors.gateway._ops import EVENTS_INTERVAL, Operations, OpsBackend, OpsHandler
 
 MAX_BODY_SIZE = 4 * 1024 * 1024
 """Request bodies larger than this (4 MiB) are refused with 413."""
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
 _log = logging.getLogger("actors.gateway")
-_JSON = "application/json"
 _ADMIN_SCOPE = "admin"
 _MAX_KEY_LENGTH = 255
 _DISCARD_LIMIT = 4 * MAX_BODY_SIZE  # the most unread body discarded to finish a request
 _INBOUND_LIMIT = (1, 1000, 100)  # lowest, highest, default `?limit=` of GET /v1/inbound
 
 
-@attrs.frozen
-class _Answer:
-    status: int
-    body: bytes
-    content_type: str = _JSON
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-
-@attrs.frozen
-class _Call:
-    """One authenticated request as a handler sees it."""
-
-    params: dict[str, str]
-    query: str
-    body: bytes
-    scope: str  # the account id, or "admin"
-    request_id: str  # derived from the Idempotency-Key, else random
-    caller: AccountInfo | None
-
-    @property
-    def account(self) -> AccountInfo:
-        if self.caller is None:  # routes declare who may call them; this one wanted an account
-            raise RuntimeError("a customer route ran without an account")
-        return self.caller
-
-
-class _ErrorDetail(msgspec.Struct, omit_defaults=True):
-    code: str
-    message: str
-    field: str | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail
-
-
-_encoder = msgspec.json.Encoder()
-_INTERNAL = _Answer(500, _encoder.encode(_ErrorBody(_ErrorDetail("internal", "internal error"))))
+_INTERNAL = error_answer(500, "internal", "internal error")
 
 
 class _DisconnectedError(Exception):
@@ -106,13 +76,28 @@ class _DisconnectedError(Exception):
 
 
 class GatewayApp:
-    """The ASGI 3 application; `backend` does the work, see `GatewayBackend`."""
+    """The ASGI 3 application; `backend` does the work, see `GatewayBackend`.
 
-    def __init__(self, backend: GatewayBackend, *, max_body_size: int = MAX_BODY_SIZE) -> None:
+    With `ops` (see `OpsBackend`) it also serves the operations API (/v1/admin/tree, parked, ...),
+    `GET /metrics` and the web console (`GET /console`); without, those paths answer 404.
+    `events_interval` is the seconds between two events of `GET /v1/admin/events`.
+    """
+
+    def __init__(
+        self,
+        backend: GatewayBackend,
+        *,
+        ops: OpsBackend | None = None,
+        max_body_size: int = MAX_BODY_SIZE,
+        events_interval: float = EVENTS_INTERVAL,
+    ) -> None:
         if max_body_size < 1:
             raise ValueError(f"max_body_size must be >= 1 byte (got {max_body_size!r})")
+        if not events_interval > 0:
+            raise ValueError(f"events_interval must be > 0 seconds (got {events_interval!r})")
         self.backend = backend
         self.max_body_size = max_body_size
+        self.operations = None if ops is None else Operations(ops, events_interval)
         self._in_flight: set[tuple[str, str]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,16 +120,20 @@ class GatewayApp:
             return
         headers = [
             (b"content-type", answer.content_type.encode("latin-1")),
-            (b"content-length", str(len(answer.body)).encode("latin-1")),
             (b"cache-control", b"no-store"),
             *answer.headers,
         ]
+        if answer.stream is None:
+            headers.append((b"content-length", str(len(answer.body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-        await send({"type": "http.response.body", "body": answer.body})
+        if answer.stream is None:
+            await send({"type": "http.response.body", "body": answer.body})
+        else:
+            await answer.stream(receive, send)
 
-    async def _answer(self, scope: Scope, request_body: "_Body") -> _Answer:
+    async def _answer(self, scope: Scope, request_body: "_Body") -> Answer:
         method: str = scope["method"]
-        route, params = _route(method, scope["path"])
+        route, params = _route(method, scope["path"], operations=self.operations is not None)
         headers = request_body.headers
         key = _bearer(headers)
         if route.access == "public":
@@ -166,13 +155,13 @@ class GatewayApp:
             derived = hashlib.sha256(f"{scope_name}\n{idempotency_key}".encode())
             request_id = derived.hexdigest()[:24]
         query = scope.get("query_string", b"").decode("latin-1")
-        call = _Call(params, query, body, scope_name, request_id, caller)
+        call = Call(params, query, body, scope_name, request_id, caller)
         if idempotency_key is None:
             return await self._run(route, call)
         fingerprint = hashlib.sha256(f"{method} {scope['path']}\n".encode() + body).hexdigest()
         return await self._once(route, call, idempotency_key, fingerprint)
 
-    async def _once(self, route: "_Route", call: _Call, key: str, fingerprint: str) -> _Answer:
+    async def _once(self, route: "_Route", call: Call, key: str, fingerprint: str) -> Answer:
         slot = (call.scope, key)
         if slot in self._in_flight:
             message = f"a request with Idempotency-Key {key!r} is still running; retry later"
@@ -188,7 +177,7 @@ class GatewayApp:
                     )
                     raise ApiError(422, "idempotency_key_reused", message)
                 replayed = ((b"idempotent-replayed", b"true"),)
-                return _Answer(stored.status, stored.body, stored.content_type, replayed)
+                return Answer(stored.status, stored.body, stored.content_type, replayed)
             answer = await self._run(route, call)
             if answer.status < 500:
                 response = StoredResponse(
@@ -199,14 +188,14 @@ class GatewayApp:
         finally:
             self._in_flight.discard(slot)
 
-    async def _run(self, route: "_Route", call: _Call) -> _Answer:
+    async def _run(self, route: "_Route", call: Call) -> Answer:
         """The handler's answer, refusals included; other exceptions propagate (500)."""
         try:
-            return await route.handler(self.backend, call)
+            return await route.handler(self, call)
         except ApiError as exc:
-            return _error(exc.status, exc.code, exc.message, field=exc.field)
+            return error_answer(exc.status, exc.code, exc.message, field=exc.field)
         except InvalidBody as exc:
-            return _error(exc.status, exc.code, exc.message, field=exc.field)
+            return error_answer(exc.status, exc.code, exc.message, field=exc.field)
 
 
 class _Body:
@@ -263,7 +252,7 @@ class _Body:
         return chunk
 
 
-Handler = Callable[[GatewayBackend, _Call], Awaitable[_Answer]]
+Handler = Callable[[GatewayBackend, Call], Awaitable[Answer]]
 
 
 @attrs.frozen
@@ -271,111 +260,123 @@ class _Route:
     method: str
     path: re.Pattern[str]
     access: str  # "public", "admin" or "customer"
-    handler: Handler
-
-
-def _json(status: int, value: object) -> _Answer:
-    return _Answer(status, _encoder.encode(value))
-
-
-def _error(status: int, code: str, message: str, *, field: str | None = None) -> _Answer:
-    return _json(status, _ErrorBody(_ErrorDetail(code, message, field)))
+    handler: Callable[[GatewayApp, Call], Awaitable[Answer]]
+    operations: bool  # an operations route: there only when the app has an `OpsBackend`
 
 
 def _not_found(what: str, identifier: str) -> ApiError:
     return ApiError(404, "not_found", f"no {what} {identifier!r} on this account")
 
 
-async def _healthz(backend: GatewayBackend, call: _Call) -> _Answer:
-    return _json(200, {"status": "ok", **backend.health()})
+async def _healthz(backend: GatewayBackend, call: Call) -> Answer:
+    return json_answer(200, {"status": "ok", **backend.health()})
 
 
-async def _create_account(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _create_account(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_new_account(call.body)
     created = await backend.create_account(
         body.name, body.currency, list(body.numbers), body.webhook_url
     )
-    return _json(201, created)
+    return json_answer(201, created)
 
 
-async def _add_funds(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _add_funds(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_funds(call.body)
     balance = await backend.add_funds(
         call.params["id"], body.amount, body.reference, bonus=False, operation=call.request_id
     )
-    return _json(200, balance)
+    return json_answer(200, balance)
 
 
-async def _add_bonus(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _add_bonus(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_bonus(call.body)
     balance = await backend.add_funds(
         call.params["id"], body.amount, "", bonus=True, operation=call.request_id
     )
-    return _json(200, balance)
+    return json_answer(200, balance)
 
 
-async def _balance(backend: GatewayBackend, call: _Call) -> _Answer:
-    return _json(200, await backend.balance(call.account))
+async def _balance(backend: GatewayBackend, call: Call) -> Answer:
+    return json_answer(200, await backend.balance(call.account))
 
 
-async def _send(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _send(backend: GatewayBackend, call: Call) -> Answer:
     request = decode_send(call.body)
-    return _json(202, await backend.send(call.account, request, request_id=call.request_id))
+    return json_answer(202, await backend.send(call.account, request, request_id=call.request_id))
 
 
-async def _message(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _message(backend: GatewayBackend, call: Call) -> Answer:
     found = await backend.message(call.account, call.params["id"])
     if found is None:
         raise _not_found("message", call.params["id"])
-    return _json(200, found)
+    return json_answer(200, found)
 
 
-async def _inbound(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _inbound(backend: GatewayBackend, call: Call) -> Answer:
     lowest, highest, default = _INBOUND_LIMIT
     given = parse_qs(call.query).get("limit", [str(default)])[-1]
     if not given.isdigit() or not lowest <= int(given) <= highest:
         message = f"limit must be a whole number from {lowest} to {highest} (got {given!r})"
         raise ApiError(422, "invalid_field", message, field="limit")
-    return _json(200, {"messages": await backend.inbound(call.account, limit=int(given))})
+    return json_answer(200, {"messages": await backend.inbound(call.account, limit=int(given))})
 
 
-async def _request_invoice(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _request_invoice(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_invoice_request(call.body)
     started = await backend.request_invoice(call.account, body.period, request_id=call.request_id)
-    return _json(202, started)
+    return json_answer(202, started)
 
 
-async def _invoice(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _invoice(backend: GatewayBackend, call: Call) -> Answer:
     found = await backend.invoice(call.account, call.params["id"])
     if found is None:
         raise _not_found("invoice", call.params["id"])
-    return _json(200, found)
+    return json_answer(200, found)
 
 
-async def _invoice_pdf(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _invoice_pdf(backend: GatewayBackend, call: Call) -> Answer:
     pdf = await backend.invoice_pdf(call.account, call.params["id"])
     if pdf is None:
         raise _not_found("invoice", call.params["id"])
-    return _Answer(200, pdf, "application/pdf")
+    return Answer(200, pdf, "application/pdf")
 
 
-async def _carrier_report(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _carrier_report(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_carrier_report(call.body)
-    return _json(200, await backend.carrier_report(call.params["name"], body))
+    return json_answer(200, await backend.carrier_report(call.params["name"], body))
 
 
-async def _carrier_inbound(backend: GatewayBackend, call: _Call) -> _Answer:
+async def _carrier_inbound(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_carrier_inbound(call.body)
-    return _json(200, await backend.carrier_inbound(call.params["name"], body))
+    return json_answer(200, await backend.carrier_inbound(call.params["name"], body))
 
 
 def _r(method: str, path: str, access: str, handler: Handler) -> _Route:
     """A route; `{name}` in `path` matches one path segment (up to a literal that follows)."""
+
+    async def run(app: GatewayApp, call: Call) -> Answer:
+        return await handler(app.backend, call)
+
+    return _Route(method, _pattern(path), access, run, operations=False)
+
+
+def _o(method: str, path: str, access: str, handler: OpsHandler) -> _Route:
+    """An operations route (see `_r`), served only by an app with an `OpsBackend`."""
+
+    async def run(app: GatewayApp, call: Call) -> Answer:
+        if app.operations is None:  # `_route` does not find these routes then
+            raise RuntimeError(f"the operations route {path} ran in an app without ops")
+        return await handler(app.operations, call)
+
+    return _Route(method, _pattern(path), access, run, operations=True)
+
+
+def _pattern(path: str) -> re.Pattern[str]:
     parts = re.split(r"\{(\w+)\}", path)  # literal, name, literal, name, ..., literal
     pattern = "".join(
         f"(?P<{part}>[^/]+?)" if index % 2 else re.escape(part) for index, part in enumerate(parts)
     )
-    return _Route(method, re.compile(pattern), access, handler)
+    return re.compile(pattern)
 
 
 ROUTES = (
@@ -392,15 +393,28 @@ ROUTES = (
     _r("GET", "/v1/invoices/{id}", "customer", _invoice),
     _r("POST", "/v1/carriers/{name}/dlr", "admin", _carrier_report),
     _r("POST", "/v1/carriers/{name}/inbound", "admin", _carrier_inbound),
+    _o("GET", "/v1/admin/tree", "admin", _ops.tree),
+    _o("GET", "/v1/admin/queues", "admin", _ops.queues),
+    _o("GET", "/v1/admin/carriers", "admin", _ops.carriers),
+    _o("GET", "/v1/admin/parked", "admin", _ops.parked),
+    _o("POST", "/v1/admin/parked/replay", "admin", _ops.replay),
+    _o("POST", "/v1/admin/parked/purge", "admin", _ops.purge),
+    _o("GET", "/v1/admin/parked/{id}", "admin", _ops.parked_message),
+    _o("GET", "/v1/admin/accounts", "admin", _ops.accounts),
+    _o("POST", "/v1/admin/invoices/run", "admin", _ops.run_invoices),
+    _o("GET", "/v1/admin/invoices/{account}/{id}", "admin", _ops.invoice_status),
+    _o("GET", "/v1/admin/events", "admin", _ops.events),
+    _o("GET", "/metrics", "public", _ops.metrics),
+    _o("GET", "/console", "public", _ops.console),
 )
 """The routing table, tried in order (so `{id}.pdf` comes before `{id}`)."""
 
 
-def _route(method: str, path: str) -> tuple[_Route, dict[str, str]]:
+def _route(method: str, path: str, *, operations: bool) -> tuple[_Route, dict[str, str]]:
     allowed: list[str] = []
     for route in ROUTES:
         matched = route.path.fullmatch(path)
-        if matched is None:
+        if matched is None or (route.operations and not operations):
             continue
         if route.method == method:
             return route, matched.groupdict()
@@ -418,9 +432,9 @@ class _MethodNotAllowedError(ApiError):
         self.allowed = allowed
 
 
-def _refusal(exc: ApiError) -> _Answer:
+def _refusal(exc: ApiError) -> Answer:
     """The error answer for `exc`, with the header its status calls for."""
-    answer = _error(exc.status, exc.code, exc.message, field=exc.field)
+    answer = error_answer(exc.status, exc.code, exc.message, field=exc.field)
     if isinstance(exc, _MethodNotAllowedError):
         return attrs.evolve(answer, headers=((b"allow", ", ".join(exc.allowed).encode()),))
     if exc.status == 401:

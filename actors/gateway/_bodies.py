@@ -112,7 +112,7 @@ _OBJECT = msgspec.json.Decoder(dict[str, Any])
 
 
 def decode_send(raw: bytes) -> SendRequest:
-    body = _decode(_SEND, raw)
+    body = decode_body(_SEND, raw)
     to = [body.to] if isinstance(body.to, str) else body.to
     return SendRequest(
         to=to,
@@ -124,29 +124,29 @@ def decode_send(raw: bytes) -> SendRequest:
 
 
 def decode_new_account(raw: bytes) -> NewAccount:
-    return _decode(_NEW_ACCOUNT, raw)
+    return decode_body(_NEW_ACCOUNT, raw)
 
 
 def decode_funds(raw: bytes) -> Funds:
-    return _decode(_FUNDS, raw)
+    return decode_body(_FUNDS, raw)
 
 
 def decode_bonus(raw: bytes) -> Bonus:
-    return _decode(_BONUS, raw)
+    return decode_body(_BONUS, raw)
 
 
 def decode_invoice_request(raw: bytes) -> InvoiceRequest:
-    return _decode(_INVOICE, raw)
+    return decode_body(_INVOICE, raw)
 
 
 def decode_carrier_report(raw: bytes) -> dict[str, object]:
     """Any JSON object: the carrier's own report format, passed through as a dict."""
-    return _decode(_OBJECT, raw)
+    return decode_body(_OBJECT, raw)
 
 
 def decode_carrier_inbound(raw: bytes) -> dict[str, object]:
     """A JSON object with string `from`, `to` and `text` (and anything else), as a dict."""
-    body = _decode(_OBJECT, raw)
+    body = decode_body(_OBJECT, raw)
     try:
         msgspec.convert(body, CarrierInbound)
     except msgspec.ValidationError as exc:
@@ -154,7 +154,8 @@ def decode_carrier_inbound(raw: bytes) -> dict[str, object]:
     return body
 
 
-def _decode(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
+def decode_body(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
+    """`raw` decoded by `decoder`; raises `InvalidBody` naming the field that is wrong."""
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:

@@ -29,7 +29,10 @@ from actors.platform._messages import (
     SendBatch,
     SendItem,
 )
+from actors.platform._open_records import open_records
 from actors.platform._records import Records, hash_key
+from actors.platform._records_pg import PostgresRecords
+from actors.platform._records_store import RecordsStore
 from actors.platform._status import InboundActor, ReportsActor, UnknownNumber
 
 __all__ = [
@@ -55,7 +58,9 @@ __all__ = [
     "Outcome",
     "Outcomes",
     "PlatformBackend",
+    "PostgresRecords",
     "Records",
+    "RecordsStore",
     "Report",
     "Reports",
     "ReportsActor",
@@ -65,6 +70,7 @@ __all__ = [
     "UnknownNumber",
     "account_of",
     "hash_key",
+    "open_records",
     "platform_codec",
     "platform_topology",
 ]

@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from actors._consumer import ConsumerActor, current_inbound
+from actors._metrics import count
 from actors.platform._callbacks import publish_callbacks, status_callbacks
 from actors.platform._context import Context, now
 from actors.platform._messages import (
@@ -43,6 +44,7 @@ from actors.sms import (
     SmsError,
     TopUp,
 )
+from actors.sms._operations import kind_of
 from broker._rpc import encode_failure, encode_reply
 
 _log = logging.getLogger("actors.platform.account")
@@ -69,11 +71,18 @@ class AccountActor(ConsumerActor):
         if isinstance(message, Outcomes):
             await self._settle(message)
             return None
+        operation = self._operation(message)
         try:
-            result: object = self.context.ledger.apply(self._operation(message))
-        except SmsError as error:
+            result: object = self.context.ledger.apply(operation)
+        except Exception as error:  # noqa: BLE001 - a request is answered, never retried by tiers
+            # The caller owns the retry of a request (it knows its deadline): a hold retried
+            # from a tier after the caller gave up would hold money for nothing.
+            if not isinstance(error, SmsError):
+                _log.exception("account %s: %s failed", self.account, operation.id)
+            count("account_refusals", kind_of(operation))
             await self._answer(encode_failure(self.context.codec, error, service="accounts"))
             return None
+        count("account_operations", kind_of(operation))
         await self._answer(encode_reply(self.context.codec, result))
         return result
 
@@ -131,6 +140,7 @@ class AccountActor(ConsumerActor):
                 )
         results = self.context.ledger.apply_many(operations)
         for operation, result in zip(operations, results, strict=True):
+            count("account_operations", kind_of(operation))
             if isinstance(result, SmsError):
                 # A capture the hold cannot cover is a bug upstream, not a reason to lose the
                 # rest of the batch: log it loudly (the message keeps its status).

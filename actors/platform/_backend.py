@@ -431,6 +431,10 @@ class PlatformBackend:
                 raise ApiError(402, "insufficient_funds", error.remote_message) from None
             if kind == "UnknownAccount":
                 raise ApiError(404, "not_found", error.remote_message) from None
+            if kind == "LedgerUnavailable":
+                raise ApiError(
+                    503, "unavailable", "the ledger is unavailable; retry with the same key"
+                ) from None
             if kind in ("InvalidOperation", "InvalidMoney", "CurrencyMismatch"):
                 raise ApiError(422, "invalid_field", error.remote_message) from None
             raise

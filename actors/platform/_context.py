@@ -17,13 +17,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import httpx
 import msgspec
 
+from actors._consumer import CORRELATION_HEADER, inbound_or_none
+from actors._metrics import histogram
 from actors.platform._messages import MESSAGE_TYPES
-from actors.platform._records import Records
+from actors.platform._records_store import RecordsStore
 from actors.sms import Ledger, RateCard, Receipt
 from broker import (
     Codec,
@@ -69,7 +72,9 @@ class Names:
         return PartitionLayout(self.accounts, count=self.partitions, exchange=self.accounts)
 
     def retry_layout(self, schedule: RetrySchedule) -> RetryLayout:
-        return RetryLayout(work_exchanges=(self.exchange, self.pools_exchange), schedule=schedule)
+        return RetryLayout(
+            work_exchanges=(self.exchange, self.pools_exchange, self.accounts), schedule=schedule
+        )
 
 
 def platform_topology(names: Names, carriers: Iterable[str], schedule: RetrySchedule) -> Topology:
@@ -102,7 +107,7 @@ class Context:
     transport: Transport
     names: Names
     ledger: Ledger
-    records: Records
+    records: RecordsStore
     rates: RateCard
     routes: tuple[tuple[str, tuple[str, ...]], ...]
     """(carrier, its destination prefixes) in config order ("+" serves every number)."""
@@ -128,10 +133,19 @@ class Context:
         return tuple(carrier for _, _, carrier in sorted(matches))
 
     def envelope(self, message: object, *, message_id: str | None = None) -> Envelope:
+        """`message` encoded; inside a handler it carries the handled message's correlation id.
+
+        The id goes in the `x-correlation-id` header (`correlation_id` belongs to RPC reply
+        matching), so a chain of hops logs one id from the first message to the last.
+        """
         envelope = self.codec.encode(message)
+        changes: dict[str, Any] = {}
         if message_id is not None:
-            envelope = msgspec.structs.replace(envelope, message_id=message_id)
-        return envelope
+            changes["message_id"] = message_id
+        inbound = inbound_or_none()
+        if inbound is not None and CORRELATION_HEADER not in envelope.headers:
+            changes["headers"] = {**envelope.headers, CORRELATION_HEADER: inbound.correlation_id}
+        return msgspec.structs.replace(envelope, **changes) if changes else envelope
 
     async def publish(
         self,
@@ -142,12 +156,15 @@ class Context:
         message_id: str | None = None,
     ) -> None:
         """Publishes `message` confirmed (on the `sms` exchange unless told otherwise)."""
+        exchange = self.names.exchange if exchange is None else exchange
+        started = time.perf_counter()
         await self.transport.publish(
             self.envelope(message, message_id=message_id),
-            exchange=self.names.exchange if exchange is None else exchange,
+            exchange=exchange,
             routing_key=routing_key,
             timeout=self.publish_timeout,
         )
+        histogram("publish_seconds", exchange).observe(time.perf_counter() - started)
 
     async def tell_account(self, account: str, message: object, *, message_id: str) -> None:
         """Publishes a command to `account`'s partition (its single writer)."""
@@ -161,7 +178,7 @@ class Context:
     async def ask_account(self, account: str, message: object, *, timeout: float) -> Envelope:  # noqa: ASYNC109
         """An RPC to `account`'s actor; returns the reply envelope."""
         return await self.transport.call(
-            self.codec.encode(message),
+            self.envelope(message),
             exchange=self.names.accounts,
             routing_key=self.names.layout.routing_key(account),
             timeout=timeout,

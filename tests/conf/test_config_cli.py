@@ -24,7 +24,8 @@ def test_a_good_file_prints_a_summary_and_exits_0(capsys: pytest.CaptureFixture[
     assert cli(["config", "check", str(SHIPPED)]) == 0
     out, err = capsys.readouterr()
     assert out == (
-        f"{SHIPPED}: valid: 1 carrier (sim), 0 pools, broker amqp://***@127.0.0.1:5672/, "
+        f"{SHIPPED}: valid: 1 carrier (sim), 3 pools (reports x1, inbound x1, callbacks x2), "
+        "broker amqp://***@127.0.0.1:5672/, "
         "store sqlite:///./var/rabbitry.db, http 127.0.0.1:8080\n"
     )
     assert err == ""

@@ -14,10 +14,13 @@ from actors.gateway import (
     ApiError,
     GatewayApp,
     GatewayBackend,
+    OpsBackend,
     SendRequest,
     StoredResponse,
     serve_gateway,
 )
+
+from .fake_ops import FakeOps
 
 ADMIN_KEY = "admin-secret-key"
 ACME = AccountInfo(id="acc-acme", name="Acme", currency="EUR")
@@ -147,6 +150,7 @@ class Gateway:
     backend: FakeBackend
     shutdown: trio.Event
     stopped: trio.Event
+    ops: FakeOps | None = None
 
     @property
     def admin(self) -> dict[str, str]:
@@ -161,21 +165,29 @@ class Gateway:
         return {"authorization": "Bearer key-other"}
 
 
-async def start_gateway(nursery: trio.Nursery, backend: FakeBackend, **options: Any) -> Gateway:
-    """Serves `GatewayApp(backend, **options)` on 127.0.0.1:0 in `nursery`."""
-    checked: GatewayBackend = backend  # the fake keeps to the protocol (mypy checks)
+async def start_gateway(
+    nursery: trio.Nursery,
+    backend: FakeBackend,
+    *,
+    ops: FakeOps | None = None,
+    app_type: type[GatewayApp] = GatewayApp,
+    **options: Any,
+) -> Gateway:
+    """Serves `app_type(backend, ops=ops, **options)` on 127.0.0.1:0 in `nursery`."""
+    checked: GatewayBackend = backend  # the fakes keep to the protocols (mypy checks)
+    checked_ops: OpsBackend | None = ops
     shutdown, stopped = trio.Event(), trio.Event()
 
     async def serve(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            app = GatewayApp(checked, **options)
+            app = app_type(checked, ops=checked_ops, **options)
             await serve_gateway(app, "127.0.0.1:0", task_status=task_status, shutdown=shutdown)
         finally:
             stopped.set()
 
     address = await nursery.start(serve)
     client = httpx.AsyncClient(base_url=f"http://{address}")
-    return Gateway(address, client, backend, shutdown, stopped)
+    return Gateway(address, client, backend, shutdown, stopped, ops)
 
 
 async def stop_gateway(gateway: Gateway) -> None:

@@ -1,0 +1,202 @@
+"""`/metrics`: the daemon's state as Prometheus metrics, read at scrape time.
+
+    registry = metrics_registry(source)          # source: the daemon's live objects
+    body = prometheus_client.generate_latest(registry)
+
+Nothing is counted twice and the hot paths pay almost nothing: the collector reads what the
+runtime keeps anyway (the tree's snapshot, the transport's and routers' statistics, carrier
+links' counters, the consumers' bucket counters in `actors._metrics`) when Prometheus asks.
+
+| metric | type | labels |
+|---|---|---|
+| rabbitry_actor_restarts_total | counter | path |
+| rabbitry_actor_running | gauge (1 running, 0 otherwise) | path |
+| rabbitry_mailbox_depth | gauge | path |
+| rabbitry_handled_total, rabbitry_handler_failures_total | counter | queue |
+| rabbitry_handler_seconds | histogram | queue |
+| rabbitry_broker_connected, _unconfirmed, _consumers | gauge | |
+| rabbitry_broker_reconnects_total, rabbitry_broker_confirmed_total | counter | |
+| rabbitry_publish_seconds | histogram (publish to confirm) | exchange |
+| rabbitry_failures_total | counter (retried, parked, rejected) | action, routing_key |
+| rabbitry_carrier_up | gauge (1 bound) | carrier |
+| rabbitry_carrier_segments_total, rabbitry_carrier_throttled_total | counter | carrier |
+| rabbitry_carrier_errors_total | counter | carrier, code |
+| rabbitry_carrier_in_flight, rabbitry_carrier_window | gauge | carrier |
+| rabbitry_account_operations_total, _refusals_total | counter | kind (hold, capture...) |
+
+Example alerts (PromQL), in the README's operations section too:
+
+    increase(rabbitry_actor_restarts_total[5m]) > 3                  # an actor keeps crashing
+    rabbitry_broker_connected == 0                                    # RabbitMQ unreachable
+    increase(rabbitry_failures_total{action="parked"}[10m]) > 0       # work needs a person
+    rabbitry_carrier_up == 0                                          # a carrier is down
+    histogram_quantile(0.99, rate(rabbitry_handler_seconds_bucket[5m])) > 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from actors._metrics import Histogram, all_counters, all_handler_metrics, all_histograms
+from broker import FailureRouter, Transport
+from supervisor._snapshot import NodeSnapshot
+
+
+@attrs.define
+class MetricsSource:
+    """Where the collector reads from: callables, so it always sees the live objects."""
+
+    snapshot: Callable[[], NodeSnapshot | None]
+    transport: Transport
+    routers: Callable[[], Iterable[FailureRouter]]
+    carriers: Callable[[], Iterable[Any]]  # CarrierSide: name, link, connector
+
+
+def _walk(node: NodeSnapshot) -> Iterator[NodeSnapshot]:
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+def _histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    family.add_metric(labels, histogram.cumulative(), histogram.sum)
+
+
+class Collector:
+    """A prometheus_client collector over a `MetricsSource`."""
+
+    def __init__(self, source: MetricsSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._tree()
+        yield from self._handlers()
+        yield from self._broker()
+        yield from self._carriers()
+        operations = CounterMetricFamily(
+            "rabbitry_account_operations", "Ledger operations applied", labels=["kind"]
+        )
+        refusals = CounterMetricFamily(
+            "rabbitry_account_refusals", "Ledger operations refused", labels=["kind"]
+        )
+        for (name, label), value in sorted(all_counters().items()):
+            if name == "account_operations":
+                operations.add_metric([label], value)
+            elif name == "account_refusals":
+                refusals.add_metric([label], value)
+        yield operations
+        yield refusals
+
+    def _tree(self) -> Iterator[Metric]:
+        restarts = CounterMetricFamily(
+            "rabbitry_actor_restarts", "Restarts of each tree node", labels=["path"]
+        )
+        running = GaugeMetricFamily(
+            "rabbitry_actor_running", "1 when the node is running", labels=["path"]
+        )
+        depth = GaugeMetricFamily(
+            "rabbitry_mailbox_depth", "Messages waiting in the node's mailbox", labels=["path"]
+        )
+        root = self.source.snapshot()
+        for node in _walk(root) if root is not None else ():
+            restarts.add_metric([node.path], node.restarts)
+            running.add_metric([node.path], 1 if node.state == "running" else 0)
+            if node.mailbox_depth is not None:
+                depth.add_metric([node.path], node.mailbox_depth)
+        yield from (restarts, running, depth)
+
+    def _handlers(self) -> Iterator[Metric]:
+        handled = CounterMetricFamily(
+            "rabbitry_handled", "Deliveries whose handler returned", labels=["queue"]
+        )
+        failed = CounterMetricFamily(
+            "rabbitry_handler_failures", "Deliveries whose handler raised", labels=["queue"]
+        )
+        latency = HistogramMetricFamily(
+            "rabbitry_handler_seconds", "Handler time per delivery", labels=["queue"]
+        )
+        for queue, metrics in sorted(all_handler_metrics().items()):
+            handled.add_metric([queue], metrics.handled)
+            failed.add_metric([queue], metrics.failed)
+            _histogram(latency, [queue], metrics.latency)
+        publish = HistogramMetricFamily(
+            "rabbitry_publish_seconds", "Publish to broker confirm", labels=["exchange"]
+        )
+        for (name, label), histogram in sorted(all_histograms().items()):
+            if name == "publish_seconds":
+                _histogram(publish, [label], histogram)
+        yield from (handled, failed, latency, publish)
+
+    def _broker(self) -> Iterator[Metric]:
+        stats = self.source.transport.statistics()
+        yield GaugeMetricFamily(
+            "rabbitry_broker_connected", "1 when connected", value=int(stats.connected)
+        )
+        yield GaugeMetricFamily(
+            "rabbitry_broker_unconfirmed",
+            "Publishes awaiting confirm",
+            value=stats.publishes_in_flight,
+        )
+        yield GaugeMetricFamily(
+            "rabbitry_broker_consumers", "Consumers registered", value=stats.consumers
+        )
+        yield CounterMetricFamily(
+            "rabbitry_broker_reconnects", "Connections re-established", value=stats.reconnects
+        )
+        yield CounterMetricFamily(
+            "rabbitry_broker_confirmed", "Publishes confirmed", value=stats.confirmed
+        )
+        failures = CounterMetricFamily(
+            "rabbitry_failures",
+            "Failed deliveries by fate and original routing key",
+            labels=["action", "routing_key"],
+        )
+        totals: dict[tuple[str, str], int] = {}
+        for router in self.source.routers():
+            for key, value in router.statistics().by_routing_key.items():
+                totals[key] = totals.get(key, 0) + value
+        for (action, routing_key), value in sorted(totals.items()):
+            failures.add_metric([action, routing_key], value)
+        yield failures
+
+    def _carriers(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("rabbitry_carrier_up", "1 when bound", labels=["carrier"])
+        segments = CounterMetricFamily(
+            "rabbitry_carrier_segments", "Segments accepted", labels=["carrier"]
+        )
+        throttled = CounterMetricFamily(
+            "rabbitry_carrier_throttled", "Throttling answers", labels=["carrier"]
+        )
+        errors = CounterMetricFamily(
+            "rabbitry_carrier_errors", "Submit errors", labels=["carrier", "code"]
+        )
+        in_flight = GaugeMetricFamily(
+            "rabbitry_carrier_in_flight", "Submits in flight", labels=["carrier"]
+        )
+        window = GaugeMetricFamily("rabbitry_carrier_window", "Window size", labels=["carrier"])
+        for side in self.source.carriers():
+            stats = side.link.statistics()
+            up.add_metric([side.name], 1 if side.connector.health() == "bound" else 0)
+            segments.add_metric([side.name], stats.segments)
+            throttled.add_metric([side.name], stats.throttled)
+            for code, value in sorted(stats.failed.items()):
+                errors.add_metric([side.name, code], value)
+            in_flight.add_metric([side.name], stats.in_flight)
+            window.add_metric([side.name], side.link.window.size)
+        yield from (up, segments, throttled, errors, in_flight, window)
+
+
+def metrics_registry(source: MetricsSource) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector(source))
+    return registry

@@ -1,0 +1,119 @@
+"""The platform when a dependency fails for a while: the ledger down, then back.
+
+The daemon runs in this process on the in-memory broker; its ledger store refuses every
+transaction (LedgerUnavailable, as when PostgreSQL is down) for a while. Settling the carrier's
+outcomes then fails, the work waits in the retry tiers, and completes without anybody doing
+anything once the store is back: nothing lost, nobody charged twice.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import trio
+
+import supervisor._daemon as daemon_module
+from actors.sms import LedgerStore, LedgerTransaction, LedgerUnavailable, open_ledger_store
+from conf import load_config
+from supervisor._daemon import run_daemon
+
+DEMO = Path(__file__).resolve().parents[2] / "conf" / "demo.toml"
+
+
+class FlakyStore:
+    """A ledger store that is down (every transaction raises) while `down` is set."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.down = False
+        self.refused = 0
+        self.refusing = trio.Event()
+
+    def transaction(self) -> AbstractContextManager[LedgerTransaction]:
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[LedgerTransaction]:
+        if self.down:
+            self.refused += 1
+            self.refusing.set()
+            raise LedgerUnavailable("the ledger database is down (simulated)")
+        with self.store.transaction() as tx:
+            yield tx
+
+    def entries(self, account: str, after: int = 0) -> Any:
+        return self.store.entries(account, after)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+async def test_a_ledger_outage_makes_settling_wait_in_the_retry_tiers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stores: list[FlakyStore] = []
+
+    def flaky(url: str) -> FlakyStore:
+        stores.append(FlakyStore(open_ledger_store(url)))
+        return stores[-1]
+
+    monkeypatch.setattr(daemon_module, "open_ledger_store", flaky)
+    config = load_config(DEMO)
+    config = msgspec.structs.replace(
+        config,
+        store=msgspec.structs.replace(
+            config.store, url=type(config.store.url)(f"sqlite:///{tmp_path / 'ledger.db'}")
+        ),
+    )
+    listening: list[str] = []
+    async with trio.open_nursery() as nursery:
+        root = await nursery.start(
+            functools.partial(
+                run_daemon, config, broker_url="memory://", on_listening=listening.append
+            )
+        )
+        base = f"http://{listening[0]}"
+        headers = {"authorization": "Bearer demo-admin-key"}
+        async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
+            account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
+            funded = await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})
+            assert funded.status_code == 200
+        (store,) = stores
+        key = {"authorization": f"Bearer {account['api_key']}"}
+        async with httpx.AsyncClient(base_url=base, headers=key) as client:
+            # While the ledger is down a send is refused at once (503): nothing held or queued.
+            store.down = True
+            refused = await client.post(
+                "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
+            )
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "unavailable"
+            store.down = False
+            sent = await client.post(
+                "/v1/sms", json={"to": ["+33600000001", "+99900000001"], "from": "A", "text": "a"}
+            )
+            assert sent.status_code == 202, sent.text
+            store.down = True
+            store.refusing = trio.Event()
+            await store.refusing.wait()  # the outcomes met the outage
+            store.down = False
+            ids = [m["id"] for m in sent.json()["messages"]]
+            with trio.fail_after(30):
+                while True:
+                    views = [(await client.get(f"/v1/sms/{i}")).json() for i in ids]
+                    balance = (await client.get("/v1/balance")).json()
+                    if Decimal(balance["held"]) == 0 and views[1]["status"] == "failed":
+                        break
+                    await trio.sleep(0.05)
+        assert store.refused >= 1
+        assert [v["status"] for v in views] == ["delivered", "failed"]
+        assert Decimal(balance["balance"]) == Decimal("1") - Decimal("0.045")
+        root.request_stop()
