@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -85,4 +87,32 @@ async def test_operators_see_the_tree_and_queues_and_work_the_parking_lot(
     assert 'rabbitry_account_operations_total{kind="capture"} 1.0' in metrics
     assert "rabbitry_broker_connected 1.0" in metrics
     assert ADMIN_KEY not in metrics
+    assert await daemon.stop() == 0
+
+
+async def test_the_cli_sends_a_csv_and_runs_invoices_against_the_daemon(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    daemon = await daemon_factory()
+    async with daemon.client() as admin:
+        _, key = await open_account(admin, "10.00")
+    csv = tmp_path / "customers.csv"
+    csv.write_text("name,to\n" + "".join(f"c{i},+3360000{i:04d}\n" for i in range(120)))
+    arguments = ("send", "--key", key, "--from", "ACME", "--text", "hi", "--csv", str(csv))
+    status, out, err = await rabbitry(daemon, *arguments, "--json")
+    assert status == 0, err
+    summary = json.loads(out)
+    assert summary["delivered"] == 120
+    assert key not in out + err
+    # Run again: the same idempotency keys, nothing sent twice.
+    status, out, err = await rabbitry(daemon, *arguments, "--json")
+    assert status == 0, err
+    async with daemon.client(key) as client:
+        balance = (await client.get("/v1/balance")).json()
+    assert Decimal(balance["balance"]) == Decimal("10.00") - Decimal("0.045") * 120
+    period = time.strftime("%Y-%m", time.gmtime())
+    status, out, err = await rabbitry(daemon, "invoices", "run", "--period", period, "--json")
+    assert status == 0, err
+    (invoice,) = json.loads(out)["invoices"]
+    assert invoice["status"] == "ready"
     assert await daemon.stop() == 0
