@@ -76,8 +76,20 @@ async def test_sighup_applies_rates_and_carriers_without_losing_work(
         assert after["carrier"] == "backup"  # the longest prefix: +44 beats "+"
         views = await wait_final(client, ids)
         assert {view["status"] for view in views.values()} == {"delivered"}
+        # A changed carrier restarts with its new settings; a removed one is drained and gone.
+        text = config.read_text().replace(BACKUP, "")
+        config.write_text(text.replace('prefixes = ["+"]', 'prefixes = ["+"]\ntps = 1000', 1))
+        daemon.process.send_signal(signal.SIGHUP)
+        await wait_for_log(daemon.log, "carrier backup removed")
+        assert "carrier sim changed" in daemon.log.read_text()
+        sent = await client.post("/v1/sms", json={"to": "+447000000998", "from": "A", "text": "a"})
+        (after,) = (await wait_final(client, [sent.json()["messages"][0]["id"]])).values()
+        assert after["carrier"] == "sim"
+        health = await poll(client, "/healthz", lambda view: "backup" not in view["carriers"])
+        assert set(health["carriers"]) == {"sim"}
         # A file that does not validate is refused; the running config stays.
         config.write_text(config.read_text().replace('"+33" = "0.0300"', '"+33" = 0.03'))
+        assert "+33" in config.read_text()
         daemon.process.send_signal(signal.SIGHUP)
         await wait_for_log(daemon.log, "reload refused")
         assert await price_of(client, "+33600000003") == Decimal("0.0300")
