@@ -2,6 +2,7 @@
 
 from actors.carriers._connector import (
     Accepted,
+    AuthenticationFailed,
     CarrierDown,
     CarrierError,
     Connector,
@@ -31,6 +32,7 @@ from actors.carriers._throttle import CarrierLink, LinkStatistics, TokenBucket, 
 __all__ = [
     "GROUP",
     "Accepted",
+    "AuthenticationFailed",
     "BrokenPlugin",
     "CarrierDown",
     "CarrierError",

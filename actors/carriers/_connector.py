@@ -198,6 +198,17 @@ class CarrierDown(CarrierError, ConnectionError):  # noqa: N818 - the names of t
     code = "down"
 
 
+class AuthenticationFailed(CarrierDown):
+    """The carrier refused our credentials (a refused bind, an HTTP 401/403).
+
+    Reconnecting at once will not help, and carriers block addresses that keep trying: the
+    carrier actor waits longer after each of these (30 s, 60 s, ... up to 10 min) before the
+    connection is tried again, while the route fails over.
+    """
+
+    code = "auth"
+
+
 class Connector(Protocol):
     """A connection to one carrier; see the module docstring for the contract."""
 

@@ -41,6 +41,7 @@ import trio
 from actors._consumer import ConsumerActor, current_inbound
 from actors.carriers import (
     Accepted,
+    AuthenticationFailed,
     CarrierError,
     CarrierLink,
     Connector,
@@ -62,6 +63,12 @@ from actors.platform._messages import (
 )
 
 _log = logging.getLogger("actors.platform.carrier")
+
+AUTH_MIN = 30.0
+AUTH_MAX = 600.0
+AUTH_RESET = 60.0
+"""After a refused login the connection waits AUTH_MIN s, doubling per refusal in a row up to
+AUTH_MAX; a connection that stayed up AUTH_RESET s starts the count again."""
 
 EARLY_REPORTS = 10_000
 """Reports kept while their submit answer is still on its way (oldest dropped first)."""
@@ -89,6 +96,7 @@ class CarrierSide:
         self._early: OrderedDict[str, DeliveryEvent] = OrderedDict()
         self.reports = Batcher[Report](self._publish_reports)
         self.unmatched = 0
+        self.auth_failures = 0
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """The connection: reports batcher and the connector, until cancelled."""
@@ -97,7 +105,24 @@ class CarrierSide:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.reports.run)
             task_status.started(self)
-            await self.connector.run(self.events)
+            started = trio.current_time()
+            try:
+                await self.connector.run(self.events)
+            except AuthenticationFailed as error:
+                if trio.current_time() - started > AUTH_RESET:
+                    self.auth_failures = 0
+                delay = min(AUTH_MIN * 2**self.auth_failures, AUTH_MAX)
+                self.auth_failures += 1
+                _log.warning(
+                    "carrier %s refused our credentials (%s); next attempt in %.0f s",
+                    self.name,
+                    error.code,
+                    delay,
+                    extra={"event": "carrier_auth_failed", "carrier": self.name, "delay": delay},
+                )
+                await trio.sleep(delay)  # carriers block addresses that keep trying
+                raise
+            self.auth_failures = 0
 
     async def _publish_reports(self, items: list[Report]) -> None:
         await self.context.publish(

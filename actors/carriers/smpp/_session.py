@@ -35,7 +35,12 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from actors.carriers._connector import CarrierDown, CarrierError, RetryableError
+from actors.carriers._connector import (
+    AuthenticationFailed,
+    CarrierDown,
+    CarrierError,
+    RetryableError,
+)
 from actors.carriers.smpp._pdu import (
     DATA_SM,
     DELIVER_SM,
@@ -67,7 +72,7 @@ _MAX_SEQUENCE = 0x7FFFFFFF
 _BIND_REFUSALS = frozenset({ESME_RBINDFAIL, ESME_RINVPASWD, ESME_RINVSYSID})
 
 
-class BindRefused(CarrierDown):
+class BindRefused(AuthenticationFailed):
     """The carrier refused our bind (ESME_RBINDFAIL, ESME_RINVPASWD, ESME_RINVSYSID).
 
     Credentials or bind limits are wrong: reconnecting at once will not help, and carriers block
