@@ -33,19 +33,28 @@ _SHORT_NAME_LENGTH = 255  # AMQP short strings: queue names and routing keys
 
 def decimal_problems(raw: Mapping[str, object]) -> Iterator[Problem]:
     """Rates and the tax rate must be decimal strings: a TOML float would lose cents."""
-    rates = raw.get("rates")
-    if isinstance(rates, Mapping):
-        for key, value in rates.items():
-            if key != "default" and not _PREFIX.match(key):
-                yield (
-                    ("rates", key),
-                    'is not a rate key: use "default" or "+" followed by digits, like "+33"',
-                )
-            else:
-                yield from _decimal(("rates", key), value, "0.0450")
+    yield from _rate_problems(("rates",), raw.get("rates"))
+    carriers = raw.get("carriers")
+    if isinstance(carriers, list):
+        for index, carrier in enumerate(carriers):
+            if isinstance(carrier, Mapping):
+                yield from _rate_problems(("carriers", index, "rates"), carrier.get("rates"))
     tax = raw.get("tax")
     if isinstance(tax, Mapping) and "rate" in tax:
         yield from _decimal(("tax", "rate"), tax["rate"], "0.20")
+
+
+def _rate_problems(path: Path, rates: object) -> Iterator[Problem]:
+    if not isinstance(rates, Mapping):
+        return
+    for key, value in rates.items():
+        if key != "default" and not _PREFIX.match(key):
+            yield (
+                (*path, key),
+                'is not a rate key: use "default" or "+" followed by digits, like "+33"',
+            )
+        else:
+            yield from _decimal((*path, key), value, "0.0450")
 
 
 def _decimal(path: Path, value: object, example: str) -> Iterator[Problem]:

@@ -132,6 +132,15 @@ class Carrier(_Table, frozen=True):
         Annotated[float, Meta(gt=0, description="Segments per second; leave it out for no limit.")]
         | None
     ) = None
+    rates: Annotated[
+        dict[str, Decimal],
+        Meta(
+            description=(
+                "Price per segment of the messages routed to this carrier first, by destination "
+                'prefix ("+33") or "default", as decimal strings; [rates] prices the rest.'
+            )
+        ),
+    ] = msgspec.field(default_factory=dict)
     options: Annotated[
         dict[str, Any],
         Meta(

@@ -77,6 +77,15 @@ CURRENCY = "EUR"
 EXIT_INVALID = 2
 
 
+def carrier_rates(config: Config, currency: str) -> dict[str, RateCard]:
+    """The per-route rate cards of the carriers that have their own `rates`."""
+    return {
+        carrier.name: RateCard.from_table(dict(carrier.rates), currency)
+        for carrier in config.carriers
+        if carrier.rates
+    }
+
+
 def failure_policy(schedule: RetrySchedule) -> FailurePolicy:
     return FailurePolicy(
         schedule,
@@ -125,6 +134,7 @@ async def run_daemon(
                 rates=rates,
                 routes=tuple((c.name, tuple(c.prefixes)) for c in config.carriers),
                 schedule=schedule,
+                carrier_rates=carrier_rates(config, CURRENCY),
                 tax_rate=Decimal(config.tax.rate),
             )
             sides = {

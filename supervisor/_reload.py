@@ -124,6 +124,11 @@ class Reloader:
                 f"carrier {carrier.name} {'changed' if carrier.name in old else 'added'}"
             )
         context.routes = tuple((c.name, tuple(c.prefixes)) for c in new.carriers)
+        context.carrier_rates = {
+            c.name: RateCard.from_table(dict(c.rates), context.currency)
+            for c in new.carriers
+            if c.rates
+        }
         return changes
 
     async def _pools(self, new: Config) -> list[str]:

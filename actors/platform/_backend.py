@@ -170,7 +170,7 @@ class PlatformBackend:
         encoding = split.encoding.value
         segments = split.segments
         currency = context.currency
-        prices: dict[str, Decimal] = {}
+        prices: dict[tuple[str, str], Decimal] = {}
         per_carrier: dict[str, list[SendItem]] = {}
         records: list[MessageRecord] = []
         answer: list[dict[str, object]] = []
@@ -179,16 +179,16 @@ class PlatformBackend:
         base = request_id[:20]
         for index, number in enumerate(request.to):
             _check_number(number, f"to[{index}]")
-            try:
-                prefix, rate = context.rates.rate_for(number)
-            except NoRoute:
-                raise ApiError(422, "no_route", f"to[{index}]: no rate for {number!r}") from None
             carriers = context.route(number)
             if not carriers:
                 raise ApiError(422, "no_route", f"to[{index}]: no carrier serves {number!r}")
-            price = prices.get(prefix)
+            try:
+                prefix, rate = context.rate_for(number, carriers[0])
+            except NoRoute:
+                raise ApiError(422, "no_route", f"to[{index}]: no rate for {number!r}") from None
+            price = prices.get((carriers[0], prefix))
             if price is None:
-                price = prices[prefix] = rate.amount * segments
+                price = prices[carriers[0], prefix] = rate.amount * segments
             total += price
             message_id = f"msg_{base}_{index}"
             item = SendItem(

@@ -27,7 +27,7 @@ from actors._consumer import CORRELATION_HEADER, inbound_or_none
 from actors._metrics import histogram
 from actors.platform._messages import MESSAGE_TYPES
 from actors.platform._records_store import RecordsStore
-from actors.sms import Ledger, RateCard, Receipt
+from actors.sms import Ledger, Money, NoRoute, RateCard, Receipt
 from broker import (
     Codec,
     Envelope,
@@ -112,6 +112,8 @@ class Context:
     routes: tuple[tuple[str, tuple[str, ...]], ...]
     """(carrier, its destination prefixes) in config order ("+" serves every number)."""
     schedule: RetrySchedule
+    carrier_rates: dict[str, RateCard] = attrs.field(factory=dict)
+    """Per-route rates: a carrier's own card prices the messages routed to it first."""
     codec: Codec = attrs.field(factory=platform_codec)
     tax_rate: Decimal = Decimal(0)
     publish_timeout: float = 30.0
@@ -131,6 +133,17 @@ class Context:
             if longest:
                 matches.append((-longest, order, carrier))
         return tuple(carrier for _, _, carrier in sorted(matches))
+
+    def rate_for(self, number: str, carrier: str) -> tuple[str, Money]:
+        """(prefix, rate per segment) of `number` routed first to `carrier`: the carrier's own
+        rate card when it has a matching prefix (or a default), else [rates]."""
+        card = self.carrier_rates.get(carrier)
+        if card is not None:
+            try:
+                return card.rate_for(number)
+            except NoRoute:
+                pass
+        return self.rates.rate_for(number)
 
     def envelope(self, message: object, *, message_id: str | None = None) -> Envelope:
         """`message` encoded; inside a handler it carries the handled message's correlation id.

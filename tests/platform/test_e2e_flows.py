@@ -239,3 +239,34 @@ async def test_a_carrier_that_is_down_fails_over_to_the_next_of_the_route(
     assert {views[i]["status"] for i in ids} == {"delivered"}
     assert Decimal(balance["balance"]) == Decimal("1.00") - Decimal("0.045") * 2
     assert await daemon.stop() == 0
+
+
+async def test_per_route_rates_price_what_is_routed_to_their_carrier(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    routes = """
+        [[carriers]]
+        name = "uk"
+        plugin = "simulator"
+        prefixes = ["+44"]
+        rates = { "+447" = "0.0200" }
+
+        [[carriers]]
+        name = "sim"
+        plugin = "simulator"
+        prefixes = ["+"]
+        """
+    daemon = await daemon_factory(config_text(tmp_path / "var" / "rabbitry.db", carriers=routes))
+    async with daemon.client() as admin:
+        _, key = await open_account(admin, "1.00")
+    async with daemon.client(key) as client:
+        numbers = ["+447700000001", "+442000000001", "+33600000001"]
+        sent = await client.post("/v1/sms", json={"to": numbers, "from": "A", "text": "a"})
+        prices = [Decimal(m["price"]) for m in sent.json()["messages"]]
+        # +447: the uk carrier's own rate; +442: routed to uk, no own rate: [rates] default;
+        # +33: routed to sim: [rates] "+33".
+        assert prices == [Decimal("0.02"), Decimal("0.05"), Decimal("0.045")]
+        ids = [m["id"] for m in sent.json()["messages"]]
+        views = await wait_final(client, ids)
+        assert [views[i]["carrier"] for i in ids] == ["uk", "uk", "sim"]
+    assert await daemon.stop() == 0
