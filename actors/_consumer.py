@@ -40,6 +40,7 @@ requeued and delivered again (``redelivered=True``), so effects deduplicate on t
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import logging
@@ -53,6 +54,7 @@ import trio
 
 from actors._actor import Actor
 from actors._metrics import HandlerMetrics, handler_metrics
+from actors._recent import recent_messages
 from actors._ref import ActorRef
 from broker import (
     Codec,
@@ -247,6 +249,8 @@ class ConsumerStatistics:
     rejected: int
     unsettled: int
     """Failures whose fate could not be carried out; nacked with requeue or left to the close."""
+    duplicates: int = 0
+    """Second copies of a message a publisher sent again (not redelivered), acked unhandled."""
 
 
 @attrs.define(eq=False)
@@ -341,6 +345,7 @@ _COUNTERS = (
     "parked",
     "rejected",
     "unsettled",
+    "duplicates",
 )
 
 Settle = Callable[[Transport, Flow, Inbound], Awaitable[None]]
@@ -399,6 +404,7 @@ async def run_flow(
     flow.send = send
     flow.codec = codec
     choose = (lambda message, envelope: target) if isinstance(target, ActorRef) else target
+    recent = recent_messages(queue)
     try:
         async with (
             transport.open_consumer(queue, prefetch=prefetch) as consumer,
@@ -409,6 +415,12 @@ async def run_flow(
             with flow.receive_scope:
                 async for delivery in consumer:
                     flow.count("received")
+                    # Every copy is remembered; only one that is not a redelivery is dropped.
+                    if recent.seen(delivery.envelope) and not delivery.redelivered:
+                        flow.count("duplicates")
+                        with contextlib.suppress(StaleDelivery):
+                            await transport.ack(delivery)
+                        continue
                     await _hand_over(flow, delivery, codec, choose)
             flow.state = "draining"
             with trio.move_on_after(drain_timeout) as drain:
