@@ -53,6 +53,7 @@ import collections
 import contextlib
 import functools
 import itertools
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -482,6 +483,20 @@ class RabbitMQTransport:
         self._closed.set()
 
 
+HEARTBEAT = 15
+"""Seconds between AMQP heartbeats, unless the URL says otherwise."""
+
+
+def with_heartbeat(url: str, seconds: int) -> str:
+    """`url` with ``heartbeat=seconds`` in its query, unless it has a heartbeat already."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "heartbeat" for name, _ in query):
+        return url
+    query.append(("heartbeat", str(seconds)))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 @contextlib.asynccontextmanager
 async def open_rabbitmq_transport(
     url: str,
@@ -491,8 +506,14 @@ async def open_rabbitmq_transport(
     connection_name: str = "rabbitry",
     bridge_hold: float | None = 0.0,
     reconnect: ReconnectPolicy | None = None,
+    heartbeat: int = HEARTBEAT,
 ) -> AsyncIterator[RabbitMQTransport]:
     """Connect to RabbitMQ at `url` for the ``async with`` block; close gracefully on exit.
+
+    ``heartbeat`` (seconds) is asked of the broker unless the URL has its own ``?heartbeat=``: a
+    connection that goes silent (a cable pulled, a firewall dropping packets: nothing closes the
+    socket) is then found dead within a few heartbeats and re-established, instead of after
+    RabbitMQ's default of 60 s.
 
     ``close_timeout`` bounds each graceful step (draining consumers, waiting for confirms) and
     each AMQP control operation. ``use_uvloop`` defaults to using uvloop when it is installed.
@@ -502,7 +523,9 @@ async def open_rabbitmq_transport(
     (the block is cancelled then).
     """
     async with open_bridge(use_uvloop=use_uvloop, hold=bridge_hold) as bridge:
-        link = Link(bridge, url, rpc_timeout=close_timeout, name=connection_name)
+        link = Link(
+            bridge, with_heartbeat(url, heartbeat), rpc_timeout=close_timeout, name=connection_name
+        )
         with trio.CancelScope(shield=True):
             await bridge.call(link.connect)
         bridge.send(link.release)
