@@ -31,6 +31,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Literal
 from urllib.parse import parse_qs
 
 import attrs
@@ -40,8 +41,6 @@ from actors.gateway._backend import ApiError, GatewayBackend, StoredResponse
 from actors.gateway._bodies import (
     InvalidBody,
     decode_bonus,
-    decode_carrier_inbound,
-    decode_carrier_report,
     decode_funds,
     decode_invoice_request,
     decode_new_account,
@@ -136,7 +135,7 @@ class GatewayApp:
         route, params = _route(method, scope["path"], operations=self.operations is not None)
         headers = request_body.headers
         key = _bearer(headers)
-        if route.access == "public":
+        if route.access in ("public", "carrier"):  # a carrier's connector checks its signature
             caller, scope_name = None, ""
         elif route.access == "admin":
             if not (key and self.backend.is_admin_key(key)):
@@ -155,7 +154,8 @@ class GatewayApp:
             derived = hashlib.sha256(f"{scope_name}\n{idempotency_key}".encode())
             request_id = derived.hexdigest()[:24]
         query = scope.get("query_string", b"").decode("latin-1")
-        call = Call(params, query, body, scope_name, request_id, caller)
+        admin = bool(key) and self.backend.is_admin_key(key)
+        call = Call(params, query, body, scope_name, request_id, caller, headers, admin)
         if idempotency_key is None:
             return await self._run(route, call)
         fingerprint = hashlib.sha256(f"{method} {scope['path']}\n".encode() + body).hexdigest()
@@ -342,13 +342,23 @@ async def _invoice_pdf(backend: GatewayBackend, call: Call) -> Answer:
 
 
 async def _carrier_report(backend: GatewayBackend, call: Call) -> Answer:
-    body = decode_carrier_report(call.body)
-    return json_answer(200, await backend.carrier_report(call.params["name"], body))
+    return await _carrier_webhook(backend, call, "dlr")
 
 
 async def _carrier_inbound(backend: GatewayBackend, call: Call) -> Answer:
-    body = decode_carrier_inbound(call.body)
-    return json_answer(200, await backend.carrier_inbound(call.params["name"], body))
+    return await _carrier_webhook(backend, call, "inbound")
+
+
+async def _carrier_webhook(
+    backend: GatewayBackend, call: Call, kind: Literal["dlr", "inbound"]
+) -> Answer:
+    headers = {
+        name.decode("latin-1"): value.decode("latin-1") for name, value in call.headers.items()
+    }
+    answer = await backend.carrier_webhook(
+        call.params["name"], kind, call.body, headers, admin=call.admin
+    )
+    return json_answer(200, answer)
 
 
 def _r(method: str, path: str, access: str, handler: Handler) -> _Route:
@@ -391,8 +401,8 @@ ROUTES = (
     _r("POST", "/v1/invoices", "customer", _request_invoice),
     _r("GET", "/v1/invoices/{id}.pdf", "customer", _invoice_pdf),
     _r("GET", "/v1/invoices/{id}", "customer", _invoice),
-    _r("POST", "/v1/carriers/{name}/dlr", "admin", _carrier_report),
-    _r("POST", "/v1/carriers/{name}/inbound", "admin", _carrier_inbound),
+    _r("POST", "/v1/carriers/{name}/dlr", "carrier", _carrier_report),
+    _r("POST", "/v1/carriers/{name}/inbound", "carrier", _carrier_inbound),
     _o("GET", "/v1/admin/tree", "admin", _ops.tree),
     _o("GET", "/v1/admin/queues", "admin", _ops.queues),
     _o("GET", "/v1/admin/carriers", "admin", _ops.carriers),

@@ -25,7 +25,8 @@ request's `Idempotency-Key` when it has one, so a retry after a crash re-uses th
 backend's own apply-once bookkeeping makes it harmless; without a key they are random.
 """
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -125,12 +126,21 @@ class GatewayBackend(Protocol):
         """The invoice's PDF; None if not the account's (or not rendered yet)."""
         ...
 
-    async def carrier_report(self, carrier: str, body: dict[str, object]) -> dict[str, object]:
-        """A delivery report from carrier `carrier`, in its own format."""
-        ...
+    async def carrier_webhook(
+        self,
+        carrier: str,
+        kind: Literal["dlr", "inbound"],
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        admin: bool,
+    ) -> dict[str, object]:
+        """A delivery report or inbound SMS that carrier `carrier` POSTed, in its own format.
 
-    async def carrier_inbound(self, carrier: str, body: dict[str, object]) -> dict[str, object]:
-        """An inbound SMS from carrier `carrier`: at least `from`, `to` and `text`."""
+        `body` and `headers` are raw: the carrier's connector checks the signature over the exact
+        bytes. `admin` says whether the request carried the admin key (the simulator takes
+        injected inbound traffic from the admin only).
+        """
         ...
 
     async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:

@@ -48,6 +48,8 @@ class Call:
     scope: str  # the account id, or "admin"
     request_id: str  # derived from the Idempotency-Key, else random
     caller: AccountInfo | None
+    headers: dict[bytes, bytes] = attrs.field(factory=dict)
+    admin: bool = False  # the request carried the admin key
 
     @property
     def account(self) -> AccountInfo:

@@ -20,12 +20,15 @@ import functools
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import trio
 
+from actors.carriers import CarrierDown
+from actors.carriers.http import InvalidWebhook, WebhookRefused
 from actors.gateway import AccountInfo, ApiError, SendRequest, StoredResponse
 from actors.platform._context import Context, now
 from actors.platform._messages import (
@@ -353,22 +356,50 @@ class PlatformBackend:
 
     # Carriers
 
-    async def carrier_report(self, carrier: str, body: dict[str, object]) -> dict[str, object]:
-        if carrier not in self.carriers:
+    async def carrier_webhook(
+        self,
+        carrier: str,
+        kind: Literal["dlr", "inbound"],
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        admin: bool,
+    ) -> dict[str, object]:
+        side = self.carriers.get(carrier)
+        if side is None:
             raise ApiError(404, "not_found", f"no carrier {carrier!r}")
-        raise ApiError(
-            422, "unsupported", f"carrier {carrier!r} does not take delivery reports by webhook"
-        )
+        handle = getattr(side.connector, "handle_webhook", None)
+        if handle is not None:  # the carrier's own webhook: its connector checks the signature
+            try:
+                answer: dict[str, object] = await handle(kind, body, headers)
+            except WebhookRefused as error:
+                raise ApiError(401, "bad_signature", str(error)) from None
+            except InvalidWebhook as error:
+                raise ApiError(422, "invalid_webhook", str(error)) from None
+            except CarrierDown as error:
+                raise ApiError(503, "unavailable", str(error)) from None
+            return answer
+        if not admin:
+            raise ApiError(
+                401, "unauthorized", "this carrier takes traffic from the admin key only"
+            )
+        if kind == "dlr":
+            raise ApiError(
+                422, "unsupported", f"carrier {carrier!r} does not take delivery reports by webhook"
+            )
+        return await self._inject_inbound(carrier, body)
 
-    async def carrier_inbound(self, carrier: str, body: dict[str, object]) -> dict[str, object]:
-        if carrier not in self.carriers:
-            raise ApiError(404, "not_found", f"no carrier {carrier!r}")
-        fields = {}
+    async def _inject_inbound(self, carrier: str, body: bytes) -> dict[str, object]:
+        try:
+            fields = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            raise ApiError(422, "invalid_json", "the body is not JSON") from None
+        if not isinstance(fields, dict):
+            raise ApiError(422, "invalid_field", "expected a JSON object {from, to, text}")
         for name in ("from", "to", "text"):
-            value = body.get(name)
+            value = fields.get(name)
             if not isinstance(value, str) or (name != "text" and not value):
                 raise ApiError(422, "invalid_field", f"{name}: expected a non-empty string")
-            fields[name] = value
         _check_number(fields["to"], "to")
         message = InboundSms(
             id=f"in_{secrets.token_hex(12)}",

@@ -30,10 +30,12 @@ parts: the carrier splits the text), within `timeout` seconds in all, and maps t
   least once.
 - 429 -> `Throttled(retry_after=Retry-After, seconds or HTTP date, at most 3600; else
   throttle_delay)`; 5xx and 408 -> `RetryableError` (with Retry-After when given); 401 and 403
-  -> `CarrierDown` (the credentials: the route fails over); any other 4xx -> `PermanentError`;
-  anything else (3xx) -> `CarrierDown` (the url is wrong). Codes are "http_<status>".
+  -> `AuthenticationFailed` (a `CarrierDown`: the route fails over), and `run` ends raising it
+  too, so the carrier actor waits before it runs again rather than have every message knock
+  with refused credentials; any other 4xx -> `PermanentError`; anything else (3xx) ->
+  `CarrierDown` (the url is wrong). Codes are "http_<status>".
 - no answer within `timeout` -> `RetryableError(code="timeout")`; a connection that fails ->
-  `RetryableError(code="connection")`.
+  `RetryableError(code="connection")`; a request cut because `run` ended -> `CarrierDown`.
 
 `health()` is "down" unless `run` runs, "degraded" after `degraded_after` retryable or down
 failures in a row (an accepted or permanently refused message resets the count), else "bound".
@@ -52,6 +54,7 @@ import trio
 
 from actors.carriers._connector import (
     Accepted,
+    AuthenticationFailed,
     CarrierDown,
     CarrierError,
     EventSink,
@@ -99,6 +102,8 @@ class HttpConnector:
         self._client: httpx.AsyncClient | None = None
         self._sink: EventSink | None = None
         self._failures = 0  # retryable or down failures in a row
+        self._refused: AuthenticationFailed | None = None  # ends `run`
+        self._stop = trio.Event()
 
     async def run(
         self, events: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -123,8 +128,14 @@ class HttpConnector:
         )
         try:
             self._client, self._sink, self._failures = client, events, 0
+            self._refused, self._stop = None, trio.Event()
             task_status.started()
-            await trio.sleep_forever()
+            await self._stop.wait()
+            code = self._refused.code if self._refused is not None else "auth"
+            raise AuthenticationFailed(
+                f"carrier {self.name!r} refused our credentials ({code}); check options.auth",
+                code=code,
+            )
         finally:
             self._client = self._sink = None
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
@@ -137,8 +148,20 @@ class HttpConnector:
             raise CarrierDown(f"carrier {self.name!r} is not connected", code="down")
         try:
             accepted = await self._send(client, submission)
+        except AuthenticationFailed as refused:
+            self._failures += 1
+            if self._client is client and self._refused is None:
+                self._refused = refused
+                self._stop.set()
+            raise
         except (RetryableError, CarrierDown):
             self._failures += 1
+            if self._client is not client:
+                raise CarrierDown(
+                    f"carrier {self.name!r} stopped while message {submission.message_id!r} was"
+                    " in flight",
+                    code="down",
+                ) from None
             raise
         except PermanentError:
             self._failures = 0
@@ -192,7 +215,9 @@ class HttpConnector:
                 said, retry_after=self.options.throttle_delay if delay is None else delay, code=code
             )
         if status in (401, 403):
-            raise CarrierDown(f"{said}: check its credentials (options.auth)", code=code)
+            raise AuthenticationFailed(
+                f"{said}, refusing our credentials: check options.auth", code=code
+            )
         if status >= 500 or status == 408:
             raise RetryableError(
                 f"{said}{_snippet(response)}", retry_after=_retry_after(response), code=code

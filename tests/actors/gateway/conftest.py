@@ -1,6 +1,7 @@
 """A fake platform behind the gateway, and the real gateway served on loopback in the test."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -123,12 +124,18 @@ class FakeBackend:
     async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
         return PDF if (account.id, invoice_id) in self.invoices else None
 
-    async def carrier_report(self, carrier: str, body: dict[str, object]) -> dict[str, object]:
-        self.calls.append(("carrier_report", carrier, body))
-        return {"accepted": True}
-
-    async def carrier_inbound(self, carrier: str, body: dict[str, object]) -> dict[str, object]:
-        self.calls.append(("carrier_inbound", carrier, body))
+    async def carrier_webhook(
+        self,
+        carrier: str,
+        kind: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        admin: bool,
+    ) -> dict[str, object]:
+        if not admin and "x-rabbitry-signature" not in headers:
+            raise ApiError(401, "unauthorized", "not signed")
+        self.calls.append((f"carrier_{kind}", carrier, json.loads(body)))
         return {"accepted": True}
 
     async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
