@@ -132,6 +132,9 @@ class Carrier(_Table, frozen=True):
         Annotated[float, Meta(gt=0, description="Segments per second; leave it out for no limit.")]
         | None
     ) = None
+    window: Annotated[
+        int, Meta(ge=1, description="Submits in flight at most (answers not back yet).")
+    ] = 50
     rates: Annotated[
         dict[str, Decimal],
         Meta(

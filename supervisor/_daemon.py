@@ -62,6 +62,7 @@ from supervisor._logging import configure_logging, secrets_of
 from supervisor._ops import DaemonOps
 from supervisor._platform import (
     Parts,
+    check_plugins,
     effective_pools,
     import_actor,
     platform_tree,
@@ -143,6 +144,7 @@ async def run_daemon(
                     c.name,
                     load_connector(c.plugin)(c.name, c.options),
                     tps=c.tps,
+                    window=c.window,
                     max_attempts=schedule.max_attempts,
                 )
                 for c in config.carriers
@@ -277,7 +279,8 @@ def run_command(path: str, *, broker: str | None) -> int:
     """`rabbitry run --config FILE [--broker URL]`."""
     try:
         config = load_config(path)
-        for index, pool in enumerate(config.pools):  # before anything starts
+        check_plugins(config)  # before anything starts
+        for index, pool in enumerate(config.pools):
             import_actor(pool.actor, f"pools[{index}].actor")
     except ConfigError as error:
         where = "" if error.key is None else f"{path}: "

@@ -32,6 +32,7 @@ import httpx
 import trio
 
 from actors import Actor
+from actors.carriers import PluginError, load_connector
 from actors.gateway import GatewayApp, serve_gateway
 from actors.platform import (
     AccountActor,
@@ -185,6 +186,18 @@ def pools_topology(pools: Iterable[PoolConfig], names: Names, schedule: RetrySch
         return Topology()
     parking = names.retry_layout(schedule).parking
     return work_topology(names.pools_exchange, queues, parking=parking)
+
+
+def check_plugins(config: Config) -> None:
+    """Loads every carrier's plugin and checks its options; raises ConfigError naming the key."""
+    for index, carrier in enumerate(config.carriers):
+        try:
+            load_connector(carrier.plugin)(carrier.name, carrier.options)
+        except PluginError as error:
+            key = f"carriers[{index}].plugin"
+            raise ConfigError(f"{key}: {error}", key=key) from None
+        except ValueError as error:
+            raise ConfigError(str(error), key=f"carriers[{index}].options") from None
 
 
 def import_actor(path: str, where: str) -> type[Actor]:

@@ -30,6 +30,7 @@ from conf import Config, ConfigError, load_config
 from supervisor._platform import (
     Parts,
     carrier_branch,
+    check_plugins,
     effective_pools,
     import_actor,
     pool_branch,
@@ -60,6 +61,7 @@ class Reloader:
     def _check(self) -> Config:
         try:
             new = load_config(self.path)
+            check_plugins(new)
             for index, pool in enumerate(new.pools):
                 import_actor(pool.actor, f"pools[{index}].actor")
         except ConfigError as error:
@@ -116,6 +118,7 @@ class Reloader:
                 carrier.name,
                 load_connector(carrier.plugin)(carrier.name, carrier.options),
                 tps=carrier.tps,
+                window=carrier.window,
                 max_attempts=context.schedule.max_attempts,
             )
             sides[carrier.name] = side

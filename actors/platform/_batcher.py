@@ -92,6 +92,10 @@ class Batcher(Generic[T]):
             self.published += 1
         except Exception as error:  # noqa: BLE001 - handed to every waiter of the batch
             batch.error = error
+        except BaseException:
+            # Cancelled before the confirm: the waiters must not take their items as stored.
+            batch.error = ConnectionError("the batch was cancelled before RabbitMQ confirmed it")
+            raise
         finally:
             self._limiter.release_on_behalf_of(batch)
             batch.done.set()

@@ -257,8 +257,14 @@ class CarrierActor(ConsumerActor):
                 nursery.start_soon(
                     self._retry, msgspec.structs.replace(batch, items=tuple(retry)), attempt
                 )
-            for report in early:
-                nursery.start_soon(side.reports.put, report)
+            if early:  # reports that overtook their submit answer: published with the batch
+                nursery.start_soon(
+                    functools.partial(
+                        context.publish,
+                        Reports(items=tuple(early)),
+                        routing_key=context.names.reports_key,
+                    )
+                )
 
     async def _retry(self, batch: SendBatch, attempt: int) -> None:
         context = self.side.context

@@ -86,3 +86,30 @@ async def test_a_pool_naming_a_missing_class_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "pools[0].actor" in done.stderr.decode()
     assert "no_such_module" in done.stderr.decode()
+
+
+async def test_an_unknown_carrier_plugin_or_bad_option_exits_2(tmp_path: Path) -> None:
+    import sys
+
+    for carriers, expected in [
+        ('[[carriers]]\nname = "x"\nplugin = "kannel"\nprefixes = ["+"]\n', "carriers[0].plugin"),
+        (
+            (
+                '[[carriers]]\nname = "x"\nplugin = "simulator"\nprefixes = ["+"]\n'
+                "[carriers.options]\nlatency = -1\n"
+            ),
+            "latency",
+        ),
+    ]:
+        config = tmp_path / "bad.toml"
+        config.write_text(config_text(tmp_path / "db.sqlite", carriers=carriers))
+        done = await trio.run_process(
+            [sys.executable, "-m", "rabbitry", "run", "--config", str(config)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        stderr = done.stderr.decode()
+        assert done.returncode == 2, stderr
+        assert expected in stderr
+        assert stderr.count("\n") == 1, stderr

@@ -5,19 +5,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from smpp_harness import Peers
+from smpp_harness import Peers, open_peers
 
 
 @pytest.fixture
 async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
     """Starts test SMSCs (`await peers.start("smpp34", *arguments)`); kills them at teardown."""
-    async with trio.open_nursery() as nursery:
-        started = Peers(nursery, tmp_path)
-        try:
-            yield started
-        finally:
-            await started.stop_all()
-            nursery.cancel_scope.cancel()
+    async with open_peers(tmp_path) as started:
+        yield started

@@ -95,6 +95,12 @@ class Peer:
         await self.wait_for(count, **fields)
         return self.matching(**fields)
 
+    async def wait_ended(self) -> None:
+        """Waits until the peer's stdout closed: `records` then holds all it ever printed."""
+        with trio.fail_after(WAIT_TIMEOUT):
+            while not self.ended:
+                await self._changed.park()
+
 
 class Peers:
     """Starts test SMSCs in a nursery; all are killed when the test ends."""
@@ -133,6 +139,21 @@ class Peers:
                 peer.process.kill()
             with trio.CancelScope(shield=True):
                 await peer.process.wait()
+
+
+@asynccontextmanager
+async def open_peers(directory: Path) -> AsyncIterator[Peers]:
+    """Test SMSCs for the block (`await peers.start("smpp34", ...)`); all killed when it ends.
+
+    Each peer's stderr goes to a file in `directory`.
+    """
+    async with trio.open_nursery() as nursery:
+        peers = Peers(nursery, directory)
+        try:
+            yield peers
+        finally:
+            await peers.stop_all()
+            nursery.cancel_scope.cancel()
 
 
 class Sink:

@@ -2,7 +2,7 @@
 
     python smsc_smpp34.py PORT [--dlr text|tlv|none] [--stat DELIVRD] [--err 000]
         [--reject-every N --reject-status 0x58] [--withhold-after N] [--close-after N]
-        [--dlr-first] [--ids plain|hex-dec|case-zeros] [--mo FILE] [--quiet]
+        [--dlr-first] [--ids plain|hex-dec|case-zeros] [--mo FILE [--mo-on-signal]] [--quiet]
 
 It prints one JSON object a line on stdout: {"event": "listening"} once it listens, then
 "bound", "submit" (every field of the submit_sm, short_message in hex, and what it answered),
@@ -18,6 +18,8 @@ It prints one JSON object a line on stdout: {"event": "listening"} once it liste
   "00" + "%X" in the resp and lower case without zeros in the receipt (case-zeros).
 - `--mo FILE`: once bound, push each deliver_sm of the JSON list in FILE (all at once), with
   keys of smpp34's deliver_sm, short_message in hex, tlvs as [[tag, hex], ...], and a "tag".
+- `--mo-on-signal`: push them on each SIGUSR1 instead (to the last session bound; printing
+  "mo_skipped" when none is), so a test sends an inbound SMS when it wants one.
 - `--quiet`: print no "submit" lines (for benchmarks).
 
 smpp34's server checks no password. It ends with os._exit: its interpreter exit sometimes
@@ -29,6 +31,7 @@ import asyncio
 import itertools
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -100,14 +103,26 @@ async def main(args: argparse.Namespace, mo: list[dict[str, Any]]) -> None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def push_mo() -> None:
+        if not sessions:
+            say(event="mo_skipped")
+            return
+        esme = list(sessions.values())[-1]
+        for spec in mo:
+            spawn(push(esme, spec.get("tag", ""), mo_fields(spec)))
+
+    if args.mo_on_signal:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, push_mo)
+
     while True:
         event = await server.next()
         if isinstance(event, smpp34.Esme):
             sessions[event.session_id] = event
             say(event="bound", system_id=event.system_id, session=event.session_id)
-            for spec in mo:
-                spawn(push(event, spec.get("tag", ""), mo_fields(spec)))
-            mo = []
+            if not args.mo_on_signal:
+                for spec in mo:
+                    spawn(push(event, spec.get("tag", ""), mo_fields(spec)))
+                mo = []
         elif isinstance(event, smpp34.Unbound):
             sessions.pop(event.session_id, None)
             say(event="unbound", session=event.session_id)
@@ -170,6 +185,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dlr-first", action="store_true")
     parser.add_argument("--ids", choices=["plain", "hex-dec", "case-zeros"], default="plain")
     parser.add_argument("--mo", default="")
+    parser.add_argument("--mo-on-signal", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
