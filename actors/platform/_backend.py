@@ -37,6 +37,8 @@ from actors.platform._messages import (
     InboundSms,
     InvoiceJob,
     OpenAccountCommand,
+    Outcome,
+    Outcomes,
     SendBatch,
     SendItem,
 )
@@ -247,7 +249,13 @@ class PlatformBackend:
                     operation=hold,
                 ),
             )
-        context.records.insert_messages(records)
+        try:
+            context.records.insert_messages(records)
+        except Exception:
+            # Nothing was queued: give the hold back (once: the release ids are the messages').
+            if total > 0:
+                await self._release(account.id, hold, records)
+            raise
         batches = [
             SendBatch(
                 account=account.id,
@@ -278,6 +286,28 @@ class PlatformBackend:
                 f"({group.exceptions[0]})",
             ) from None
         return {"messages": answer, "total_price": _money(total), "currency": currency}
+
+    async def _release(self, account: str, hold: str, records: list[MessageRecord]) -> None:
+        outcomes = Outcomes(
+            account=account,
+            hold=hold,
+            currency=self.context.currency,
+            items=tuple(
+                Outcome(
+                    id=record.id,
+                    status="failed",
+                    carrier="",
+                    price=record.price,
+                    segments=record.segments,
+                    prefix=record.prefix,
+                    error="not queued: the records could not be written",
+                    at=now(),
+                )
+                for record in records
+            ),
+        )
+        with trio.move_on_after(RPC_TIMEOUT):
+            await self.context.tell_account(account, outcomes, message_id=f"unqueued-{hold}")
 
     async def message(self, account: AccountInfo, message_id: str) -> dict[str, object] | None:
         found = self.context.records.message(account.id, message_id)

@@ -117,3 +117,61 @@ async def test_a_ledger_outage_makes_settling_wait_in_the_retry_tiers(
         assert [v["status"] for v in views] == ["delivered", "failed"]
         assert Decimal(balance["balance"]) == Decimal("1") - Decimal("0.045")
         root.request_stop()
+
+
+async def test_a_send_whose_records_cannot_be_written_gives_the_hold_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.platform import open_records
+
+    failing: list[bool] = [True]
+
+    def records(url: str) -> Any:
+        store = open_records(url)
+        insert = store.insert_messages
+
+        def insert_messages(messages: Any) -> None:
+            if failing[0]:
+                failing[0] = False
+                raise LedgerUnavailable("the records database is full (simulated)")
+            insert(messages)
+
+        store.insert_messages = insert_messages  # type: ignore[method-assign]
+        return store
+
+    monkeypatch.setattr(daemon_module, "open_records", records)
+    config = load_config(DEMO)
+    config = msgspec.structs.replace(
+        config,
+        store=msgspec.structs.replace(
+            config.store, url=type(config.store.url)(f"sqlite:///{tmp_path / 'ledger.db'}")
+        ),
+    )
+    listening: list[str] = []
+    async with trio.open_nursery() as nursery:
+        root = await nursery.start(
+            functools.partial(
+                run_daemon, config, broker_url="memory://", on_listening=listening.append
+            )
+        )
+        base = f"http://{listening[0]}"
+        headers = {"authorization": "Bearer demo-admin-key"}
+        async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
+            account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
+            await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})
+        key = {"authorization": f"Bearer {account['api_key']}"}
+        async with httpx.AsyncClient(base_url=base, headers=key) as client:
+            refused = await client.post(
+                "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
+            )
+            assert refused.status_code == 500
+            with trio.fail_after(10):
+                while Decimal((await client.get("/v1/balance")).json()["held"]) != 0:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            balance = (await client.get("/v1/balance")).json()
+            assert Decimal(balance["balance"]) == Decimal("1")
+            sent = await client.post(
+                "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
+            )
+            assert sent.status_code == 202
+        root.request_stop()
