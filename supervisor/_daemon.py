@@ -40,6 +40,7 @@ from actors.platform import (
     Names,
     PlatformBackend,
     UnknownNumber,
+    UnmatchedReport,
     open_records,
     platform_topology,
 )
@@ -90,7 +91,14 @@ def carrier_rates(config: Config, currency: str) -> dict[str, RateCard]:
 def failure_policy(schedule: RetrySchedule) -> FailurePolicy:
     return FailurePolicy(
         schedule,
-        retryable=(LedgerUnavailable, CallbackFailed, PublishError, ConnectionError, TimeoutError),
+        retryable=(
+            LedgerUnavailable,
+            CallbackFailed,
+            UnmatchedReport,
+            PublishError,
+            ConnectionError,
+            TimeoutError,
+        ),
         permanent=(UnknownNumber, CallbackRefused, InvalidPeriod),
         restart="unlisted",
     )

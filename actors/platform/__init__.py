@@ -33,7 +33,7 @@ from actors.platform._open_records import open_records
 from actors.platform._records import Records, hash_key
 from actors.platform._records_pg import PostgresRecords
 from actors.platform._records_store import RecordsStore
-from actors.platform._status import InboundActor, ReportsActor, UnknownNumber
+from actors.platform._status import InboundActor, ReportsActor, UnknownNumber, UnmatchedReport
 
 __all__ = [
     "FINAL_STATUSES",
@@ -68,6 +68,7 @@ __all__ = [
     "SendItem",
     "Services",
     "UnknownNumber",
+    "UnmatchedReport",
     "account_of",
     "hash_key",
     "open_records",

@@ -156,5 +156,12 @@ class AccountActor(ConsumerActor):
             )
             for item in outcomes.items
         ]
-        changed = self.context.records.apply_statuses(changes)
+        records = self.context.records
+        records.remember_carrier_ids(
+            (item.carrier, carrier_id, item.id)
+            for item in outcomes.items
+            if item.status == "sent"
+            for carrier_id in item.carrier_ids
+        )
+        changed = records.apply_statuses(changes)
         await publish_callbacks(self.context, status_callbacks(changed))

@@ -22,9 +22,12 @@ carrier's acceptance and that ack makes RabbitMQ redeliver the batch: the items 
 again (at least once towards the carrier, the ledger still charges once).
 
 Delivery reports and inbound SMS come from the connector's event stream. A report is matched from
-the carrier's id to ours (a report that overtakes its submit answer waits, briefly, for it), and
-batched into `Reports` messages; `events(...)` returns only once its batch was confirmed, so a
-connector acknowledges a report to its carrier only after it is safe in RabbitMQ.
+the carrier's id to ours in memory; one that does not match (it overtook its submit answer, or
+its message was sent before a restart) goes out with the carrier's id only, and the reports
+consumer looks it up in the records, where the account actor keeps every carrier id it
+settled. Reports are batched into `Reports` messages; `events(...)` returns only once its batch
+was confirmed, so a connector acknowledges a report to its carrier only after it is safe in
+RabbitMQ.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ AUTH_RESET = 60.0
 """After a refused login the connection waits AUTH_MIN s, doubling per refusal in a row up to
 AUTH_MAX; a connection that stayed up AUTH_RESET s starts the count again."""
 
-EARLY_REPORTS = 10_000
-"""Reports kept while their submit answer is still on its way (oldest dropped first)."""
+KNOWN_IDS = 1_000_000
+"""Carrier ids remembered in memory (the records keep them all)."""
 
 
 class CarrierSide:
@@ -93,7 +96,6 @@ class CarrierSide:
         self.link = CarrierLink(connector, tps=tps, window=window)
         self.max_attempts = max_attempts
         self._ours: OrderedDict[str, str] = OrderedDict()  # carrier id -> our message id
-        self._early: OrderedDict[str, DeliveryEvent] = OrderedDict()
         self.reports = Batcher[Report](self._publish_reports)
         self.unmatched = 0
         self.auth_failures = 0
@@ -146,28 +148,30 @@ class CarrierSide:
             return
         message = self._ours.get(event.carrier_id)
         if message is None:
-            self._early[event.carrier_id] = event
-            if len(self._early) > EARLY_REPORTS:
-                self._early.popitem(last=False)
-                self.unmatched += 1
-            return
-        await self.reports.put(_report(message, event, self.name))
+            # The report overtook its submit answer, or is for a message sent before this
+            # process started: it goes out with the carrier's id only, safe at once, and the
+            # reports consumer finds the message in the records (where the account actor keeps
+            # every carrier id it settled), retrying through the tiers until it is there.
+            self.unmatched += 1
+        await self.reports.put(_report(message or "", event, self.name))
 
-    def accepted(self, message: str, accepted: Accepted) -> list[Report]:
-        """Remembers the carrier's ids of `message`; returns reports that came early."""
-        early = []
+    def accepted(self, message: str, accepted: Accepted) -> None:
+        """Remembers the carrier's ids of `message`, as soon as the carrier answered."""
         for carrier_id in accepted.carrier_ids:
             self._ours[carrier_id] = message
-            event = self._early.pop(carrier_id, None)
-            if event is not None:
-                early.append(_report(message, event, self.name))
-        while len(self._ours) > 1_000_000:
+        while len(self._ours) > KNOWN_IDS:
             self._ours.popitem(last=False)
-        return early
 
 
 def _report(message: str, event: DeliveryEvent, carrier: str) -> Report:
-    return Report(id=message, status=event.status, carrier=carrier, error=event.error, at=now())
+    return Report(
+        id=message,
+        status=event.status,
+        carrier=carrier,
+        error=event.error,
+        at=now(),
+        carrier_id=event.carrier_id,
+    )
 
 
 def _new_id() -> str:
@@ -203,23 +207,24 @@ class CarrierActor(ConsumerActor):
         self, index: int, item: SendItem, results: list[Accepted | CarrierError]
     ) -> None:
         try:
-            results[index] = await self.side.link.submit(submission(item))
+            accepted = await self.side.link.submit(submission(item))
         except CarrierError as error:
             results[index] = error
+        else:
+            results[index] = accepted
+            self.side.accepted(item.id, accepted)  # before its delivery report, usually
 
     async def _settle(
         self, batch: SendBatch, results: list[Accepted | CarrierError], attempt: int
     ) -> None:
         side, context = self.side, self.side.context
         outcomes: list[Outcome] = []
-        early: list[Report] = []
         retry: list[SendItem] = []
         failover: dict[str, list[SendItem]] = {}
         at = now()
         for item, result in zip(batch.items, results, strict=True):
             if isinstance(result, Accepted):
                 outcomes.append(_outcome(item, "sent", side.name, at, result.carrier_ids))
-                early += side.accepted(item.id, result)
                 continue
             if not isinstance(result, PermanentError):  # retryable, throttled too long, down
                 following = _next_carrier(item, side.name)
@@ -256,14 +261,6 @@ class CarrierActor(ConsumerActor):
             if retry:
                 nursery.start_soon(
                     self._retry, msgspec.structs.replace(batch, items=tuple(retry)), attempt
-                )
-            if early:  # reports that overtook their submit answer: published with the batch
-                nursery.start_soon(
-                    functools.partial(
-                        context.publish,
-                        Reports(items=tuple(early)),
-                        routing_key=context.names.reports_key,
-                    )
                 )
 
     async def _retry(self, batch: SendBatch, attempt: int) -> None:

@@ -106,13 +106,15 @@ class Outcomes(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Outcomes"):
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True):
-    """A delivery report for one SMS (already matched from the carrier's id to ours)."""
+    """A delivery report for one SMS: `id` is ours when the carrier side could match it, else ""
+    and `carrier_id` is the carrier's (the reports consumer then looks it up)."""
 
     id: str
     status: Literal["sent", "delivered", "undelivered", "failed"]
     carrier: str
     error: str = ""
     at: float = 0.0
+    carrier_id: str = ""
 
 
 class Reports(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Reports"):

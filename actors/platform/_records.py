@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS platform_idempotency (
     scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
     body BLOB NOT NULL, content_type TEXT NOT NULL, PRIMARY KEY (scope, key)
 );
+CREATE TABLE IF NOT EXISTS platform_carrier_ids (
+    carrier TEXT NOT NULL, carrier_id TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (carrier, carrier_id)
+);
 CREATE TABLE IF NOT EXISTS platform_invoices (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT NULL,
     document BLOB, pdf BLOB, updated_at REAL NOT NULL
@@ -438,6 +442,20 @@ class Records:
                 "INSERT OR IGNORE INTO platform_idempotency VALUES (?, ?, ?, ?, ?, ?)",
                 (scope, key, answer.request_hash, answer.status, answer.body, answer.content_type),
             )
+
+    # Carrier ids
+
+    def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Keeps (carrier, carrier id, our message id) so a late delivery report finds its SMS."""
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO platform_carrier_ids VALUES (?, ?, ?)", rows)
+
+    def message_for(self, carrier: str, carrier_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT message FROM platform_carrier_ids WHERE carrier = ? AND carrier_id = ?",
+            (carrier, carrier_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     # Invoices
 

@@ -102,9 +102,13 @@ CREATE TABLE IF NOT EXISTS {schema}.platform_invoices (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT NULL,
     document BYTEA, pdf BYTEA, updated_at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS {schema}.platform_carrier_ids (
+    carrier TEXT NOT NULL, carrier_id TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (carrier, carrier_id)
+);
 """
 
-_LAST_TABLE = "platform_invoices"  # created last: if it exists, so do the others
+_LAST_TABLE = "platform_carrier_ids"  # created last: if it exists, so do the others
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s)"
 
@@ -162,6 +166,11 @@ _STATEMENTS = {
         WHERE i.status <> 'ready'""",
     "invoice": """SELECT id, account, period, status, document, pdf FROM {schema}.platform_invoices
         WHERE id = %s AND account = %s""",
+    "remember_carrier_ids": """INSERT INTO {schema}.platform_carrier_ids
+        (carrier, carrier_id, message) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])
+        ON CONFLICT (carrier, carrier_id) DO NOTHING""",
+    "message_for": """SELECT message FROM {schema}.platform_carrier_ids
+        WHERE carrier = %s AND carrier_id = %s""",
 }
 
 
@@ -415,6 +424,20 @@ class PostgresRecords:
                 self._sql["remember"],
                 (scope, key, answer.request_hash, answer.status, answer.body, answer.content_type),
             )
+
+    # Carrier ids
+
+    def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Keeps (carrier, carrier id, our message id) so a late delivery report finds its SMS."""
+        ordered = sorted(set(rows))
+        if not ordered:
+            return
+        with self._session() as db:
+            db.execute(self._sql["remember_carrier_ids"], _columns(ordered))
+
+    def message_for(self, carrier: str, carrier_id: str) -> str | None:
+        row = self._one("message_for", (carrier, carrier_id))
+        return None if row is None else str(row[0])
 
     # Invoices
 

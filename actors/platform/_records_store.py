@@ -92,6 +92,14 @@ class RecordsStore(Protocol):
 
     # Invoices
 
+    def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Keeps (carrier, carrier id, our message id); a pair seen before is left as it is."""
+        ...
+
+    def message_for(self, carrier: str, carrier_id: str) -> str | None:
+        """Our message id for `carrier`'s id, or None."""
+        ...
+
     def save_invoice(self, record: InvoiceRecord, at: float) -> None:
         """Inserts or completes an invoice record (a ready one is never replaced)."""
         ...

@@ -1,7 +1,8 @@
 """Delivery reports and inbound SMS, as they come back from carriers.
 
 - `ReportsActor` consumes `sms.reports`: each `Reports` batch moves its messages' statuses (only
-  forward, so a redelivered or late report changes nothing) and queues the customers' callbacks.
+  forward, so a redelivered or late report changes nothing) and queues the customers' callbacks;
+  a report that came with the carrier's id only is matched through the records.
 - `InboundActor` consumes `sms.inbound`: an inbound SMS is stored for the account owning its
   destination number (once per id) and POSTed to the account's webhook_url through the callback
   queue. An SMS for a number nobody owns is refused as `UnknownNumber`, a permanent failure: it is
@@ -23,6 +24,10 @@ class UnknownNumber(LookupError):  # noqa: N818  (names what happened)
     """An inbound SMS for a number no account owns."""
 
 
+class UnmatchedReport(LookupError):  # noqa: N818  (names what happened)
+    """A delivery report whose carrier id is not (yet) known: retried, later parked."""
+
+
 class ReportsActor(ConsumerActor):
     __slots__ = ("context",)
 
@@ -37,17 +42,32 @@ class ReportsActor(ConsumerActor):
         if not isinstance(message, Reports):
             raise TypeError(f"the reports queue got a {type(message).__name__}")
         at = now()
-        changed = self.context.records.apply_statuses(
-            StatusChange(
-                id=report.id,
-                status=report.status,
-                at=report.at or at,
-                carrier=report.carrier,
-                error=report.error,
+        records = self.context.records
+        changes = []
+        unmatched = []
+        for report in message.items:
+            message_id = report.id or records.message_for(report.carrier, report.carrier_id)
+            if message_id is None:
+                unmatched.append(report)
+                continue
+            changes.append(
+                StatusChange(
+                    id=message_id,
+                    status=report.status,
+                    at=report.at or at,
+                    carrier=report.carrier,
+                    error=report.error,
+                )
             )
-            for report in message.items
-        )
+        changed = records.apply_statuses(changes)
         await publish_callbacks(self.context, status_callbacks(changed))
+        if unmatched:
+            # The report came before its outcome was settled, or is for nothing we sent: the
+            # retry tiers bring it back (the matched ones again too: applying them is a no-op).
+            ids = [(report.carrier, report.carrier_id) for report in unmatched[:5]]
+            raise UnmatchedReport(
+                f"{len(unmatched)} delivery reports match no message yet, e.g. {ids}"
+            )
 
 
 class InboundActor(ConsumerActor):

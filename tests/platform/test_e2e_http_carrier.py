@@ -90,3 +90,38 @@ async def test_messages_go_to_the_rest_carrier_and_its_webhooks_come_back(
             assert Decimal(balance["balance"]) == Decimal("1.00") - 3 * Decimal("0.045")
         assert await daemon.stop() == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_report_after_a_restart_still_finds_its_message(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    carrier = FakeCarrier()
+    carrier.behaviour = accept_with_ids("r")
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(serve_carrier, carrier)
+        text = config_text(tmp_path / "var" / "rabbitry.db", carriers=carrier_config(url))
+        daemon = await daemon_factory(text)
+        async with daemon.client() as admin:
+            _, key = await open_account(admin, "1.00")
+        async with daemon.client(key) as client:
+            sent = await client.post(
+                "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
+            )
+            message_id = sent.json()["messages"][0]["id"]
+            await poll(client, f"/v1/sms/{message_id}", lambda v: v["status"] == "sent")
+        assert await daemon.stop() == 0
+        # A new process: its memory knows no carrier id; the records do.
+        daemon = await daemon_factory()
+        body = json.dumps({"id": "r-1", "status": "delivered"}).encode()
+        async with httpx.AsyncClient(base_url=daemon.url, timeout=30) as webhooks:
+            answer = await webhooks.post(
+                "/v1/carriers/rest/dlr",
+                content=body,
+                headers={SIGNATURE_HEADER: sign_webhook(SECRET, body)},
+            )
+            assert answer.status_code == 200, answer.text
+        async with daemon.client(key) as client:
+            views = await wait_final(client, [message_id], seconds=30)
+        assert views[message_id]["status"] == "delivered"
+        assert await daemon.stop() == 0
+        nursery.cancel_scope.cancel()

@@ -486,3 +486,13 @@ def test_open_a_bad_url(url: str, error: str) -> None:
     with pytest.raises(ValueError, match=error) as caught:
         open_records(url)
     assert "s3cret" not in str(caught.value)
+
+
+def test_carrier_ids_lead_back_to_their_message_once(records: RecordsStore) -> None:
+    records.remember_carrier_ids([("sim", "c-1", "m-1"), ("sim", "c-2", "m-1")])
+    records.remember_carrier_ids([("sim", "c-1", "m-9"), ("other", "c-1", "m-2")])  # kept first
+    assert records.message_for("sim", "c-1") == "m-1"
+    assert records.message_for("sim", "c-2") == "m-1"
+    assert records.message_for("other", "c-1") == "m-2"
+    assert records.message_for("sim", "c-3") is None
+    records.remember_carrier_ids([])
