@@ -332,3 +332,34 @@ async def test_killing_the_primary_smsc_mid_batch_fails_over_losing_and_doubling
     assert (entries["capture"], entries["release"]) == (1000, 0)
     assert captures(entries, ids) == dict.fromkeys(ids, 1)
     assert await daemon.stop() == 0
+
+
+async def test_smpp_to_a_password_checking_smsc_and_refused_credentials_fail_over(
+    daemon_factory: Any, peers: Peers, tmp_path: Path
+) -> None:
+    """smpp.twisted3 (Jasmin's server) checks the password: the good bind delivers, with its
+    receipts; a carrier configured with a wrong password is refused, and its route fails over."""
+    peer = await peers.start("twisted")
+    wrong = smpp_carrier("strict", peer, '["+44"]').replace('"secret1"', '"wrong"')
+    good = smpp_carrier("jasmin", peer, '["+"]')
+    store = tmp_path / "var" / "rabbitry.db"
+    daemon = await daemon_factory(config_text(store, carriers=wrong + good))
+    async with daemon.client() as admin:
+        _, key = await open_account(admin, "10.00")
+    numbers = [f"+3361000{index:04d}" for index in range(20)] + ["+447700000001"]
+    async with daemon.client(key) as client:
+        sent = await client.post("/v1/sms", json={"to": numbers, "from": "Shop", "text": "hi"})
+        assert sent.status_code == 202, sent.text
+        ids = [m["id"] for m in sent.json()["messages"]]
+        views = await wait_final(client, ids, seconds=60)
+    assert {views[i]["status"] for i in ids} == {"delivered"}
+    assert {views[i]["carrier"] for i in ids} == {"jasmin"}  # +44 failed over from "strict"
+    async with daemon.client() as admin:
+        carriers = {
+            c["name"]: c for c in (await admin.get("/v1/admin/carriers")).json()["carriers"]
+        }
+    assert carriers["strict"]["health"] == "down"
+    assert carriers["jasmin"]["accepted"] == 21
+    log = daemon.log.read_text()
+    assert "wrong" not in log
+    assert await daemon.stop() == 0
