@@ -363,3 +363,33 @@ async def test_smpp_to_a_password_checking_smsc_and_refused_credentials_fail_ove
     log = daemon.log.read_text()
     assert "wrong" not in log
     assert await daemon.stop() == 0
+
+
+async def test_smpp_to_net_smpp_with_receipts(
+    daemon_factory: Any, peers: Peers, tmp_path: Path
+) -> None:
+    """Debian's Net::SMPP as the SMSC: every message submitted, receipted and delivered."""
+    peer = await peers.start("netsmpp", "dlr")
+    store = tmp_path / "var" / "rabbitry.db"
+    daemon = await daemon_factory(config_text(store, carriers=smpp_carrier("perl", peer)))
+    async with daemon.client() as admin:
+        account, key = await open_account(admin, "10.00")
+    texts = ["hello", "ça va ? " * 12]  # one GSM-7 segment; a two-part UCS-2 text (ç)
+    numbers = [f"+3362000{index:04d}" for index in range(10)]
+    async with daemon.client(key) as client:
+        ids = []
+        for text in texts:
+            sent = await client.post("/v1/sms", json={"to": numbers, "from": "Shop", "text": text})
+            assert sent.status_code == 202, sent.text
+            ids += [m["id"] for m in sent.json()["messages"]]
+        views = await wait_final(client, ids, seconds=60)
+        balance = (await client.get("/v1/balance")).json()
+    assert {views[i]["status"] for i in ids} == {"delivered"}
+    assert {views[i]["carrier"] for i in ids} == {"perl"}
+    commands = {record.get("command") for record in peer.records}
+    submits = peer.matching(event="pdu", command="submit_sm")
+    assert len(submits) == 30, commands  # 10 + 10 x 2 parts
+    expected = sum(price(n, t) for n in numbers for t in texts)
+    assert Decimal(balance["balance"]) == Decimal("10.00") - expected
+    assert ledger(store, account)["capture"] == 20
+    assert await daemon.stop() == 0

@@ -15,6 +15,7 @@
 #             body is cut short (both should come back as generic_nack)
 #   silent    answers nothing after the bind (not even enquire_link)
 #   unbind    sends unbind, and closes once unbind_resp came
+#   dlr       sends a text delivery receipt (DELIVRD) for every submit_sm it answers
 use strict;
 use warnings;
 use Net::SMPP;
@@ -50,6 +51,19 @@ while (my $conn = $listener->accept) {
         } elsif ($name eq 'submit_sm') {
             $ids++;
             $conn->submit_sm_resp(seq => $pdu->{seq}, message_id => "ns$ids");
+            if ($mode eq 'dlr') {
+                # A delivery receipt in the text format of SMPP 3.4 appendix B.
+                my $text = "id:ns$ids sub:001 dlvrd:001 submit date:2601011200 "
+                    . "done date:2601011200 stat:DELIVRD err:000 text:";
+                my $seq = $conn->deliver_sm(
+                    source_addr => $pdu->{destination_addr},
+                    destination_addr => $pdu->{source_addr},
+                    esm_class => 0x04,
+                    short_message => $text,
+                    async => 1,
+                );
+                say_json(event => 'sent', command => 'deliver_sm', seq => $seq, id => "ns$ids");
+            }
         } elsif ($name eq 'unbind') {
             $conn->unbind_resp(seq => $pdu->{seq});
             last;
