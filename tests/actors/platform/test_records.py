@@ -330,6 +330,7 @@ def test_the_tables_are_in_the_schema_with_exact_types(
     ).fetchall()
     assert [t for (t,) in tables] == [
         "platform_accounts",
+        "platform_carrier_ids",
         "platform_events",
         "platform_idempotency",
         "platform_inbound",
