@@ -52,6 +52,7 @@ from actors.sms import (
     open_ledger_store,
 )
 from broker import (
+    BrokerError,
     FailurePolicy,
     FailureRouter,
     PublishError,
@@ -76,6 +77,7 @@ from supervisor._supervisor import Supervisor
 _log = logging.getLogger("rabbitry")
 
 CURRENCY = "EUR"
+EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
@@ -294,5 +296,14 @@ def run_command(path: str, *, broker: str | None) -> int:
         where = "" if error.key is None else f"{path}: "
         print(f"rabbitry: {where}{error}", file=sys.stderr)  # noqa: T201
         return EXIT_INVALID
-    configure_logging(config.logging, secrets=secrets_of(config, broker_url=broker))
-    return trio.run(functools.partial(run_daemon, config, broker_url=broker, config_path=path))
+    secrets = secrets_of(config, broker_url=broker)
+    configure_logging(config.logging, secrets=secrets)
+    try:
+        return trio.run(functools.partial(run_daemon, config, broker_url=broker, config_path=path))
+    except (BrokerError, LedgerUnavailable, OSError) as error:
+        # RabbitMQ or the database unreachable at start: one sentence, no traceback.
+        reason = str(error)
+        for secret in secrets:
+            reason = reason.replace(secret, "***")
+        print(f"rabbitry: cannot start: {reason}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED

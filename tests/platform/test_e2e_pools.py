@@ -113,3 +113,29 @@ async def test_an_unknown_carrier_plugin_or_bad_option_exits_2(tmp_path: Path) -
         assert done.returncode == 2, stderr
         assert expected in stderr
         assert stderr.count("\n") == 1, stderr
+
+
+async def test_an_unreachable_broker_at_start_exits_1_in_one_sentence(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    config = tmp_path / "down.toml"
+    config.write_text(
+        config_text(tmp_path / "db.sqlite").replace(
+            "amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:hunter2@127.0.0.1:1/"
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITRY_")}
+    done = await trio.run_process(
+        [sys.executable, "-m", "rabbitry", "run", "--config", str(config)],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env=env,
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("rabbitry: cannot start: cannot connect to RabbitMQ at 'amqp://***@")
+    assert "hunter2" not in stderr
+    assert "Traceback" not in stderr
