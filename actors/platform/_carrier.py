@@ -17,9 +17,10 @@ each item on its own:
   the last error).
 
 The outcomes go to the account's partition in one `Outcomes` message, the retries and failovers
-as one batch per destination, all confirmed before the batch is acked. A crash between the
-carrier's acceptance and that ack makes RabbitMQ redeliver the batch: the items are submitted
-again (at least once towards the carrier, the ledger still charges once).
+as one batch per destination, all confirmed before the batch is acked. A crash before that ack
+makes RabbitMQ redeliver the batch: the items whose outcome the records already hold are skipped;
+the others are submitted again (at least once towards the carrier when the crash came between
+its acceptance and the outcome; the ledger still charges once).
 
 Delivery reports and inbound SMS come from the connector's event stream. A report is matched from
 the carrier's id to ours in memory; one that does not match (it overtook its submit answer, or
@@ -195,6 +196,10 @@ class CarrierActor(ConsumerActor):
             raise TypeError(f"carrier {self.side.name!r} got a {type(message).__name__}")
         inbound = current_inbound()
         attempt = inbound.envelope.attempt if inbound is not None else 0
+        if inbound is not None and (inbound.delivery.redelivered or attempt > 0):
+            message = self._unsettled(message)
+            if not message.items:
+                return
         results: list[Accepted | CarrierError] = [PermanentError("not submitted")] * len(
             message.items
         )
@@ -202,6 +207,24 @@ class CarrierActor(ConsumerActor):
             for index, item in enumerate(message.items):
                 nursery.start_soon(self._submit, index, item, results)
         await self._settle(message, results, attempt)
+
+    def _unsettled(self, batch: SendBatch) -> SendBatch:
+        """A redelivered or retried batch without the items already settled (their outcome was
+        recorded before the batch failed or its ack was lost): not sent to the carrier twice."""
+        records = self.side.context.records
+        items = []
+        for item in batch.items:
+            found = records.message(batch.account, item.id)
+            if found is None or found[0].status == "queued":
+                items.append(item)
+        if len(items) < len(batch.items):
+            _log.info(
+                "carrier %s: %d of %d redelivered messages were settled already; not sent again",
+                self.side.name,
+                len(batch.items) - len(items),
+                len(batch.items),
+            )
+        return msgspec.structs.replace(batch, items=tuple(items))
 
     async def _submit(
         self, index: int, item: SendItem, results: list[Accepted | CarrierError]

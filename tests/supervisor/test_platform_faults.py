@@ -175,3 +175,61 @@ async def test_a_send_whose_records_cannot_be_written_gives_the_hold_back(
             )
             assert sent.status_code == 202
         root.request_stop()
+
+
+async def test_a_batch_that_fails_after_its_outcomes_is_not_sent_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.platform._carrier import CarrierActor
+
+    settle = CarrierActor._settle
+    failed: list[bool] = []
+
+    async def settle_then_fail(self: CarrierActor, *args: Any) -> None:
+        await settle(self, *args)
+        if not failed:
+            failed.append(True)
+            raise ConnectionError("the worker lost its connection right after settling")
+
+    monkeypatch.setattr(CarrierActor, "_settle", settle_then_fail)
+    config = load_config(DEMO)
+    config = msgspec.structs.replace(
+        config,
+        store=msgspec.structs.replace(
+            config.store, url=type(config.store.url)(f"sqlite:///{tmp_path / 'ledger.db'}")
+        ),
+    )
+    listening: list[str] = []
+    async with trio.open_nursery() as nursery:
+        root = await nursery.start(
+            functools.partial(
+                run_daemon, config, broker_url="memory://", on_listening=listening.append
+            )
+        )
+        base = f"http://{listening[0]}"
+        headers = {"authorization": "Bearer demo-admin-key"}
+        async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
+            account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
+            await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})
+            key = {"authorization": f"Bearer {account['api_key']}"}
+            async with httpx.AsyncClient(base_url=base, headers=key) as client:
+                numbers = [f"+3360000000{i}" for i in range(5)]
+                sent = await client.post("/v1/sms", json={"to": numbers, "from": "A", "text": "a"})
+                ids = [m["id"] for m in sent.json()["messages"]]
+                with trio.fail_after(10):
+                    while True:
+                        views = [(await client.get(f"/v1/sms/{i}")).json() for i in ids]
+                        if {v["status"] for v in views} == {"delivered"}:
+                            break
+                        await trio.sleep(0.01)
+            with trio.fail_after(10):  # until the retried batch was handled too
+                while True:  # noqa: ASYNC110  (polling the HTTP API)
+                    metrics = (await admin.get("/metrics")).text
+                    if 'rabbitry_handled_total{queue="carrier.sim"} 1.0' in metrics:
+                        break
+                    await trio.sleep(0.01)
+            carriers = (await admin.get("/v1/admin/carriers")).json()["carriers"]
+        assert failed == [True]
+        (sim,) = carriers
+        assert sim["submitted"] == 5  # the retried batch skipped what was settled
+        root.request_stop()
