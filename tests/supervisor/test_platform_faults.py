@@ -223,7 +223,7 @@ async def test_a_batch_that_fails_after_its_outcomes_is_not_sent_twice(
                             break
                         await trio.sleep(0.01)
             with trio.fail_after(10):  # until the retried batch was handled too
-                while True:  # noqa: ASYNC110  (polling the HTTP API)
+                while True:
                     metrics = (await admin.get("/metrics")).text
                     if 'rabbitry_handled_total{queue="carrier.sim"} 1.0' in metrics:
                         break
