@@ -15,6 +15,7 @@ feeds them drained):
     │   ├── worker            CarrierActor: submits send batches
     │   └── in                consumer of carrier.<name>
     ├── invoice-jobs, invoices / invoices-in
+    ├── hold-reaper           gives back holds whose send never queued a message
     ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
     │                         platform's own (reports, inbound, callbacks) are pools too, with
     │                         defaults when the config leaves them out (PLATFORM_POOLS)
@@ -45,6 +46,7 @@ from actors.platform import (
     Services,
     account_of,
     platform_codec,
+    run_reaper,
 )
 from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue, work_topology
 from conf import Config, ConfigError, resolve_import_path
@@ -301,6 +303,13 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     children += [
         pool_branch(parts, pool, index) for index, pool in enumerate(effective_pools(config))
     ]
+    children.append(
+        ChildSpec(
+            name="hold-reaper",
+            start=functools.partial(run_reaper, context),
+            backoff=Backoff.exponential(min=1.0, max=60.0),
+        )
+    )
     children.append(
         ChildSpec(
             name="gateway",

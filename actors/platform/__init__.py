@@ -24,12 +24,14 @@ from actors.platform._messages import (
     OpenAccountCommand,
     Outcome,
     Outcomes,
+    ReleaseHold,
     Report,
     Reports,
     SendBatch,
     SendItem,
 )
 from actors.platform._open_records import open_records
+from actors.platform._reaper import reap_once, run_reaper
 from actors.platform._records import Records, hash_key
 from actors.platform._records_pg import PostgresRecords
 from actors.platform._records_store import RecordsStore
@@ -61,6 +63,7 @@ __all__ = [
     "PostgresRecords",
     "Records",
     "RecordsStore",
+    "ReleaseHold",
     "Report",
     "Reports",
     "ReportsActor",
@@ -74,4 +77,6 @@ __all__ = [
     "open_records",
     "platform_codec",
     "platform_topology",
+    "reap_once",
+    "run_reaper",
 ]

@@ -31,6 +31,7 @@ from actors.platform._messages import (
     HoldFunds,
     OpenAccountCommand,
     Outcomes,
+    ReleaseHold,
 )
 from actors.platform._records import StatusChange
 from actors.sms import (
@@ -102,6 +103,8 @@ class AccountActor(ConsumerActor):
                 amount=amount,
                 reference=message.reference,
             )
+        if isinstance(message, ReleaseHold):
+            return Release(id=message.operation, account=self.account, hold=message.hold)
         if isinstance(message, OpenAccountCommand):
             return OpenAccount(
                 id=message.operation, account=self.account, currency=message.currency or currency

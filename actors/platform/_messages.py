@@ -72,6 +72,14 @@ class Fund(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Fund"):
     reference: str = ""
 
 
+class ReleaseHold(msgspec.Struct, frozen=True, kw_only=True, tag="sms.ReleaseHold"):
+    """To an account: give back all that `hold` still holds (once per operation id)."""
+
+    account: str
+    hold: str
+    operation: str
+
+
 class OpenAccountCommand(msgspec.Struct, frozen=True, kw_only=True, tag="sms.OpenAccount"):
     """RPC to an account: open it in `currency` (idempotent on `operation`)."""
 
@@ -157,6 +165,7 @@ MESSAGE_TYPES: tuple[type, ...] = (
     InvoiceJob,
     OpenAccountCommand,
     Outcomes,
+    ReleaseHold,
     Reports,
     SendBatch,
 )

@@ -26,6 +26,7 @@ Raises: `OperationConflict`, `InsufficientFunds`, `UnknownAccount`, `UnknownHold
 """
 
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 from actors.sms._account import apply
 from actors.sms._errors import SmsError, conflict_error, unknown_account_error
@@ -76,6 +77,13 @@ class Ledger:
     def entries(self, account: str, after: int = 0) -> list[Entry]:
         """The account's applied operations with `seq` > `after`, oldest first."""
         return self.store.entries(account, after)
+
+    def open_holds(self, older_than: float) -> list[tuple[str, str]]:
+        """(account, hold) of the holds placed more than `older_than` seconds ago that still
+        hold money (for the reaper of holds whose messages never got queued)."""
+        before = datetime.now(UTC) - timedelta(seconds=older_than)
+        text = before.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return self.store.open_holds(text)
 
     def close(self) -> None:
         self.store.close()

@@ -153,6 +153,11 @@ SET bonus = excluded.bonus, paid = excluded.paid,
 """
 
 
+_OPEN_HOLDS = """SELECT h.account, h.hold FROM {schema}.holds AS h JOIN {schema}.entries AS e
+    ON e.operation_id = h.hold AND e.kind = 'hold'
+    WHERE h.bonus + h.paid > 0 AND e.recorded_at < %s::timestamptz ORDER BY e.seq"""
+
+
 class _Statements:
     """The SQL above with the schema filled in, rendered once per store."""
 
@@ -167,6 +172,7 @@ class _Statements:
         self.load_hold = render(_LOAD_HOLD)
         self.append = render(_APPEND)
         self.save = render(_SAVE)
+        self.open_holds = render(_OPEN_HOLDS)
         self.entries_table = sql.Identifier(schema, "entries").as_string(connection)
 
 
@@ -341,6 +347,12 @@ class PostgresStore:
         with self._session() as db:
             rows = db.execute(self._sql.entries, (account, after)).fetchall()
         return [_entry(row) for row in rows]
+
+    def open_holds(self, before: str) -> list[tuple[str, str]]:
+        """(account, hold) of the holds that still hold money, placed before `before` (ISO)."""
+        with self._session() as db:
+            rows = db.execute(self._sql.open_holds, (before,)).fetchall()
+        return [(str(account), str(hold)) for account, hold in rows]
 
     def close(self) -> None:
         self._db.close()

@@ -222,6 +222,17 @@ class SqliteStore:
         ).fetchall()
         return [_entry(row) for row in rows]
 
+    def open_holds(self, before: str) -> list[tuple[str, str]]:
+        """(account, hold) of the holds that still hold money, placed before `before` (ISO)."""
+        rows = self._db.execute(
+            "SELECT h.account, h.hold FROM holds h JOIN entries e"
+            " ON e.operation_id = h.hold AND e.kind = 'hold'"
+            " WHERE CAST(h.bonus AS REAL) + CAST(h.paid AS REAL) > 0 AND e.recorded_at < ?"
+            " ORDER BY e.seq",
+            (before,),
+        ).fetchall()
+        return [(str(account), str(hold)) for account, hold in rows]
+
     def close(self) -> None:
         self._db.close()
 

@@ -29,7 +29,7 @@ import attrs
 import msgspec
 
 from actors.sms._account import AccountState, HeldFunds
-from actors.sms._operations import Operation, Receipt
+from actors.sms._operations import Hold, Operation, Receipt
 
 
 @attrs.frozen
@@ -74,6 +74,11 @@ class LedgerStore(Protocol):
 
     def entries(self, account: str, after: int = 0) -> list[Entry]:
         """The account's entries with `seq` > `after`, in order (for statements and invoices)."""
+        ...
+
+    def open_holds(self, before: str) -> list[tuple[str, str]]:
+        """(account, hold) of the holds still holding money whose Hold operation (its id is the
+        hold id) was recorded before `before` (ISO 8601 UTC), oldest first."""
         ...
 
     def close(self) -> None: ...
@@ -143,6 +148,14 @@ class MemoryStore:
 
     def entries(self, account: str, after: int = 0) -> list[Entry]:
         return [e for e in self._entries if e.seq > after and e.operation.account == account]
+
+    def open_holds(self, before: str) -> list[tuple[str, str]]:
+        placed = {e.operation.id: e for e in self._entries if isinstance(e.operation, Hold)}
+        return [
+            (account, hold)
+            for (account, hold), held in self._holds.items()
+            if held.remaining > 0 and hold in placed and placed[hold].recorded_at < before
+        ]
 
     def close(self) -> None:
         pass

@@ -540,3 +540,18 @@ def test_open_a_bad_url(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as caught:
         open_ledger_store(url)
     assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_open_holds_lists_the_old_holds_that_still_hold_money(
+    kind: str, ledger: Ledger, tmp_path: Path
+) -> None:
+    if kind == "sqlite":
+        ledger = Ledger(SqliteStore.open(tmp_path / "ledger.db"))
+        ledger.apply(OpenAccount(id="open-42", account="42", currency="EUR"))
+    funded(ledger)
+    ledger.apply(Hold(id="h-1", account="42", hold="h-1", amount=eur("2")))
+    ledger.apply(Hold(id="h-2", account="42", hold="h-2", amount=eur("1")))
+    ledger.apply(Release(id="r-2", account="42", hold="h-2"))  # nothing left in h-2
+    assert ledger.open_holds(older_than=3600) == []
+    assert ledger.open_holds(older_than=-5) == [("42", "h-1")]
