@@ -209,14 +209,16 @@ class CarrierActor(ConsumerActor):
         await self._settle(message, results, attempt)
 
     def _unsettled(self, batch: SendBatch) -> SendBatch:
-        """A redelivered or retried batch without the items already settled (their outcome was
-        recorded before the batch failed or its ack was lost): not sent to the carrier twice."""
-        records = self.side.context.records
-        items = []
-        for item in batch.items:
-            found = records.message(batch.account, item.id)
-            if found is None or found[0].status == "queued":
-                items.append(item)
+        """A redelivered or retried batch without the items already settled (their capture or
+        release is in the ledger: the batch failed, or its ack was lost, after that): those are
+        not sent to the carrier twice. A message's status is no sign of that: its delivery
+        report may have come before its outcome was settled."""
+        ledger = self.side.context.ledger
+        items = [
+            item
+            for item in batch.items
+            if not (ledger.applied(f"capture-{item.id}") or ledger.applied(f"release-{item.id}"))
+        ]
         if len(items) < len(batch.items):
             _log.info(
                 "carrier %s: %d of %d redelivered messages were settled already; not sent again",

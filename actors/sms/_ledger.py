@@ -78,6 +78,11 @@ class Ledger:
         """The account's applied operations with `seq` > `after`, oldest first."""
         return self.store.entries(account, after)
 
+    def applied(self, operation_id: str) -> bool:
+        """Whether an operation with this id was applied."""
+        with self.store.transaction() as tx:
+            return tx.find(operation_id) is not None
+
     def open_holds(self, older_than: float) -> list[tuple[str, str]]:
         """(account, hold) of the holds placed more than `older_than` seconds ago that still
         hold money (for the reaper of holds whose messages never got queued)."""
