@@ -24,20 +24,14 @@ the entry went in: an id that a racing connection recorded on another account en
 account's only writer: it keeps the rows it read and writes them once, just before COMMIT. Two
 batches touching several accounts may deadlock; PostgreSQL aborts one (`LedgerUnavailable`).
 
-Threads: none. The STYLE allows one thread, the aiormq bridge; so, as with SQLite, the account
-actor calls the ledger synchronously in its own trio task, and a call blocks the loop for its
-round trips to the server: BEGIN, find, lock, load, append, save, COMMIT for an `apply` (7), and
-find, append for each further operation of the same account in an `apply_many` batch (2).
-Measured on this machine (PostgreSQL 15 on loopback, `synchronous_commit=on`, 2 cores shared with
-RabbitMQ and other test runs, 2,000 captures, six runs): a round trip is 35 us idle and about
-100 us busy; 1.1-1.7 ms wall per `apply`, about 0.5 ms of it the WAL flush of the commit (0.7-1.1
-ms with `synchronous_commit=off`); 140-280 us per operation in `apply_many` batches of 500 (16 us
-of it the pure rules and encoding), so a 10,000-message batch blocks the loop for 1.5-3 s in
-total, in 20 slices of 70-140 ms. A remote server multiplies the round trips: at 0.5 ms each, an
-`apply` takes about 4 ms. A worker thread would not shorten a call (the one connection serializes
-them) and is against the STYLE; psycopg's async connection runs on asyncio only, so it would need
-a second bridge like aiormq's. Within one process every call runs to completion before another
-starts (no awaits inside), so the single connection needs no lock.
+Threads: none (the STYLE allows one, the aiormq bridge): as with SQLite, the account actor calls
+the ledger synchronously in its own trio task, and a call blocks the loop for its round trips:
+7 for an `apply` (BEGIN, find, lock, load, append, save, COMMIT), 2 per further operation of an
+account in an `apply_many` batch. Measured here (PostgreSQL 15 on loopback, 2 shared cores, 2,000
+captures, six runs): 1.1-1.7 ms per `apply` (0.5 ms of it the commit's WAL flush), 140-280 us per
+operation in batches of 500, so a 10,000-message batch blocks the loop 1.5-3 s in all, in 20
+slices. A thread would not shorten a call (one connection serializes them); psycopg's async
+connection runs on asyncio only. Calls never await inside, so the connection needs no lock.
 
 Raises `LedgerUnavailable` (a `ConnectionError`, password masked) when PostgreSQL cannot be
 reached or cannot run a transaction (server down, connection lost, deadlock, disk full); a lost
