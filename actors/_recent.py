@@ -22,11 +22,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from broker import Envelope
+from broker._parking import REPLAY_COUNT_HEADER
 
 WINDOW = 100_000
 """Keys remembered per queue: a resend comes within seconds of its first copy."""
-
-_REPLAY_COUNT = "x-replay-count"  # broker._parking.REPLAY_COUNT_HEADER
 
 
 class RecentMessages:
@@ -40,7 +39,7 @@ class RecentMessages:
 
     def seen(self, envelope: Envelope) -> bool:
         """True if this message was taken before; otherwise remembers it and returns False."""
-        key = (envelope.message_id, envelope.attempt, envelope.headers.get(_REPLAY_COUNT))
+        key = (envelope.message_id, envelope.attempt, envelope.headers.get(REPLAY_COUNT_HEADER))
         if key in self._keys:
             return True
         self._keys[key] = None

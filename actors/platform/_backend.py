@@ -41,6 +41,8 @@ from actors.platform._messages import (
     Outcomes,
     SendBatch,
     SendItem,
+    send_hold_id,
+    send_message_id,
 )
 from actors.platform._records import (
     AccountRecord,
@@ -181,7 +183,6 @@ class PlatformBackend:
         answer: list[dict[str, object]] = []
         total = Decimal(0)
         created = now()
-        base = request_id[:20]
         for index, number in enumerate(request.to):
             _check_number(number, f"to[{index}]")
             carriers = context.route(number)
@@ -195,7 +196,7 @@ class PlatformBackend:
             if price is None:
                 price = prices[carriers[0], prefix] = rate.amount * segments
             total += price
-            message_id = f"msg_{base}_{index}"
+            message_id = send_message_id(request_id, index)
             item = SendItem(
                 id=message_id,
                 to=number,
@@ -237,7 +238,7 @@ class PlatformBackend:
                     "status": "queued",
                 }
             )
-        hold = f"hold-{request_id}"
+        hold = send_hold_id(request_id)
         if total > 0:
             await self._ask(
                 account.id,

@@ -26,6 +26,22 @@ Status = Literal["queued", "sent", "delivered", "undelivered", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"delivered", "undelivered", "failed"})
 
 
+def send_message_id(request_id: str, index: int) -> str:
+    """The id of the `index`-th recipient of a send request: derived, so a retried request (same
+    Idempotency-Key, same request id) names the same messages."""
+    return f"msg_{request_id[:20]}_{index}"
+
+
+def send_hold_id(request_id: str) -> str:
+    """The ledger hold (and its operation id) of a send request."""
+    return f"hold-{request_id}"
+
+
+def send_request_of(hold: str) -> str | None:
+    """The send request a hold id was made for, or None for another kind of hold."""
+    return hold.removeprefix("hold-") if hold.startswith("hold-") else None
+
+
 class SendItem(msgspec.Struct, frozen=True, kw_only=True):
     """One SMS to one destination, priced and routed by the gateway."""
 

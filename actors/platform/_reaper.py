@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from actors.platform._context import Context
-from actors.platform._messages import ReleaseHold
+from actors.platform._messages import ReleaseHold, send_message_id, send_request_of
 
 _log = logging.getLogger("actors.platform.reaper")
 
@@ -31,10 +31,10 @@ async def reap_once(context: Context, *, older_than: float = OLDER_THAN) -> list
     """Releases the orphaned holds found now; returns their ids."""
     reaped = []
     for account, hold in context.ledger.open_holds(older_than):
-        if not hold.startswith("hold-"):
+        request_id = send_request_of(hold)
+        if request_id is None:
             continue  # not a send's hold
-        request_id = hold.removeprefix("hold-")
-        if context.records.message(account, f"msg_{request_id[:20]}_0") is not None:
+        if context.records.message(account, send_message_id(request_id, 0)) is not None:
             continue  # its messages were queued: their outcomes settle it
         await context.tell_account(
             account,

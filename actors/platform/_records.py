@@ -159,6 +159,8 @@ class DuplicateNumber(ValueError):  # noqa: N818  (names what happened)
     """An inbound number already belongs to an account."""
 
 
+_ACCOUNTS = "SELECT id, name, currency, key_hash, webhook_url, created_at FROM platform_accounts"
+
 _MESSAGE_COLUMNS = (
     "id, account, batch, to_number, sender, segments, encoding, price, prefix, status, carrier, "
     "error, client_ref, callback_url, created_at, updated_at"
@@ -247,37 +249,19 @@ class Records:
                 db.execute("INSERT INTO platform_numbers VALUES (?, ?)", (number, account.id))
             db.execute(
                 "INSERT INTO platform_accounts VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    account.id,
-                    account.name,
-                    account.currency,
-                    account.key_hash,
-                    account.webhook_url,
-                    account.created_at,
-                ),
+                msgspec.structs.astuple(account),  # the table's column order
             )
 
     def account(self, account_id: str) -> AccountRecord | None:
-        row = self._db.execute(
-            "SELECT id, name, currency, key_hash, webhook_url, created_at "
-            "FROM platform_accounts WHERE id = ?",
-            (account_id,),
-        ).fetchone()
+        row = self._db.execute(_ACCOUNTS + " WHERE id = ?", (account_id,)).fetchone()
         return None if row is None else _account(row)
 
     def account_by_key(self, key_hash: str) -> AccountRecord | None:
-        row = self._db.execute(
-            "SELECT id, name, currency, key_hash, webhook_url, created_at "
-            "FROM platform_accounts WHERE key_hash = ?",
-            (key_hash,),
-        ).fetchone()
+        row = self._db.execute(_ACCOUNTS + " WHERE key_hash = ?", (key_hash,)).fetchone()
         return None if row is None else _account(row)
 
     def accounts(self) -> list[AccountRecord]:
-        rows = self._db.execute(
-            "SELECT id, name, currency, key_hash, webhook_url, created_at "
-            "FROM platform_accounts ORDER BY created_at, id"
-        ).fetchall()
+        rows = self._db.execute(_ACCOUNTS + " ORDER BY created_at, id").fetchall()
         return [_account(row) for row in rows]
 
     def owner_of(self, number: str) -> str | None:
@@ -388,15 +372,7 @@ class Records:
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO platform_inbound VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.account,
-                    record.sender,
-                    record.to,
-                    record.text,
-                    record.carrier,
-                    record.received_at,
-                ),
+                msgspec.structs.astuple(record),  # the table's column order
             )
             return cursor.rowcount == 1
 

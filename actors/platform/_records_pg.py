@@ -250,14 +250,7 @@ class PostgresRecords:
                     raise DuplicateNumber(f"the number {number!r} belongs to another account")
             db.execute(
                 self._sql["insert_account"],
-                (
-                    account.id,
-                    account.name,
-                    account.currency,
-                    account.key_hash,
-                    account.webhook_url,
-                    account.created_at,
-                ),
+                msgspec.structs.astuple(account),  # the table's column order
             )
 
     def account(self, account_id: str) -> AccountRecord | None:
@@ -387,15 +380,7 @@ class PostgresRecords:
         with self._session(transaction=False) as db:
             cursor = db.execute(
                 self._sql["insert_inbound"],
-                (
-                    record.id,
-                    record.account,
-                    record.sender,
-                    record.to,
-                    record.text,
-                    record.carrier,
-                    record.received_at,
-                ),
+                msgspec.structs.astuple(record),  # the table's column order
             )
             return cursor.rowcount == 1
 
