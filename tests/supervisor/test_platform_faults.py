@@ -9,12 +9,13 @@ anything once the store is back: nothing lost, nobody charged twice.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import msgspec
 import pytest
@@ -56,16 +57,17 @@ class FlakyStore:
         self.store.close()
 
 
-async def test_a_ledger_outage_makes_settling_wait_in_the_retry_tiers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stores: list[FlakyStore] = []
+@attrs.frozen
+class Daemon:
+    """The daemon running in this process on the memory broker, with one funded account."""
 
-    def flaky(url: str) -> FlakyStore:
-        stores.append(FlakyStore(open_ledger_store(url)))
-        return stores[-1]
+    admin: httpx.AsyncClient
+    client: httpx.AsyncClient  # the account's API key
 
-    monkeypatch.setattr(daemon_module, "open_ledger_store", flaky)
+
+@asynccontextmanager
+async def in_process_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    """conf/demo.toml with a SQLite store under `tmp_path`; the account holds 1 EUR."""
     config = load_config(DEMO)
     config = msgspec.structs.replace(
         config,
@@ -86,37 +88,52 @@ async def test_a_ledger_outage_makes_settling_wait_in_the_retry_tiers(
             account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
             funded = await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})
             assert funded.status_code == 200
-        (store,) = stores
-        key = {"authorization": f"Bearer {account['api_key']}"}
-        async with httpx.AsyncClient(base_url=base, headers=key) as client:
-            # While the ledger is down a send is refused at once (503): nothing held or queued.
-            store.down = True
-            refused = await client.post(
-                "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
-            )
-            assert refused.status_code == 503, refused.text
-            assert refused.json()["error"]["code"] == "unavailable"
-            store.down = False
-            sent = await client.post(
-                "/v1/sms", json={"to": ["+33600000001", "+99900000001"], "from": "A", "text": "a"}
-            )
-            assert sent.status_code == 202, sent.text
-            store.down = True
-            store.refusing = trio.Event()
-            await store.refusing.wait()  # the outcomes met the outage
-            store.down = False
-            ids = [m["id"] for m in sent.json()["messages"]]
-            with trio.fail_after(30):
-                while True:
-                    views = [(await client.get(f"/v1/sms/{i}")).json() for i in ids]
-                    balance = (await client.get("/v1/balance")).json()
-                    if Decimal(balance["held"]) == 0 and views[1]["status"] == "failed":
-                        break
-                    await trio.sleep(0.05)
-        assert store.refused >= 1
-        assert [v["status"] for v in views] == ["delivered", "failed"]
-        assert Decimal(balance["balance"]) == Decimal("1") - Decimal("0.045")
+            key = {"authorization": f"Bearer {account['api_key']}"}
+            async with httpx.AsyncClient(base_url=base, headers=key) as client:
+                yield Daemon(admin, client)
         root.request_stop()
+
+
+async def test_a_ledger_outage_makes_settling_wait_in_the_retry_tiers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stores: list[FlakyStore] = []
+
+    def flaky(url: str) -> FlakyStore:
+        stores.append(FlakyStore(open_ledger_store(url)))
+        return stores[-1]
+
+    monkeypatch.setattr(daemon_module, "open_ledger_store", flaky)
+    async with in_process_daemon(tmp_path) as daemon:
+        (store,) = stores
+        client = daemon.client
+        # While the ledger is down a send is refused at once (503): nothing held or queued.
+        store.down = True
+        refused = await client.post(
+            "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "unavailable"
+        store.down = False
+        sent = await client.post(
+            "/v1/sms", json={"to": ["+33600000001", "+99900000001"], "from": "A", "text": "a"}
+        )
+        assert sent.status_code == 202, sent.text
+        store.down = True
+        store.refusing = trio.Event()
+        await store.refusing.wait()  # the outcomes met the outage
+        store.down = False
+        ids = [m["id"] for m in sent.json()["messages"]]
+        with trio.fail_after(30):
+            while True:
+                views = [(await client.get(f"/v1/sms/{i}")).json() for i in ids]
+                balance = (await client.get("/v1/balance")).json()
+                if Decimal(balance["held"]) == 0 and views[1]["status"] == "failed":
+                    break
+                await trio.sleep(0.05)
+    assert store.refused >= 1
+    assert [v["status"] for v in views] == ["delivered", "failed"]
+    assert Decimal(balance["balance"]) == Decimal("1") - Decimal("0.045")
 
 
 async def test_a_send_whose_records_cannot_be_written_gives_the_hold_back(
@@ -140,41 +157,19 @@ async def test_a_send_whose_records_cannot_be_written_gives_the_hold_back(
         return store
 
     monkeypatch.setattr(daemon_module, "open_records", records)
-    config = load_config(DEMO)
-    config = msgspec.structs.replace(
-        config,
-        store=msgspec.structs.replace(
-            config.store, url=type(config.store.url)(f"sqlite:///{tmp_path / 'ledger.db'}")
-        ),
-    )
-    listening: list[str] = []
-    async with trio.open_nursery() as nursery:
-        root = await nursery.start(
-            functools.partial(
-                run_daemon, config, broker_url="memory://", on_listening=listening.append
-            )
+    async with in_process_daemon(tmp_path) as daemon:
+        client = daemon.client
+        refused = await client.post(
+            "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
         )
-        base = f"http://{listening[0]}"
-        headers = {"authorization": "Bearer demo-admin-key"}
-        async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
-            account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
-            await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})
-        key = {"authorization": f"Bearer {account['api_key']}"}
-        async with httpx.AsyncClient(base_url=base, headers=key) as client:
-            refused = await client.post(
-                "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
-            )
-            assert refused.status_code == 500
-            with trio.fail_after(10):
-                while Decimal((await client.get("/v1/balance")).json()["held"]) != 0:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
-            balance = (await client.get("/v1/balance")).json()
-            assert Decimal(balance["balance"]) == Decimal("1")
-            sent = await client.post(
-                "/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"}
-            )
-            assert sent.status_code == 202
-        root.request_stop()
+        assert refused.status_code == 500
+        with trio.fail_after(10):
+            while Decimal((await client.get("/v1/balance")).json()["held"]) != 0:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        balance = (await client.get("/v1/balance")).json()
+        assert Decimal(balance["balance"]) == Decimal("1")
+        sent = await client.post("/v1/sms", json={"to": "+33600000001", "from": "A", "text": "a"})
+        assert sent.status_code == 202
 
 
 async def test_a_batch_that_fails_after_its_outcomes_is_not_sent_twice(
@@ -192,46 +187,26 @@ async def test_a_batch_that_fails_after_its_outcomes_is_not_sent_twice(
             raise ConnectionError("the worker lost its connection right after settling")
 
     monkeypatch.setattr(CarrierActor, "_settle", settle_then_fail)
-    config = load_config(DEMO)
-    config = msgspec.structs.replace(
-        config,
-        store=msgspec.structs.replace(
-            config.store, url=type(config.store.url)(f"sqlite:///{tmp_path / 'ledger.db'}")
-        ),
-    )
-    listening: list[str] = []
-    async with trio.open_nursery() as nursery:
-        root = await nursery.start(
-            functools.partial(
-                run_daemon, config, broker_url="memory://", on_listening=listening.append
-            )
-        )
-        base = f"http://{listening[0]}"
-        headers = {"authorization": "Bearer demo-admin-key"}
-        async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
-            account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
-            await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})
-            key = {"authorization": f"Bearer {account['api_key']}"}
-            # The counters are the process's: earlier tests here may have counted already.
-            handled_before = handled_batches(await admin.get("/metrics"))
-            async with httpx.AsyncClient(base_url=base, headers=key) as client:
-                numbers = [f"+3360000000{i}" for i in range(5)]
-                sent = await client.post("/v1/sms", json={"to": numbers, "from": "A", "text": "a"})
-                ids = [m["id"] for m in sent.json()["messages"]]
-                with trio.fail_after(10):
-                    while True:
-                        views = [(await client.get(f"/v1/sms/{i}")).json() for i in ids]
-                        if {v["status"] for v in views} == {"delivered"}:
-                            break
-                        await trio.sleep(0.01)
-            with trio.fail_after(10):  # until the retried batch was handled too
-                while handled_batches(await admin.get("/metrics")) < handled_before + 1:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
-            carriers = (await admin.get("/v1/admin/carriers")).json()["carriers"]
-        assert failed == [True]
-        (sim,) = carriers
-        assert sim["submitted"] == 5  # the retried batch skipped what was settled
-        root.request_stop()
+    async with in_process_daemon(tmp_path) as daemon:
+        admin, client = daemon.admin, daemon.client
+        # The counters are the process's: earlier tests here may have counted already.
+        handled_before = handled_batches(await admin.get("/metrics"))
+        numbers = [f"+3360000000{i}" for i in range(5)]
+        sent = await client.post("/v1/sms", json={"to": numbers, "from": "A", "text": "a"})
+        ids = [m["id"] for m in sent.json()["messages"]]
+        with trio.fail_after(10):
+            while True:
+                views = [(await client.get(f"/v1/sms/{i}")).json() for i in ids]
+                if {v["status"] for v in views} == {"delivered"}:
+                    break
+                await trio.sleep(0.01)
+        with trio.fail_after(10):  # until the retried batch was handled too
+            while handled_batches(await admin.get("/metrics")) < handled_before + 1:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        carriers = (await admin.get("/v1/admin/carriers")).json()["carriers"]
+    assert failed == [True]
+    (sim,) = carriers
+    assert sim["submitted"] == 5  # the retried batch skipped what was settled
 
 
 def handled_batches(metrics: httpx.Response) -> float:
