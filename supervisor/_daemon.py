@@ -166,7 +166,7 @@ async def run_daemon(
                 ops = DaemonOps(
                     backend,
                     sides,
-                    queues=lambda: observed_queues(names, sides, config),
+                    queues=lambda: observed_queues(names, sides, config, retry.parking),
                     routers=(router,),
                     parking=retry.parking_lot(transport),
                 )
@@ -200,13 +200,14 @@ def _started(
     return None if path is None else Reloader(path, config, parts, root)
 
 
-def observed_queues(names: Names, sides: dict[str, CarrierSide], config: Config) -> list[str]:
+def observed_queues(
+    names: Names, sides: dict[str, CarrierSide], config: Config, parking: str
+) -> list[str]:
     """The queues the console and `rabbitry` show: work, carriers, partitions, pools, parking."""
     queues = [names.carrier_queue(name) for name in sides]
     queues += [names.invoices_queue, *names.layout.queues]
     queues += [pool.queue or pool.name for pool in effective_pools(config)]
-    queues.append(names.retry_layout(RetrySchedule()).parking)
-    return queues
+    return [*queues, parking]
 
 
 def _say(out: TextIO, template: str, *values: object) -> None:

@@ -23,9 +23,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from actors.carriers import load_connector
-from actors.platform import CarrierSide
+from actors.platform import CarrierSide, platform_topology
 from actors.sms import RateCard
-from broker import WorkQueue, work_topology
 from conf import Config, ConfigError, load_config
 from supervisor._platform import (
     Parts,
@@ -97,18 +96,10 @@ class Reloader:
             del sides[name]
             changes.append(f"carrier {name} removed")
         added = [c for c in new.carriers if c.name not in old or old[c.name] != c]
-        if added:
+        if added:  # declaring what exists already is a no-op
+            names = [c.name for c in added]
             await context.transport.declare(
-                work_topology(
-                    context.names.exchange,
-                    [
-                        WorkQueue(
-                            context.names.carrier_queue(c.name), (context.names.send_key(c.name),)
-                        )
-                        for c in added
-                    ],
-                    parking=context.names.retry_layout(context.schedule).parking,
-                )
+                platform_topology(context.names, names, context.schedule)
             )
         for carrier in added:
             if carrier.name in old:
