@@ -332,6 +332,7 @@ class ParkingLot:
         self.browse_timeout = browse_timeout
         self.publish_timeout = publish_timeout
         self._counts = dict.fromkeys(attrs.fields_dict(ParkingStatistics), 0)
+        self._browsing = trio.Lock()
 
     def statistics(self) -> ParkingStatistics:
         """A snapshot of this lot's counters."""
@@ -459,6 +460,12 @@ class ParkingLot:
                 f"parking lot {self.queue!r}: limit must be between 1 and {MAX_PREFETCH} "
                 f"(got {limit!r}); browse in smaller batches"
             )
+        # The lot's consumer is exclusive: this lot's operations take turns.
+        async with self._browsing, self._browse_once(where, limit) as browse:
+            yield browse
+
+    @asynccontextmanager
+    async def _browse_once(self, where: ParkedFilter, limit: int) -> AsyncIterator[_Browse]:
         ready = (await self.transport.queue_statistics(self.queue)).messages
         count = min(ready, limit)
         if count == 0:
@@ -489,8 +496,9 @@ class ParkingLot:
     ) -> tuple[ParkedMessage, ...]:
         """The parked messages ``where`` selects (all by default), oldest first; changes nothing.
 
-        Looks at the ``limit`` oldest messages only. Raises QueueInUse if another operation (or
-        any consumer) is on the lot, NotDeclared if the lot is not declared.
+        Looks at the ``limit`` oldest messages only. Operations on one ``ParkingLot`` take turns;
+        raises QueueInUse if another process (or any consumer) is on the lot, NotDeclared if the
+        lot is not declared.
         """
         async with self._browse(where or ParkedFilter(), limit) as selected:
             return tuple(parked for _, parked in selected)

@@ -105,7 +105,6 @@ class DaemonOps:
         self.parking = parking
         self.root: Callable[[], Supervisor | None] = lambda: None
         self._draining = trio.Event()
-        self._lot = trio.Lock()  # one browse of the lot at a time in this daemon
         self._registry = metrics_registry(
             MetricsSource(
                 snapshot=self._snapshot,
@@ -161,14 +160,13 @@ class DaemonOps:
 
     @asynccontextmanager
     async def _parking_lot(self) -> AsyncIterator[ParkingLot]:
-        """The lot, one operation at a time; another daemon's browse answers 409."""
-        async with self._lot:
-            try:
-                yield self.parking
-            except QueueInUse:
-                raise ApiError(
-                    409, "busy", "another operation is browsing the parking lot; retry"
-                ) from None
+        """The lot (which browses one operation at a time); another daemon's browse is a 409."""
+        try:
+            yield self.parking
+        except QueueInUse:
+            raise ApiError(
+                409, "busy", "another operation is browsing the parking lot; retry"
+            ) from None
 
     async def parked(self, query: ParkedQuery) -> list[dict[str, object]]:
         async with self._parking_lot() as lot:
