@@ -26,10 +26,10 @@ import time
 
 import trio
 
-from actors.carriers import CarrierLink, Event, Submission
-from actors.carriers.smpp import SmppConnector
-from actors.carriers.smpp._gsm import encode_gsm7
-from actors.carriers.smpp._pdu import BIND_TRANSCEIVER, SUBMIT_SM, Bind, ShortMessage
+from rabbitry.carriers import CarrierLink, Event, Submission
+from rabbitry.carriers.smpp import SmppConnector
+from rabbitry.carriers.smpp._gsm import encode_gsm7
+from rabbitry.carriers.smpp._pdu import BIND_TRANSCEIVER, SUBMIT_SM, Bind, ShortMessage
 
 WINDOW = 50
 TO = "+33612345678"

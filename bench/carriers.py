@@ -2,7 +2,7 @@
 
 - ``carriers.smpp_submit`` (segments/s, with p50_ms and p99_ms): 20,000 single-segment GSM-7
   messages through ``CarrierLink(SmppConnector(...), window=50, tps=None)`` to the smpp34 test
-  SMSC (tests/actors/carriers/smpp/peers/smsc_smpp34.py, Rust core, receipts off so both sides
+  SMSC (tests/rabbitry/carriers/smpp/peers/smsc_smpp34.py, Rust core, receipts off so both sides
   do the same work). Baseline, in the same run and against the same peer: a minimal raw-asyncio
   SMPP client pipelining the same submit_sm PDUs under a window of 50 and reading nothing but
   the answers' headers (bench/_carriers_smpp.py). Target: >= 2,000 segments/s.
@@ -26,7 +26,7 @@ from bench._report import Result, interleaved_medians
 
 RUNS = 3
 MESSAGES = 20_000
-PEER = Path(__file__).resolve().parent.parent / "tests/actors/carriers/smpp/peers/smsc_smpp34.py"
+PEER = Path(__file__).resolve().parent.parent / "tests/rabbitry/carriers/smpp/peers/smsc_smpp34.py"
 
 
 def _free_port() -> int:

@@ -13,6 +13,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SupervisorShadowedError as exc:
         print(f"rabbitry: {exc}", file=sys.stderr)
         return 2
-    from supervisor import cli  # only after the guard passed
+    from rabbitry.cli import cli  # only after the guard passed
 
     return cli(sys.argv[1:] if argv is None else list(argv))

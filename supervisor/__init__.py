@@ -12,7 +12,6 @@ from supervisor._children import (
     pool,
     supervisor,
 )
-from supervisor._cli import cli
 from supervisor._errors import (
     ChildStartError,
     InvalidChildSpec,
@@ -52,7 +51,6 @@ __all__ = [
     "UnknownChildError",
     "actor",
     "chain_text",
-    "cli",
     "consumer",
     "decode",
     "encode",

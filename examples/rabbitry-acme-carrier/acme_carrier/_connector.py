@@ -16,7 +16,7 @@
         # one line in the outbox, then: await sink(DeliveryEvent(carrier_ids[0], "delivered"))
 
 It is the model to copy for a real carrier, and it imports nothing of Rabbitry but the public
-`actors.carriers` API. Where a real connector talks to its carrier, this one says so:
+`rabbitry.carriers` API. Where a real connector talks to its carrier, this one says so:
 
 - `run` is the connection. A real connector connects and logs in, then calls
   `task_status.started()`; this one checks that the outbox can be written. Then it stays up,
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import trio
 
-from actors.carriers import (
+from rabbitry.carriers import (
     Accepted,
     CarrierDown,
     DeliveryEvent,

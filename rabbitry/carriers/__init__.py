@@ -1,0 +1,61 @@
+"""Carrier connectors: the plugin API, the throughput and window limits, the built-in simulator."""
+
+from rabbitry.carriers._connector import (
+    Accepted,
+    AuthenticationFailed,
+    CarrierDown,
+    CarrierError,
+    Connector,
+    ConnectorFactory,
+    DeliveryEvent,
+    DeliveryStatus,
+    Event,
+    EventSink,
+    Health,
+    InboundEvent,
+    PermanentError,
+    RetryableError,
+    Submission,
+    Throttled,
+)
+from rabbitry.carriers._plugins import (
+    GROUP,
+    BrokenPlugin,
+    PluginError,
+    UnknownPlugin,
+    available_plugins,
+    load_connector,
+)
+from rabbitry.carriers._simulator import SimulatorConnector, SimulatorOptions
+from rabbitry.carriers._throttle import CarrierLink, LinkStatistics, TokenBucket, Window
+
+__all__ = [
+    "GROUP",
+    "Accepted",
+    "AuthenticationFailed",
+    "BrokenPlugin",
+    "CarrierDown",
+    "CarrierError",
+    "CarrierLink",
+    "Connector",
+    "ConnectorFactory",
+    "DeliveryEvent",
+    "DeliveryStatus",
+    "Event",
+    "EventSink",
+    "Health",
+    "InboundEvent",
+    "LinkStatistics",
+    "PermanentError",
+    "PluginError",
+    "RetryableError",
+    "SimulatorConnector",
+    "SimulatorOptions",
+    "Submission",
+    "Throttled",
+    "TokenBucket",
+    "UnknownPlugin",
+    "Window",
+    "available_plugins",
+    "load_connector",
+]

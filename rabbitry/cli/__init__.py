@@ -1,0 +1,5 @@
+"""The `rabbitry` command line: run the daemon, check a config, and operate a running daemon."""
+
+from rabbitry.cli._cli import cli
+
+__all__ = ["cli"]

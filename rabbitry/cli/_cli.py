@@ -1,0 +1,88 @@
+"""The `rabbitry` command line."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from rabbitry.cli._ops import OPS_COMMANDS, add_ops_commands, run_ops
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})")
+    return value
+
+
+def cli(argv: Sequence[str]) -> int:
+    """Parse `argv` and run the chosen command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="rabbitry", description="Rabbitry: supervised actors.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a small supervision tree that crashes and restarts")
+    demo.add_argument("--seconds", type=positive_float, default=4.0, help="how long to run")
+    demo.add_argument("--interval", type=positive_float, default=1.0, help="print period (s)")
+    run = sub.add_parser("run", help="run the SMS platform daemon (SIGTERM/SIGINT drain it)")
+    run.add_argument("--config", required=True, help="the TOML config file")
+    run.add_argument(
+        "--broker", help="broker URL overriding [broker] url, e.g. memory:// for no RabbitMQ"
+    )
+    sms = sub.add_parser(
+        "sms-demo",
+        help="run the platform on the demo config, send a demo batch, print a summary, stop",
+    )
+    sms.add_argument("--config", help="the TOML config file (default: the shipped demo.toml)")
+    sms.add_argument("--broker", help="broker URL overriding the config's, e.g. memory://")
+    sms.add_argument("--count", type=int, default=200, help="recipients in the demo batch")
+    config = sub.add_parser("config", help="work with config files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser(
+        "check",
+        help="validate a config file without starting anything (exit 0 valid, 2 invalid)",
+    )
+    check.add_argument("file", help="the TOML config file")
+    check.add_argument(
+        "--json", action="store_true", help="print the validated config as JSON, secrets masked"
+    )
+    add_ops_commands(sub)
+    arguments = parser.parse_args(list(argv))
+    if arguments.command in OPS_COMMANDS:
+        return run_ops(arguments)
+    if arguments.command == "config":
+        return check_config(arguments.file, as_json=arguments.json)
+    if arguments.command == "run":
+        from rabbitry.daemon import run_command  # loaded only when asked for
+
+        return run_command(arguments.config, broker=arguments.broker)
+    if arguments.command == "sms-demo":
+        from rabbitry.daemon import sms_demo_command  # loaded only when asked for
+
+        return sms_demo_command(arguments.config, broker=arguments.broker, count=arguments.count)
+    if arguments.command == "demo":
+        from rabbitry.cli._tree_demo import log_to_stdout, run_demo  # loaded only when asked for
+
+        log_to_stdout()
+        return trio.run(partial(run_demo, arguments.seconds, arguments.interval))
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def check_config(path: str, *, as_json: bool = False) -> int:
+    """`rabbitry config check FILE`: 0 and a summary (or JSON) if valid, 2 and the reason if not.
+
+    The environment's overrides (RABBITRY_ADMIN_KEY...) apply, as they would for `rabbitry run`.
+    """
+    from conf import ConfigError, config_json, load_config, summary
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        where = "" if exc.key is None else f"{path}: "
+        print(f"rabbitry: {where}{exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        sys.stdout.write(config_json(config).decode() + "\n")
+    else:
+        print(f"{path}: valid: {summary(config)}")
+    return 0

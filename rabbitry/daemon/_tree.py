@@ -1,0 +1,331 @@
+"""The platform's supervision tree, built from a validated config.
+
+    tree = platform_tree(parts, config)    # parts: transport, context, carriers, router
+    await run_root(tree)
+
+The tree (one_for_one at the root; children start in this order and stop in reverse, so the HTTP
+gateway stops taking requests first and the account actors stop last, after every consumer that
+feeds them drained):
+
+    root
+    ├── accounts              entities: one AccountActor per account id
+    ├── accounts-in           partitioned consumer of accounts.0..N-1 (single active consumer)
+    ├── carrier.<name>        one_for_one, per configured carrier:
+    │   ├── link              the connector's connection, reports and inbound SMS
+    │   ├── worker            CarrierActor: submits send batches
+    │   └── in                consumer of carrier.<name>
+    ├── invoice-jobs, invoices / invoices-in
+    ├── hold-reaper           gives back holds whose send never queued a message
+    ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
+    │                         platform's own (reports, inbound, callbacks) are pools too, with
+    │                         defaults when the config leaves them out (PLATFORM_POOLS)
+    └── gateway               the HTTP API (hypercorn under trio)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import httpx
+import trio
+
+from actors import Actor
+from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue, work_topology
+from conf import Config, ConfigError, resolve_import_path
+from conf import Pool as PoolConfig
+from rabbitry.carriers import PluginError, load_connector
+from rabbitry.gateway import GatewayApp, serve_gateway
+from rabbitry.platform import (
+    AccountActor,
+    CarrierActor,
+    CarrierSide,
+    Context,
+    InvoiceJobActor,
+    InvoicesActor,
+    Names,
+    Services,
+    account_of,
+    platform_codec,
+    run_reaper,
+)
+from supervisor._backoff import Backoff
+from supervisor._broker_children import consumer, service
+from supervisor._children import actor, entities, supervisor
+from supervisor._partition_children import partitioned
+from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+
+
+@attrs.define
+class Parts:
+    """What the tree runs on: opened before it starts, closed after it stopped."""
+
+    transport: Transport
+    context: Context
+    carriers: dict[str, CarrierSide]
+    router: FailureRouter
+    http: httpx.AsyncClient
+    gateway: GatewayApp
+    bind: str
+    on_listening: Callable[[str], None]
+
+
+class GatewayHandle:
+    """The gateway child's handle: `request_stop()` stops taking requests and finishes the rest."""
+
+    def __init__(self, address: str, stop: trio.Event) -> None:
+        self.address = address
+        self._stop = stop
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+async def _run_gateway(parts: Parts, *, task_status: Any) -> None:
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(
+            functools.partial(serve_gateway, parts.gateway, parts.bind, shutdown=stop)
+        )
+        parts.on_listening(address)
+        task_status.started(GatewayHandle(address, stop))
+
+
+def carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
+    names = parts.context.names
+    worker = actor("worker", functools.partial(CarrierActor, side), capacity=8)
+    # one_for_one: while the connection is down and restarting, the worker keeps consuming and
+    # each submit fails with CarrierDown, so the work fails over or waits in the retry tiers
+    # instead of piling up unconsumed in this carrier's queue.
+    return supervisor(
+        f"carrier.{side.name}",
+        Strategy.ONE_FOR_ONE,
+        [
+            ChildSpec(name="link", start=side.run, backoff=Backoff.exponential(min=0.5, max=30.0)),
+            worker,
+            consumer(
+                "in",
+                parts.transport,
+                names.carrier_queue(side.name),
+                worker.ref,
+                codec=parts.context.codec,
+                router=parts.router,
+                prefetch=4,
+            ),
+        ],
+        intensity=10,
+        period=30.0,
+    )
+
+
+def _queue_pair(
+    parts: Parts, name: str, queue: str, factory: Callable[[], Actor], prefetch: int
+) -> list[ChildSpec]:
+    worker = actor(name, factory, capacity=max(prefetch, 16))
+    return [
+        worker,
+        consumer(
+            f"{name}-in",
+            parts.transport,
+            queue,
+            worker.ref,
+            codec=parts.context.codec,
+            router=parts.router,
+            prefetch=prefetch,
+        ),
+    ]
+
+
+PLATFORM_POOLS = (
+    PoolConfig(
+        name="reports",
+        actor="rabbitry.platform:ReportsActor",
+        queue="sms.reports",
+        prefetch=16,
+        intensity=10,
+        period=30.0,
+    ),
+    PoolConfig(
+        name="inbound",
+        actor="rabbitry.platform:InboundActor",
+        queue="sms.inbound",
+        prefetch=16,
+        intensity=10,
+        period=30.0,
+    ),
+    PoolConfig(
+        name="callbacks",
+        actor="rabbitry.platform:CallbackActor",
+        queue="sms.callbacks",
+        size=2,
+        prefetch=64,
+        intensity=10,
+        period=30.0,
+    ),
+)
+"""The platform's own pools, as the shipped config declares them; one the config leaves out runs
+with these settings."""
+
+
+def effective_pools(config: Config) -> tuple[PoolConfig, ...]:
+    """The config's pools, plus each platform pool whose queue the config does not consume."""
+    queues = {pool.queue or pool.name for pool in config.pools}
+    defaults = tuple(pool for pool in PLATFORM_POOLS if pool.queue not in queues)
+    return defaults + tuple(config.pools)
+
+
+def pools_topology(pools: Iterable[PoolConfig], names: Names, schedule: RetrySchedule) -> Topology:
+    """The queues of user pools on the `work` exchange (the platform's own queues excluded)."""
+    platform = {pool.queue for pool in PLATFORM_POOLS}
+    queues = [
+        WorkQueue(pool.queue or pool.name, tuple(pool.routing_keys) or (pool.queue or pool.name,))
+        for pool in pools
+        if (pool.queue or pool.name) not in platform
+    ]
+    if not queues:
+        return Topology()
+    parking = names.retry_layout(schedule).parking
+    return work_topology(names.pools_exchange, queues, parking=parking)
+
+
+def check_plugins(config: Config) -> None:
+    """Loads every carrier's plugin and checks its options; raises ConfigError naming the key."""
+    for index, carrier in enumerate(config.carriers):
+        try:
+            load_connector(carrier.plugin)(carrier.name, carrier.options)
+        except PluginError as error:
+            key = f"carriers[{index}].plugin"
+            raise ConfigError(f"{key}: {error}", key=key) from None
+        except ValueError as error:
+            raise ConfigError(str(error), key=f"carriers[{index}].options") from None
+
+
+def import_actor(path: str, where: str) -> type[Actor]:
+    """The actor class at "package.module:ClassName"; raises ConfigError naming `where`."""
+    found = resolve_import_path(path, key=where)
+    if not (isinstance(found, type) and issubclass(found, Actor)):
+        raise ConfigError(f"{where} names {path!r}, which is not an Actor class", key=where)
+    return found
+
+
+def _factory(cls: type[Actor], services: Services) -> Callable[[], Actor]:
+    build = getattr(cls, "from_platform", None)
+    return functools.partial(build, services) if callable(build) else cls
+
+
+def pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
+    cls = import_actor(pool.actor, f"pools[{index}].actor")
+    factory = _factory(cls, Services(parts.context, parts.http))
+    codec = platform_codec()
+    for message_type in getattr(cls, "message_types", ()):
+        codec.register(message_type)
+    queue = pool.queue or pool.name
+    backoff = Backoff(
+        min=pool.backoff.min,
+        max=pool.backoff.max,
+        multiplier=pool.backoff.multiplier,
+        jitter=pool.backoff.jitter,
+        reset_after=pool.backoff.reset_after,
+    )
+    restart = Restart(pool.restart)
+    children: list[ChildSpec] = []
+    for number in range(pool.size):
+        worker = actor(
+            f"worker-{number}",
+            factory,
+            capacity=max(pool.prefetch, 1),
+            restart=restart,
+            backoff=backoff,
+        )
+        children.append(worker)
+        if pool.kind == "rpc":
+            children.append(
+                service(
+                    f"in-{number}",
+                    parts.transport,
+                    queue,
+                    worker.ref,
+                    codec=codec,
+                    prefetch=pool.prefetch,
+                )
+            )
+        else:
+            children.append(
+                consumer(
+                    f"in-{number}",
+                    parts.transport,
+                    queue,
+                    worker.ref,
+                    codec=codec,
+                    router=parts.router,
+                    prefetch=pool.prefetch,
+                )
+            )
+    return supervisor(
+        f"pool.{pool.name}",
+        Strategy.ONE_FOR_ONE,
+        children,
+        intensity=pool.intensity,
+        period=pool.period,
+    )
+
+
+def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
+    context = parts.context
+    names = context.names
+    accounts = entities(
+        "accounts", functools.partial(_account, context), idle_timeout=300.0, concurrency=64
+    )
+    children: list[ChildSpec] = [
+        accounts,
+        partitioned(
+            "accounts-in",
+            parts.transport,
+            names.layout,
+            accounts,
+            account_of,
+            codec=context.codec,
+            router=parts.router,
+            prefetch=64,
+            declare=False,
+        ),
+    ]
+    children += [carrier_branch(parts, side) for side in parts.carriers.values()]
+    jobs = entities(
+        "invoice-jobs", functools.partial(InvoiceJobActor, context=context), concurrency=2
+    )
+    children.append(jobs)
+    children += _queue_pair(
+        parts, "invoices", names.invoices_queue, functools.partial(InvoicesActor, jobs.host), 4
+    )
+    children += [
+        pool_branch(parts, pool, index) for index, pool in enumerate(effective_pools(config))
+    ]
+    children.append(
+        ChildSpec(
+            name="hold-reaper",
+            start=functools.partial(run_reaper, context),
+            backoff=Backoff.exponential(min=1.0, max=60.0),
+        )
+    )
+    children.append(
+        ChildSpec(
+            name="gateway",
+            start=functools.partial(_run_gateway, parts),
+            shutdown=10.0,
+            backoff=Backoff.exponential(min=0.5, max=10.0),
+        )
+    )
+    return SupervisorSpec(
+        name="rabbitry",
+        strategy=Strategy.ONE_FOR_ONE,
+        children=tuple(children),
+        intensity=10,
+        period=30.0,
+    )
+
+
+def _account(context: Context, account_id: str) -> AccountActor:
+    return AccountActor(account_id, context)

@@ -1,0 +1,23 @@
+"""The platform's HTTP front door: an ASGI app over a `GatewayBackend` (and, for operators, an
+`OpsBackend`: the /v1/admin operations API, /metrics and the web console), served by hypercorn."""
+
+from rabbitry.gateway._app import MAX_BODY_SIZE, GatewayApp
+from rabbitry.gateway._backend import AccountInfo, ApiError, GatewayBackend, StoredResponse
+from rabbitry.gateway._bodies import MAX_RECIPIENTS, InvalidBody, SendRequest
+from rabbitry.gateway._ops import OpsBackend, ParkedQuery
+from rabbitry.gateway._serve import serve_gateway
+
+__all__ = [
+    "MAX_BODY_SIZE",
+    "MAX_RECIPIENTS",
+    "AccountInfo",
+    "ApiError",
+    "GatewayApp",
+    "GatewayBackend",
+    "InvalidBody",
+    "OpsBackend",
+    "ParkedQuery",
+    "SendRequest",
+    "StoredResponse",
+    "serve_gateway",
+]

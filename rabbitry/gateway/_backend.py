@@ -1,0 +1,156 @@
+"""What the HTTP gateway asks of the platform: the `GatewayBackend` protocol and its data.
+
+    class Platform:                       # implements GatewayBackend
+        def is_admin_key(self, key: str) -> bool:
+            return hmac.compare_digest(key, self.admin_key)
+
+        async def send(self, account, request, *, request_id):
+            if not self.can_pay(account, request):
+                raise ApiError(402, "insufficient_funds", "balance 0.20 EUR < price 0.35 EUR")
+            ...
+            return {"messages": [...], "total_price": Decimal("0.35")}
+
+    app = GatewayApp(Platform(...))
+
+The gateway is HTTP plumbing only: it authenticates, decodes and validates bodies, replays
+idempotent retries and encodes answers; prices, balances, routes and records live behind this
+protocol. Answers are plain dicts encoded with msgspec (a `Decimal` becomes a JSON string).
+
+A backend refuses a request by raising `ApiError(status, code, message)`: the client gets
+`{"error": {"code": code, "message": message}}` with that status. Any other exception is a bug:
+the client gets a bare 500 and the traceback goes to the log.
+
+`request_id` (for `send`, `request_invoice`) and `operation` (for `add_funds`) are derived from the
+request's `Idempotency-Key` when it has one, so a retry after a crash re-uses the same ids and the
+backend's own apply-once bookkeeping makes it harmless; without a key they are random.
+"""
+
+from collections.abc import Mapping
+from typing import Literal, Protocol
+
+import msgspec
+
+from rabbitry.gateway._bodies import SendRequest
+
+
+class ApiError(Exception):
+    """A refusal the client should see: `ApiError(402, "insufficient_funds", "...")`.
+
+    `status` is an HTTP error status (400 to 599); `code` a stable snake_case word clients can
+    test; `message` one sentence for a human; `field` the body path it is about, if any.
+    """
+
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"ApiError status must be an HTTP error, 400 to 599 (got {status!r})")
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class AccountInfo(msgspec.Struct, frozen=True):
+    """The customer account an API key belongs to."""
+
+    id: str
+    name: str
+    currency: str
+
+
+class StoredResponse(msgspec.Struct, frozen=True):
+    """The first answer to an idempotent request, kept to be replayed byte for byte.
+
+    `request_hash` is the SHA-256 (hex) of the request's method, path and body: a retry must
+    match it, or the key was reused for another request.
+    """
+
+    request_hash: str
+    status: int
+    body: bytes
+    content_type: str
+
+
+class GatewayBackend(Protocol):
+    """The platform behind the gateway. Async methods run in the request's trio task."""
+
+    def is_admin_key(self, key: str) -> bool:
+        """Whether `key` is the admin key (compared in constant time)."""
+        ...
+
+    async def account_for_key(self, api_key: str) -> AccountInfo | None:
+        """The account whose API key this is, or None."""
+        ...
+
+    async def create_account(
+        self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
+    ) -> dict[str, object]:
+        """Opens an account; answers `{"id": ..., "api_key": ...}`."""
+        ...
+
+    async def add_funds(
+        self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
+    ) -> dict[str, object]:
+        """Credits `amount` (a decimal string) as paid funds or bonus; answers the balance."""
+        ...
+
+    async def balance(self, account: AccountInfo) -> dict[str, object]:
+        """`{"balance": ..., "bonus": ..., "currency": ...}`."""
+        ...
+
+    async def send(
+        self, account: AccountInfo, request: SendRequest, *, request_id: str
+    ) -> dict[str, object]:
+        """Prices, holds and queues the messages; answers `{"messages": [...], "total_price"}`."""
+        ...
+
+    async def message(self, account: AccountInfo, message_id: str) -> dict[str, object] | None:
+        """One of the account's messages with its events; None if not the account's."""
+        ...
+
+    async def inbound(self, account: AccountInfo, *, limit: int) -> list[dict[str, object]]:
+        """The account's latest inbound messages, at most `limit`."""
+        ...
+
+    async def request_invoice(
+        self, account: AccountInfo, period: str, *, request_id: str
+    ) -> dict[str, object]:
+        """Starts the invoice of `period` ("YYYY-MM"); answers `{"id": ..., "status": ...}`."""
+        ...
+
+    async def invoice(self, account: AccountInfo, invoice_id: str) -> dict[str, object] | None:
+        """One of the account's invoices; None if not the account's."""
+        ...
+
+    async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
+        """The invoice's PDF; None if not the account's (or not rendered yet)."""
+        ...
+
+    async def carrier_webhook(
+        self,
+        carrier: str,
+        kind: Literal["dlr", "inbound"],
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        admin: bool,
+    ) -> dict[str, object]:
+        """A delivery report or inbound SMS that carrier `carrier` POSTed, in its own format.
+
+        `body` and `headers` are raw: the carrier's connector checks the signature over the exact
+        bytes. `admin` says whether the request carried the admin key (the simulator takes
+        injected inbound traffic from the admin only).
+        """
+        ...
+
+    async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
+        """The answer stored for (`scope`, `key`), or None."""
+        ...
+
+    async def idempotency_store(self, scope: str, key: str, response: StoredResponse) -> None:
+        """Keeps the answer for (`scope`, `key`): `scope` is an account id or "admin"."""
+        ...
+
+    def health(self) -> dict[str, object]:
+        """Extra fields for `GET /healthz` (a "status" key here overrides "ok")."""
+        ...

@@ -1,0 +1,203 @@
+"""Request bodies of the HTTP gateway: msgspec Structs, decoded and validated in one pass.
+
+    request = decode_send(b'{"to": ["+33612345678"], "from": "Rabbitry", "text": "hi"}')
+    request.to                    # ['+33612345678'] (a single string becomes a one-item list)
+    decode_funds(b'{"amount": 20.5}')    # InvalidBody: amount must be a decimal string ...
+
+Each body is a frozen Struct whose field types carry the checks (patterns, lengths, the
+10,000-recipient cap), so msgspec validates while it decodes, in C: a 10,000-recipient send runs
+no Python code per recipient. Unknown fields are refused, so a typo is an error, not a silent
+default. Only the wire format is checked here; whether a number is routable, an amount positive
+or a currency known is the backend's business.
+
+Raises `InvalidBody` (a `ValueError`): code "invalid_json" (HTTP 400) when the body is not JSON,
+"invalid_field" (HTTP 422) naming the field's path (`to[3]`, `amount`) otherwise.
+"""
+
+import re
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+MAX_RECIPIENTS = 10_000
+"""The most destinations one `POST /v1/sms` may carry."""
+
+T = TypeVar("T")
+
+_E164 = r"^\+[0-9]{8,15}$"  # the same rule as rabbitry.billing.check_number
+Number = Annotated[str, msgspec.Meta(pattern=_E164)]
+Url = Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2048)]
+Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=40)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Period = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+Recipients = Annotated[list[Number], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
+
+
+class InvalidBody(ValueError):  # noqa: N818 - the names of the public contract
+    """A request body that is not JSON (`code` "invalid_json") or has an invalid field."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @property
+    def status(self) -> int:
+        return 400 if self.code == "invalid_json" else 422
+
+
+class NewAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`POST /v1/accounts`: `numbers` are the inbound numbers the account owns."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    currency: Currency | None = None
+    numbers: list[Number] = []
+    webhook_url: Url | None = None
+
+
+class Funds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`POST /v1/accounts/{id}/funds`: `amount` is a decimal string ("20.00"), never a float."""
+
+    amount: Amount
+    reference: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class Bonus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`POST /v1/accounts/{id}/bonus`."""
+
+    amount: Amount
+
+
+class SendRequest(msgspec.Struct, frozen=True):
+    """`POST /v1/sms`, validated: `to` is always a list (1 to `MAX_RECIPIENTS` numbers)."""
+
+    to: list[str]
+    sender: str = msgspec.field(name="from")
+    text: str
+    client_ref: str | None = None
+    callback_url: str | None = None
+
+
+class _SendBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`POST /v1/sms` as sent: `to` is one number or a list of them."""
+
+    to: Number | Recipients
+    sender: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = msgspec.field(name="from")
+    text: Annotated[str, msgspec.Meta(min_length=1)]
+    client_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    callback_url: Url | None = None
+
+
+class InvoiceRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`POST /v1/invoices`: `period` is a calendar month, "YYYY-MM"."""
+
+    period: Period
+
+
+class CarrierInbound(msgspec.Struct, frozen=True):
+    """The fields `POST /v1/carriers/{name}/inbound` requires; others pass through."""
+
+    sender: str = msgspec.field(name="from")
+    to: str
+    text: str
+
+
+_SEND = msgspec.json.Decoder(_SendBody)
+_NEW_ACCOUNT = msgspec.json.Decoder(NewAccount)
+_FUNDS = msgspec.json.Decoder(Funds)
+_BONUS = msgspec.json.Decoder(Bonus)
+_INVOICE = msgspec.json.Decoder(InvoiceRequest)
+_OBJECT = msgspec.json.Decoder(dict[str, Any])
+
+
+def decode_send(raw: bytes) -> SendRequest:
+    body = decode_body(_SEND, raw)
+    to = [body.to] if isinstance(body.to, str) else body.to
+    return SendRequest(
+        to=to,
+        sender=body.sender,
+        text=body.text,
+        client_ref=body.client_ref,
+        callback_url=body.callback_url,
+    )
+
+
+def decode_new_account(raw: bytes) -> NewAccount:
+    return decode_body(_NEW_ACCOUNT, raw)
+
+
+def decode_funds(raw: bytes) -> Funds:
+    return decode_body(_FUNDS, raw)
+
+
+def decode_bonus(raw: bytes) -> Bonus:
+    return decode_body(_BONUS, raw)
+
+
+def decode_invoice_request(raw: bytes) -> InvoiceRequest:
+    return decode_body(_INVOICE, raw)
+
+
+def decode_carrier_report(raw: bytes) -> dict[str, object]:
+    """Any JSON object: the carrier's own report format, passed through as a dict."""
+    return decode_body(_OBJECT, raw)
+
+
+def decode_carrier_inbound(raw: bytes) -> dict[str, object]:
+    """A JSON object with string `from`, `to` and `text` (and anything else), as a dict."""
+    body = decode_body(_OBJECT, raw)
+    try:
+        msgspec.convert(body, CarrierInbound)
+    except msgspec.ValidationError as exc:
+        raise _invalid_field(str(exc)) from None
+    return body
+
+
+def decode_body(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
+    """`raw` decoded by `decoder`; raises `InvalidBody` naming the field that is wrong."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _invalid_field(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        message = f"the request body must be a JSON object ({exc})"
+        raise InvalidBody("invalid_json", message) from None
+
+
+_AT = re.compile(r"(?P<text>.*?)(?: - at `\$(?P<path>.*)`)?", re.DOTALL)
+_NAMED = re.compile(r"Object (?P<what>missing required|contains unknown) field `(?P<name>.*)`")
+
+
+def _invalid_field(error: str) -> InvalidBody:
+    """Rewrites msgspec's "Expected `str`, got `int` - at `$.to[3]`" to name the field `to[3]`."""
+    at = _AT.fullmatch(error)
+    text, path = (at["text"], (at["path"] or "").removeprefix(".")) if at else (error, "")
+    if named := _NAMED.fullmatch(text):
+        field = f"{path}.{named['name']}" if path else named["name"]
+        missing = named["what"] == "missing required"
+        message = f"missing required field {field!r}" if missing else f"unknown field {field!r}"
+        return InvalidBody("invalid_field", message, field)
+    if not path:
+        return InvalidBody("invalid_field", f"the request body: {_lower(text)}")
+    if path == "amount" and text.startswith("Expected `str`, got `"):
+        message = (
+            'amount must be a decimal string like "20.00", not a JSON number'
+            " (money is never sent as a float)"
+        )
+    elif "[0-9]{8,15}" in text:
+        message = (
+            f"{path} must be an E.164 number: '+', the country code and the number,"
+            " 8 to 15 digits in all (e.g. '+33612345678')"
+        )
+    elif path == "amount":
+        message = f'amount must be a decimal string like "20.00" ({_lower(text)})'
+    elif path == "period":
+        message = f'period must be a month written "YYYY-MM", like "2025-01" ({_lower(text)})'
+    else:
+        message = f"{path}: {_lower(text)}"
+    return InvalidBody("invalid_field", message, path)
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:]

@@ -1,0 +1,80 @@
+"""Invoice jobs: one job actor per (account, period), building the invoice once from the ledger.
+
+    POST /v1/invoices {"period": "2026-11"}  ->  InvoiceJob on sms.invoices  ->  InvoicesActor
+        -> jobs.ref("acc_1/2026-11").ask(job)  ->  InvoiceJobActor: entries -> JSON + PDF, stored
+
+Idempotent: the invoice id is `inv-<account>-<period>`; a ready invoice is never rebuilt (a rerun
+answers with the stored document, whose number and totals never change), and two requests for
+the same period meet in the same job actor, one after the other. The invoice number is the id (a
+gap-free sequential number per series is left for later: see the issue notes).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from actors._actor import Actor
+from actors._consumer import ConsumerActor
+from actors._entities import Entities
+from rabbitry.billing import build_invoice, encode_invoice, render_pdf
+from rabbitry.platform._context import Context, now
+from rabbitry.platform._messages import InvoiceJob
+from rabbitry.platform._records import InvoiceRecord
+
+JOB_TIMEOUT = 120.0
+
+
+class InvoiceJobActor(Actor):
+    """Builds one (account, period) invoice."""
+
+    __slots__ = ("context", "key")
+
+    def __init__(self, key: str, context: Context) -> None:
+        self.key = key
+        self.context = context
+
+    async def handle(self, message: Any) -> str:
+        if not isinstance(message, InvoiceJob):
+            raise TypeError(f"invoice job {self.key} got a {type(message).__name__}")
+        records = self.context.records
+        existing = records.invoice(message.account, message.invoice)
+        if existing is not None and existing.status == "ready":
+            return existing.id
+        account = records.account(message.account)
+        invoice = build_invoice(
+            self.context.ledger.entries(message.account),
+            account=message.account,
+            account_name="" if account is None else account.name,
+            period=message.period,
+            tax_rate=self.context.tax_rate,
+            currency=self.context.currency,
+            issued_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            number=message.invoice.upper(),
+        )
+        records.save_invoice(
+            InvoiceRecord(
+                id=message.invoice,
+                account=message.account,
+                period=message.period,
+                status="ready",
+                document=encode_invoice(invoice),
+                pdf=render_pdf(invoice),
+            ),
+            now(),
+        )
+        return message.invoice
+
+
+class InvoicesActor(ConsumerActor):
+    """Consumes sms.invoices and hands each job to its (account, period) actor."""
+
+    __slots__ = ("jobs",)
+
+    def __init__(self, jobs: Entities) -> None:
+        self.jobs = jobs
+
+    async def handle(self, message: Any) -> None:
+        if not isinstance(message, InvoiceJob):
+            raise TypeError(f"the invoices queue got a {type(message).__name__}")
+        await self.jobs.ref(f"{message.account}/{message.period}").ask(message, timeout=JOB_TIMEOUT)

@@ -1,0 +1,187 @@
+"""The platform's wire messages: what travels through RabbitMQ between its actors.
+
+Every message is a frozen msgspec Struct registered with the platform's codec under its tag.
+Batched messages (`SendBatch`, `Outcomes`, `Reports`) carry many SMS in one broker message, each
+item still tracked, retried and charged on its own (by its message id): that is what keeps
+RabbitMQ's per-message cost off the per-SMS path. New fields always get a default.
+
+The flow (see rabbitry.platform's docstring):
+
+    gateway --HoldFunds (RPC)--> account           (one hold for the whole request)
+    gateway --SendBatch--> carrier.<name>          (queue per carrier, items of one account)
+    carrier --Outcomes--> account                  (captures for accepted, releases for rejected)
+    carrier --Reports--> sms.reports               (delivery reports -> status, callbacks)
+    carrier --InboundSms--> sms.inbound            (-> owner account's records and webhook)
+    status  --Callback--> sms.callbacks            (POSTed to the customer, retried by tiers)
+"""
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+Status = Literal["queued", "sent", "delivered", "undelivered", "failed"]
+"""A message's status; `delivered`, `undelivered` and `failed` are final."""
+
+FINAL_STATUSES: frozenset[str] = frozenset({"delivered", "undelivered", "failed"})
+
+
+def send_message_id(request_id: str, index: int) -> str:
+    """The id of the `index`-th recipient of a send request: derived, so a retried request (same
+    Idempotency-Key, same request id) names the same messages."""
+    return f"msg_{request_id[:20]}_{index}"
+
+
+def send_hold_id(request_id: str) -> str:
+    """The ledger hold (and its operation id) of a send request."""
+    return f"hold-{request_id}"
+
+
+def send_request_of(hold: str) -> str | None:
+    """The send request a hold id was made for, or None for another kind of hold."""
+    return hold.removeprefix("hold-") if hold.startswith("hold-") else None
+
+
+class SendItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One SMS to one destination, priced and routed by the gateway."""
+
+    id: str
+    to: str
+    sender: str
+    text: str
+    segments: int
+    encoding: str  # "gsm7" | "ucs2"
+    price: Decimal
+    prefix: str  # the rate-card prefix that priced it ("" for the default rate)
+    carriers: tuple[str, ...]  # the route: failover order; items[0] is tried first
+    callback_url: str = ""
+    client_ref: str = ""
+
+
+class SendBatch(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SendBatch"):
+    """SMS of one account and one hold, for one carrier; `attempt` counts carrier retries."""
+
+    account: str
+    hold: str
+    currency: str
+    items: tuple[SendItem, ...]
+
+
+class HoldFunds(msgspec.Struct, frozen=True, kw_only=True, tag="sms.HoldFunds"):
+    """RPC to an account: hold `amount` under `hold`; answered by the Receipt or a failure."""
+
+    account: str
+    hold: str
+    amount: Decimal
+    currency: str
+    operation: str  # the ledger operation id (apply-once)
+
+
+class Fund(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Fund"):
+    """RPC to an account: add paid money (`bonus=False`) or bonus credit, once per operation id."""
+
+    account: str
+    amount: Decimal
+    currency: str
+    operation: str
+    bonus: bool = False
+    reference: str = ""
+
+
+class ReleaseHold(msgspec.Struct, frozen=True, kw_only=True, tag="sms.ReleaseHold"):
+    """To an account: give back all that `hold` still holds (once per operation id)."""
+
+    account: str
+    hold: str
+    operation: str
+
+
+class OpenAccountCommand(msgspec.Struct, frozen=True, kw_only=True, tag="sms.OpenAccount"):
+    """RPC to an account: open it in `currency` (idempotent on `operation`)."""
+
+    account: str
+    currency: str
+    operation: str
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What a carrier did with one SMS: accepted (capture) or failed for good (release)."""
+
+    id: str
+    status: Literal["sent", "failed"]
+    carrier: str
+    price: Decimal
+    segments: int
+    prefix: str
+    carrier_ids: tuple[str, ...] = ()  # one per part
+    error: str = ""
+    callback_url: str = ""
+    client_ref: str = ""
+    at: float = 0.0  # wall time (time.time())
+
+
+class Outcomes(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Outcomes"):
+    """Outcomes of one account's hold, settled by its account actor in one ledger transaction."""
+
+    account: str
+    hold: str
+    currency: str
+    items: tuple[Outcome, ...]
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery report for one SMS: `id` is ours when the carrier side could match it, else ""
+    and `carrier_id` is the carrier's (the reports consumer then looks it up)."""
+
+    id: str
+    status: Literal["sent", "delivered", "undelivered", "failed"]
+    carrier: str
+    error: str = ""
+    at: float = 0.0
+    carrier_id: str = ""
+
+
+class Reports(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Reports"):
+    items: tuple[Report, ...]
+
+
+class InboundSms(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Inbound"):
+    """An SMS a carrier received for one of our numbers (`to`)."""
+
+    id: str
+    sender: str
+    to: str
+    text: str
+    carrier: str
+    at: float = 0.0
+
+
+class Callback(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Callback"):
+    """A JSON body to POST to a customer's URL (a status callback or an inbound webhook)."""
+
+    id: str  # the event id, sent as the X-Rabbitry-Event header so the receiver deduplicates
+    url: str
+    body: bytes
+    account: str = ""
+
+
+class InvoiceJob(msgspec.Struct, frozen=True, kw_only=True, tag="sms.InvoiceJob"):
+    """Build (or rebuild from the stored document) the invoice `invoice` of an account's period."""
+
+    account: str
+    period: str
+    invoice: str
+
+
+MESSAGE_TYPES: tuple[type, ...] = (
+    Callback,
+    Fund,
+    HoldFunds,
+    InboundSms,
+    InvoiceJob,
+    OpenAccountCommand,
+    Outcomes,
+    ReleaseHold,
+    Reports,
+    SendBatch,
+)

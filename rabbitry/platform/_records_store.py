@@ -1,0 +1,107 @@
+"""The `RecordsStore` protocol: what the platform's actors and gateway ask of their records.
+
+    records: RecordsStore = open_records("postgresql://app:secret@db/rabbitry?schema=sms")
+    records.create_account(AccountRecord(...), numbers=["+3361234"])
+    changed = records.apply_statuses(changes)      # only the steps forward, for callbacks
+    records.close()
+
+Two implementations: `Records` (SQLite, or ":memory:") and `PostgresRecords`; `open_records`
+picks one from the store URL. Both keep the same rules (see rabbitry.platform._records): statuses
+only move forward, an event is unique per (message, status), a message, an inbound SMS or an
+idempotent answer recorded twice keeps the first, a ready invoice is never replaced, and every
+read of a message or an invoice is scoped to its account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from rabbitry.platform._records import (
+    AccountRecord,
+    Changed,
+    Event,
+    InboundRecord,
+    InvoiceRecord,
+    MessageRecord,
+    StatusChange,
+    StoredAnswer,
+)
+
+
+class RecordsStore(Protocol):
+    def close(self) -> None: ...
+
+    # Accounts
+
+    def create_account(self, account: AccountRecord, numbers: Iterable[str] = ()) -> None:
+        """Raises DuplicateNumber (and writes nothing) if a number belongs to an account."""
+        ...
+
+    def account(self, account_id: str) -> AccountRecord | None: ...
+
+    def account_by_key(self, key_hash: str) -> AccountRecord | None: ...
+
+    def accounts(self) -> list[AccountRecord]:
+        """Every account, oldest first."""
+        ...
+
+    def owner_of(self, number: str) -> str | None:
+        """The account an inbound number belongs to, or None."""
+        ...
+
+    # Messages
+
+    def insert_messages(self, messages: Iterable[MessageRecord]) -> None:
+        """Records new messages; one already recorded (a retried request) is left as it is."""
+        ...
+
+    def apply_statuses(self, changes: Iterable[StatusChange]) -> list[Changed]:
+        """Moves messages forward, in order; returns the changes that took effect."""
+        ...
+
+    def message(self, account: str, message_id: str) -> tuple[MessageRecord, list[Event]] | None:
+        """The message and its events, or None if it is not `account`'s."""
+        ...
+
+    def status_counts(self, account: str | None = None) -> dict[str, int]:
+        """How many messages are in each status (of one account, or all)."""
+        ...
+
+    def unfinished(self, account: str | None = None) -> int:
+        """How many messages are not final yet."""
+        ...
+
+    # Inbound
+
+    def insert_inbound(self, record: InboundRecord) -> bool:
+        """Stores an inbound SMS; False if its id was stored before (a redelivery)."""
+        ...
+
+    def inbound(self, account: str, limit: int = 100) -> list[InboundRecord]:
+        """`account`'s inbound SMS, newest first."""
+        ...
+
+    # Idempotent answers
+
+    def recall(self, scope: str, key: str) -> StoredAnswer | None: ...
+
+    def remember(self, scope: str, key: str, answer: StoredAnswer) -> None:
+        """Keeps `answer` unless one was remembered for (scope, key) before."""
+        ...
+
+    # Invoices
+
+    def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Keeps (carrier, carrier id, our message id); a pair seen before is left as it is."""
+        ...
+
+    def message_for(self, carrier: str, carrier_id: str) -> str | None:
+        """Our message id for `carrier`'s id, or None."""
+        ...
+
+    def save_invoice(self, record: InvoiceRecord, at: float) -> None:
+        """Inserts or completes an invoice record (a ready one is never replaced)."""
+        ...
+
+    def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...

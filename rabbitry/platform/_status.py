@@ -1,0 +1,105 @@
+"""Delivery reports and inbound SMS, as they come back from carriers.
+
+- `ReportsActor` consumes `sms.reports`: each `Reports` batch moves its messages' statuses (only
+  forward, so a redelivered or late report changes nothing) and queues the customers' callbacks;
+  a report that came with the carrier's id only is matched through the records.
+- `InboundActor` consumes `sms.inbound`: an inbound SMS is stored for the account owning its
+  destination number (once per id) and POSTed to the account's webhook_url through the callback
+  queue. An SMS for a number nobody owns is refused as `UnknownNumber`, a permanent failure: it is
+  parked with that reason, where an operator sees it (nothing is dropped).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors._consumer import ConsumerActor
+from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
+from rabbitry.platform._context import Context, Services, now
+from rabbitry.platform._messages import InboundSms, Reports
+from rabbitry.platform._records import InboundRecord, StatusChange
+
+
+class UnknownNumber(LookupError):  # noqa: N818  (names what happened)
+    """An inbound SMS for a number no account owns."""
+
+
+class UnmatchedReport(LookupError):  # noqa: N818  (names what happened)
+    """A delivery report whose carrier id is not (yet) known: retried, later parked."""
+
+
+class ReportsActor(ConsumerActor):
+    __slots__ = ("context",)
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    @classmethod
+    def from_platform(cls, services: Services) -> ReportsActor:
+        return cls(services.context)
+
+    async def handle(self, message: Any) -> None:
+        if not isinstance(message, Reports):
+            raise TypeError(f"the reports queue got a {type(message).__name__}")
+        at = now()
+        records = self.context.records
+        changes = []
+        unmatched = []
+        for report in message.items:
+            message_id = report.id or records.message_for(report.carrier, report.carrier_id)
+            if message_id is None:
+                unmatched.append(report)
+                continue
+            changes.append(
+                StatusChange(
+                    id=message_id,
+                    status=report.status,
+                    at=report.at or at,
+                    carrier=report.carrier,
+                    error=report.error,
+                )
+            )
+        changed = records.apply_statuses(changes)
+        await publish_callbacks(self.context, status_callbacks(changed))
+        if unmatched:
+            # The report came before its outcome was settled, or is for nothing we sent: the
+            # retry tiers bring it back (the matched ones again too: applying them is a no-op).
+            ids = [(report.carrier, report.carrier_id) for report in unmatched[:5]]
+            raise UnmatchedReport(
+                f"{len(unmatched)} delivery reports match no message yet, e.g. {ids}"
+            )
+
+
+class InboundActor(ConsumerActor):
+    __slots__ = ("context",)
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    @classmethod
+    def from_platform(cls, services: Services) -> InboundActor:
+        return cls(services.context)
+
+    async def handle(self, message: Any) -> None:
+        if not isinstance(message, InboundSms):
+            raise TypeError(f"the inbound queue got a {type(message).__name__}")
+        records = self.context.records
+        owner = records.owner_of(message.to)
+        if owner is None:
+            raise UnknownNumber(
+                f"inbound SMS {message.id} from carrier {message.carrier!r} is for {message.to!r},"
+                " a number no account owns"
+            )
+        record = InboundRecord(
+            id=message.id,
+            account=owner,
+            sender=message.sender,
+            to=message.to,
+            text=message.text,
+            carrier=message.carrier,
+            received_at=message.at or now(),
+        )
+        records.insert_inbound(record)
+        account = records.account(owner)
+        if account is not None and account.webhook_url:
+            await publish_callbacks(self.context, [inbound_callback(record, account.webhook_url)])

@@ -1,0 +1,43 @@
+"""The main job: the SMS demo runs the platform, sends a batch and prints a true summary."""
+
+import io
+from pathlib import Path
+
+import msgspec
+
+from conf import load_config
+from rabbitry.daemon import demo_batch, run_sms_demo
+
+DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"
+
+
+async def test_the_sms_demo_prints_what_happened(tmp_path: Path) -> None:
+    config = load_config(DEMO)
+    config = msgspec.structs.replace(
+        config,
+        store=msgspec.structs.replace(
+            config.store, url=type(config.store.url)(f"sqlite:///{tmp_path / 'demo.db'}")
+        ),
+    )
+    out = io.StringIO()
+    assert await run_sms_demo(config, broker="memory://", count=50, out=out) == 0
+    text = out.getvalue()
+    numbers = demo_batch(50)
+    rejected = sum(n.startswith("+999") for n in numbers)
+    undeliverable = sum(n.startswith("+998") for n in numbers)
+    assert f"sent {len(numbers) + 1} SMS" in text
+    assert f"failed      {rejected:5}" in text
+    assert f"undelivered {undeliverable:5}" in text
+    assert f"delivered   {len(numbers) + 1 - rejected - undeliverable:5}" in text
+    # 5 refused at 0.05 each; the rest charged, bonus first.
+    assert "refunded    0.25 EUR" in text
+    assert "held 0.00" in text
+
+
+def test_the_shipped_config_declares_the_platform_pools_as_the_daemon_runs_them() -> None:
+    from rabbitry.daemon import PLATFORM_POOLS
+
+    shipped = load_config(DEMO.parent / "rabbitry.toml")
+    assert {pool.name: pool for pool in shipped.pools} == {
+        pool.name: pool for pool in PLATFORM_POOLS
+    }

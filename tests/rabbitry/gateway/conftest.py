@@ -1,0 +1,225 @@
+"""A fake platform behind the gateway, and the real gateway served on loopback in the test."""
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from rabbitry.gateway import (
+    AccountInfo,
+    ApiError,
+    GatewayApp,
+    GatewayBackend,
+    OpsBackend,
+    SendRequest,
+    StoredResponse,
+    serve_gateway,
+)
+
+from .fake_ops import FakeOps
+
+ADMIN_KEY = "admin-secret-key"
+ACME = AccountInfo(id="acc-acme", name="Acme", currency="EUR")
+OTHER = AccountInfo(id="acc-other", name="Other", currency="EUR")
+KEYS = {"key-acme": ACME, "key-other": OTHER}
+PDF = b"%PDF-1.4\n% a fake invoice\n%%EOF\n"
+
+
+class FakeBackend:
+    """Records every call; answers differ on each run, so a replay shows nothing ran again."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.stored: dict[tuple[str, str], StoredResponse] = {}
+        self.runs = 0
+        self.gate: trio.Event | None = None  # when set up, `send` waits for it
+        self.entered = trio.Event()  # `send` started
+        self.refuse: ApiError | None = None  # raised by `send`
+        self.crash: Exception | None = None  # raised by `send`
+        self.messages: dict[tuple[str, str], dict[str, object]] = {
+            ("acc-acme", "msg-1"): {
+                "id": "msg-1",
+                "to": "+33612345678",
+                "status": "delivered",
+                "segments": 1,
+                "price": Decimal("0.05"),
+                "carrier": "simulator",
+                "events": [{"status": "queued"}, {"status": "delivered"}],
+            }
+        }
+        self.invoices: dict[tuple[str, str], dict[str, object]] = {
+            ("acc-acme", "inv-1"): {"id": "inv-1", "status": "ready"}
+        }
+
+    def is_admin_key(self, key: str) -> bool:
+        return key == ADMIN_KEY
+
+    async def account_for_key(self, api_key: str) -> AccountInfo | None:
+        return KEYS.get(api_key)
+
+    async def create_account(
+        self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
+    ) -> dict[str, object]:
+        self.calls.append(("create_account", name, currency, numbers, webhook_url))
+        return {"id": "acc-new", "api_key": "key-new"}
+
+    async def add_funds(
+        self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
+    ) -> dict[str, object]:
+        self.calls.append(("add_funds", account_id, amount, reference, bonus, operation))
+        if account_id != "acc-acme":
+            raise ApiError(404, "not_found", f"no account {account_id!r}")
+        return {"balance": Decimal("20.00"), "bonus": Decimal("0.00"), "currency": "EUR"}
+
+    async def balance(self, account: AccountInfo) -> dict[str, object]:
+        return {"balance": Decimal("12.50"), "bonus": Decimal("1.00"), "currency": "EUR"}
+
+    async def send(
+        self, account: AccountInfo, request: SendRequest, *, request_id: str
+    ) -> dict[str, object]:
+        self.runs += 1
+        self.calls.append(("send", account.id, request, request_id))
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.crash is not None:
+            raise self.crash
+        if self.refuse is not None:
+            raise self.refuse
+        price = Decimal("0.05")
+        messages = [
+            {
+                "id": f"{request_id}-run{self.runs}-{index}",
+                "to": to,
+                "segments": 1,
+                "encoding": "gsm7",
+                "price": price,
+                "status": "queued",
+            }
+            for index, to in enumerate(request.to)
+        ]
+        return {"messages": messages, "total_price": price * len(messages)}
+
+    async def message(self, account: AccountInfo, message_id: str) -> dict[str, object] | None:
+        return self.messages.get((account.id, message_id))
+
+    async def inbound(self, account: AccountInfo, *, limit: int) -> list[dict[str, object]]:
+        self.calls.append(("inbound", account.id, limit))
+        return [{"from": "+33611111111", "to": "+33700000000", "text": "hello"}]
+
+    async def request_invoice(
+        self, account: AccountInfo, period: str, *, request_id: str
+    ) -> dict[str, object]:
+        self.calls.append(("request_invoice", account.id, period, request_id))
+        return {"id": "inv-2", "status": "pending"}
+
+    async def invoice(self, account: AccountInfo, invoice_id: str) -> dict[str, object] | None:
+        return self.invoices.get((account.id, invoice_id))
+
+    async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
+        return PDF if (account.id, invoice_id) in self.invoices else None
+
+    async def carrier_webhook(
+        self,
+        carrier: str,
+        kind: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        admin: bool,
+    ) -> dict[str, object]:
+        if not admin and "x-rabbitry-signature" not in headers:
+            raise ApiError(401, "unauthorized", "not signed")
+        self.calls.append((f"carrier_{kind}", carrier, json.loads(body)))
+        return {"accepted": True}
+
+    async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
+        return self.stored.get((scope, key))
+
+    async def idempotency_store(self, scope: str, key: str, response: StoredResponse) -> None:
+        self.stored[scope, key] = response
+
+    def health(self) -> dict[str, object]:
+        return {"version": "test"}
+
+
+@attrs.frozen
+class Gateway:
+    """The served gateway: its address, a client on it, and the fake behind it."""
+
+    address: str
+    client: httpx.AsyncClient
+    backend: FakeBackend
+    shutdown: trio.Event
+    stopped: trio.Event
+    ops: FakeOps | None = None
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {ADMIN_KEY}"}
+
+    @property
+    def acme(self) -> dict[str, str]:
+        return {"authorization": "Bearer key-acme"}
+
+    @property
+    def other(self) -> dict[str, str]:
+        return {"authorization": "Bearer key-other"}
+
+
+async def start_gateway(
+    nursery: trio.Nursery,
+    backend: FakeBackend,
+    *,
+    ops: FakeOps | None = None,
+    app_type: type[GatewayApp] = GatewayApp,
+    **options: Any,
+) -> Gateway:
+    """Serves `app_type(backend, ops=ops, **options)` on 127.0.0.1:0 in `nursery`."""
+    checked: GatewayBackend = backend  # the fakes keep to the protocols (mypy checks)
+    checked_ops: OpsBackend | None = ops
+    shutdown, stopped = trio.Event(), trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            app = app_type(checked, ops=checked_ops, **options)
+            await serve_gateway(app, "127.0.0.1:0", task_status=task_status, shutdown=shutdown)
+        finally:
+            stopped.set()
+
+    address = await nursery.start(serve)
+    client = httpx.AsyncClient(base_url=f"http://{address}")
+    return Gateway(address, client, backend, shutdown, stopped, ops)
+
+
+async def stop_gateway(gateway: Gateway) -> None:
+    await gateway.client.aclose()
+    gateway.shutdown.set()
+    with trio.fail_after(10):
+        await gateway.stopped.wait()
+
+
+@pytest.fixture
+async def gateway(nursery: trio.Nursery) -> AsyncIterator[Gateway]:
+    served = await start_gateway(nursery, FakeBackend())
+    yield served
+    await stop_gateway(served)
+
+
+@pytest.fixture
+async def start(nursery: trio.Nursery) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+    """`await start(**options)`: a gateway with app options, stopped after the test."""
+    started: list[Gateway] = []
+
+    async def start(**options: Any) -> Gateway:
+        started.append(await start_gateway(nursery, FakeBackend(), **options))
+        return started[-1]
+
+    yield start
+    for served in started:
+        await stop_gateway(served)

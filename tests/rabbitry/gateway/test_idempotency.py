@@ -1,0 +1,136 @@
+"""`Idempotency-Key`: a retry replays the first answer, another body is 422, a race is 409."""
+
+import hashlib
+
+import trio
+
+from rabbitry.gateway import ApiError, StoredResponse
+
+from .conftest import ACME, Gateway
+
+SMS = b'{"to": ["+33612345678", "+33612345679"], "from": "Rabbitry", "text": "hello"}'
+
+
+def with_key(headers: dict[str, str], key: str) -> dict[str, str]:
+    return {**headers, "idempotency-key": key, "content-type": "application/json"}
+
+
+async def test_a_retry_replays_the_first_answer_byte_for_byte(gateway: Gateway) -> None:
+    headers = with_key(gateway.acme, "send-1")
+    first = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    again = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert gateway.backend.runs == 1
+    stored = gateway.backend.stored[ACME.id, "send-1"]
+    fingerprint = hashlib.sha256(b"POST /v1/sms\n" + SMS).hexdigest()
+    assert stored == StoredResponse(fingerprint, 202, first.content, "application/json")
+    [(_, _, _, request_id)] = gateway.backend.calls
+    assert request_id == hashlib.sha256(f"{ACME.id}\nsend-1".encode()).hexdigest()[:24]
+
+
+async def test_a_quoted_key_is_the_same_key(gateway: Gateway) -> None:
+    first = await gateway.client.post("/v1/sms", content=SMS, headers=with_key(gateway.acme, "k"))
+    again = await gateway.client.post("/v1/sms", content=SMS, headers=with_key(gateway.acme, '"k"'))
+    assert again.content == first.content
+    assert gateway.backend.runs == 1
+
+
+async def test_a_refusal_is_replayed_too(gateway: Gateway) -> None:
+    gateway.backend.refuse = ApiError(402, "insufficient_funds", "balance 0.00 EUR < price 0.10")
+    headers = with_key(gateway.acme, "send-2")
+    first = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    gateway.backend.refuse = None  # funds arrived, but the key already has its answer
+    again = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert (first.status_code, again.status_code) == (402, 402)
+    assert again.content == first.content
+    assert first.json()["error"]["code"] == "insufficient_funds"
+    assert gateway.backend.runs == 1
+
+
+async def test_a_crash_is_not_stored_so_a_retry_runs_again(gateway: Gateway) -> None:
+    gateway.backend.crash = RuntimeError("lost the database")
+    headers = with_key(gateway.acme, "send-3")
+    first = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    gateway.backend.crash = None
+    again = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert (first.status_code, again.status_code) == (500, 202)
+    assert gateway.backend.runs == 2
+    request_ids = {call[3] for call in gateway.backend.calls}
+    assert len(request_ids) == 1  # the retry re-uses the ids the crashed attempt had
+
+
+async def test_a_key_reused_with_another_request_is_422(gateway: Gateway) -> None:
+    headers = with_key(gateway.acme, "send-4")
+    await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    other = SMS.replace(b"hello", b"hello!")
+    response = await gateway.client.post("/v1/sms", content=other, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "idempotency_key_reused",
+        "message": (
+            "Idempotency-Key 'send-4' was already used for another request;"
+            " use a new key for a new request"
+        ),
+    }
+    elsewhere = await gateway.client.post(
+        "/v1/invoices", json={"period": "2025-01"}, headers=headers
+    )
+    assert elsewhere.status_code == 422
+    assert gateway.backend.runs == 1
+
+
+async def test_keys_are_scoped_by_account(gateway: Gateway) -> None:
+    for headers in [gateway.acme, gateway.other]:
+        response = await gateway.client.post(
+            "/v1/sms", content=SMS, headers=with_key(headers, "same")
+        )
+        assert response.status_code == 202
+    assert gateway.backend.runs == 2
+    assert set(gateway.backend.stored) == {(ACME.id, "same"), ("acc-other", "same")}
+
+
+async def test_a_retry_while_the_first_runs_is_409(gateway: Gateway) -> None:
+    gateway.backend.gate = trio.Event()
+    headers = with_key(gateway.acme, "send-5")
+    answers = []
+
+    async def first() -> None:
+        answers.append(await gateway.client.post("/v1/sms", content=SMS, headers=headers))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(first)
+            await gateway.backend.entered.wait()
+            racing = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+            assert racing.status_code == 409
+            assert racing.json()["error"]["code"] == "idempotency_key_in_flight"
+            gateway.backend.gate.set()
+    [answer] = answers
+    assert answer.status_code == 202
+    again = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert again.content == answer.content
+    assert gateway.backend.runs == 1
+
+
+async def test_an_unusable_key_is_422(gateway: Gateway) -> None:
+    for key in [b"", b"x" * 256, "caf\u00e9".encode()]:
+        headers = [(b"authorization", b"Bearer key-acme"), (b"idempotency-key", key)]
+        response = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+        assert response.status_code == 422, key
+        assert response.json()["error"]["code"] == "invalid_idempotency_key"
+    assert gateway.backend.runs == 0
+
+
+async def test_a_server_error_the_backend_raises_is_not_stored_either(gateway: Gateway) -> None:
+    gateway.backend.refuse = ApiError(503, "unavailable", "the carriers are down; retry later")
+    headers = with_key(gateway.acme, "send-6")
+    first = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert (first.status_code, first.json()["error"]["code"]) == (503, "unavailable")
+    gateway.backend.refuse = None
+    again = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert again.status_code == 202
+    assert gateway.backend.runs == 2

@@ -1,0 +1,67 @@
+"""The hold reaper gives back the holds whose send never queued a message, and only those."""
+
+from typing import Any
+
+import attrs
+
+from rabbitry.billing import Hold, Ledger, MemoryStore, Money, OpenAccount, TopUp
+from rabbitry.platform import AccountActor, Records, ReleaseHold, reap_once
+from rabbitry.platform._records import MessageRecord
+
+
+@attrs.define
+class Platform:
+    """What `reap_once` uses of a Context: the stores, and an account to tell."""
+
+    ledger: Ledger
+    records: Records
+    told: list[tuple[str, Any]] = attrs.Factory(list)
+    currency: str = "EUR"
+
+    async def tell_account(self, account: str, message: Any, *, message_id: str) -> None:
+        self.told.append((account, message))
+
+
+async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> None:
+    ledger = Ledger(MemoryStore())
+    eur = "EUR"
+    ledger.apply(OpenAccount(id="o", account="a1", currency=eur))
+    ledger.apply(TopUp(id="t", account="a1", amount=Money.of("10", eur)))
+    # Two sends held money; only the second recorded its messages.
+    for request in ("orphan0000000000000000000", "queued0000000000000000000"):
+        hold = f"hold-{request}"
+        ledger.apply(Hold(id=hold, account="a1", hold=hold, amount=Money.of("1", eur)))
+    records = Records.open(":memory:")
+    records.insert_messages(
+        [
+            MessageRecord(
+                id="msg_queued00000000000000_0",
+                account="a1",
+                batch="queued0000000000000000000",
+                to="+33600000001",
+                sender="A",
+                segments=1,
+                encoding="gsm7",
+                price=Money.of("1", eur).amount,
+                prefix="default",
+            )
+        ]
+    )
+    platform = Platform(ledger, records)
+    assert await reap_once(platform, older_than=3600) == []  # nothing that old yet
+    assert await reap_once(platform, older_than=-1) == ["hold-orphan0000000000000000000"]
+    ((account, release),) = platform.told
+    assert account == "a1"
+    assert release == ReleaseHold(
+        account="a1",
+        hold="hold-orphan0000000000000000000",
+        operation="reap-hold-orphan0000000000000000000",
+    )
+    # The account actor applies it (once, whatever is told twice).
+    actor = AccountActor("a1", platform)  # type: ignore[arg-type]
+    ledger.apply(actor._operation(release))
+    ledger.apply(actor._operation(release))
+    balance = ledger.balance("a1")
+    assert balance.held == Money.of("1", eur).amount  # the used hold stays
+    assert balance.balance == Money.of("9", eur).amount
+    assert await reap_once(platform, older_than=-1) == []  # nothing left to reap
