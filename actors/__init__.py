@@ -8,6 +8,7 @@ from actors._consumer import (
     Inbound,
     Target,
     current_inbound,
+    inbound_or_none,
     run_consumer,
 )
 from actors._entities import Entities, EntitiesStatistics
@@ -27,6 +28,14 @@ from actors._errors import (
 )
 from actors._incarnation import open_actor, run_actor
 from actors._mailbox import Mailbox, MailboxStatistics
+from actors._metrics import (
+    Histogram,
+    all_counters,
+    all_handler_metrics,
+    all_histograms,
+    count,
+    histogram,
+)
 from actors._partitioned import KeyOf, MisroutedMessage, PartitionedHandle, run_partitioned
 from actors._ref import ActorRef
 from actors._registry import Registry
@@ -47,6 +56,7 @@ __all__ = [
     "Entities",
     "EntitiesFailed",
     "EntitiesStatistics",
+    "Histogram",
     "Inbound",
     "InvalidEntities",
     "InvalidMailbox",
@@ -60,7 +70,13 @@ __all__ = [
     "PartitionedHandle",
     "Registry",
     "Target",
+    "all_counters",
+    "all_handler_metrics",
+    "all_histograms",
+    "count",
     "current_inbound",
+    "histogram",
+    "inbound_or_none",
     "open_actor",
     "run_actor",
     "run_consumer",

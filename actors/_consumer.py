@@ -57,6 +57,7 @@ from actors._metrics import HandlerMetrics, handler_metrics
 from actors._recent import recent_messages
 from actors._ref import ActorRef
 from broker import (
+    CORRELATION_HEADER,
     Codec,
     Delivery,
     Envelope,
@@ -73,7 +74,6 @@ from broker import (
 )
 
 __all__ = [
-    "CORRELATION_HEADER",
     "ConsumerActor",
     "ConsumerHandle",
     "ConsumerStatistics",
@@ -88,9 +88,6 @@ _log = logging.getLogger("actors.consumer")
 
 Target = ActorRef | Callable[[object, Envelope], ActorRef]
 """Who handles a delivery: one actor, or a function of (message, envelope) choosing one."""
-
-CORRELATION_HEADER = "x-correlation-id"
-"""The header that carries a chain's correlation id from hop to hop (RPC keeps `correlation_id`)."""
 
 _current: contextvars.ContextVar[Inbound] = contextvars.ContextVar("actors_inbound")
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from broker import Envelope
-from broker._parking import REPLAY_COUNT_HEADER
+from broker import REPLAY_COUNT_HEADER, Envelope
 
 WINDOW = 100_000
 """Keys remembered per queue: a resend comes within seconds of its first copy."""

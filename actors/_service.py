@@ -36,8 +36,17 @@ import logging
 import trio
 
 from actors._consumer import ConsumerHandle, Flow, Inbound, Target, run_flow
-from broker import BrokerError, Codec, FailurePolicy, NotARequest, PublishError, Transport
-from broker._rpc import encode_failure, encode_reply, register_rpc_types
+from broker import (
+    BrokerError,
+    Codec,
+    FailurePolicy,
+    NotARequest,
+    PublishError,
+    Transport,
+    encode_failure,
+    encode_reply,
+    register_rpc_types,
+)
 
 __all__ = ["run_service"]
 

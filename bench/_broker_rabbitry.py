@@ -27,8 +27,7 @@ from bench._broker_workload import (
     sample,
     unique,
 )
-from broker import Envelope, Queue, Topology
-from broker._rabbitmq import RabbitMQTransport, open_rabbitmq_transport
+from broker import Envelope, Queue, RabbitMQTransport, Topology, open_rabbitmq_transport
 
 
 def envelope(body: bytes, message_id: str) -> Envelope:

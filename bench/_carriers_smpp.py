@@ -27,9 +27,14 @@ import time
 import trio
 
 from rabbitry.carriers import CarrierLink, Event, Submission
-from rabbitry.carriers.smpp import SmppConnector
-from rabbitry.carriers.smpp._gsm import encode_gsm7
-from rabbitry.carriers.smpp._pdu import BIND_TRANSCEIVER, SUBMIT_SM, Bind, ShortMessage
+from rabbitry.carriers.smpp import (
+    BIND_TRANSCEIVER,
+    SUBMIT_SM,
+    Bind,
+    ShortMessage,
+    SmppConnector,
+    encode_gsm7,
+)
 
 WINDOW = 50
 TO = "+33612345678"

@@ -2,7 +2,7 @@
 
 from broker._alerts import MessageParked
 from broker._codec import Codec, ContentType, type_name
-from broker._envelope import Envelope, HeaderValue
+from broker._envelope import CORRELATION_HEADER, Envelope, HeaderValue
 from broker._errors import (
     BrokerError,
     CallTimeout,
@@ -26,8 +26,9 @@ from broker._errors import (
 )
 from broker._memory import MemoryBroker, memory_broker
 from broker._memory_transport import MemoryTransport, open_memory_transport
-from broker._open import mask_url, open_transport
+from broker._open import open_transport
 from broker._parking import (
+    REPLAY_COUNT_HEADER,
     AttemptRecord,
     ParkedFilter,
     ParkedMessage,
@@ -52,7 +53,15 @@ from broker._retry import (
     WorkQueue,
     work_topology,
 )
-from broker._rpc import RemoteError, RemoteFailure, RpcClient, RpcStatistics
+from broker._rpc import (
+    RemoteError,
+    RemoteFailure,
+    RpcClient,
+    RpcStatistics,
+    encode_failure,
+    encode_reply,
+    register_rpc_types,
+)
 from broker._topology import (
     Binding,
     Exchange,
@@ -72,6 +81,8 @@ from broker._transport import (
 )
 
 __all__ = [
+    "CORRELATION_HEADER",
+    "REPLAY_COUNT_HEADER",
     "AttemptRecord",
     "Binding",
     "BridgeFailed",
@@ -134,12 +145,14 @@ __all__ = [
     "Unroutable",
     "UnsupportedURL",
     "WorkQueue",
+    "encode_failure",
+    "encode_reply",
     "jump_hash",
-    "mask_url",
     "memory_broker",
     "open_memory_transport",
     "open_rabbitmq_transport",
     "open_transport",
+    "register_rpc_types",
     "split_words",
     "stable_key_hash",
     "topic_matches",

@@ -19,13 +19,23 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["ATTEMPT_HEADER", "TIMESTAMP_HEADER", "Envelope", "HeaderValue"]
+__all__ = [
+    "ATTEMPT_HEADER",
+    "CORRELATION_HEADER",
+    "TIMESTAMP_HEADER",
+    "Envelope",
+    "HeaderValue",
+]
 
 HeaderValue = str | int | float | bool | None
 """What a header may hold: scalars only, so both transports and both wire formats carry it."""
 
 ATTEMPT_HEADER = "x-attempt"
 """The header that carries :attr:`Envelope.attempt` on RabbitMQ."""
+
+CORRELATION_HEADER = "x-correlation-id"
+"""The header that carries a chain's correlation id from hop to hop (RPC keeps `correlation_id`):
+`actors` sets it on every message published while a delivery is handled."""
 
 TIMESTAMP_HEADER = "x-timestamp-ms"
 """The header that carries :attr:`Envelope.timestamp` in integer milliseconds on RabbitMQ."""

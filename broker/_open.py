@@ -26,7 +26,7 @@ from broker._memory_transport import open_memory_transport
 from broker._transport import Transport
 from conf import mask_url
 
-__all__ = ["mask_url", "open_transport"]
+__all__ = ["open_transport"]
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 AMQP_SCHEMES = ("amqp", "amqps")

@@ -50,7 +50,7 @@ import msgspec
 import trio
 
 from broker._alerts import ALERT_CODEC, MessageParked, parked_routing_key
-from broker._envelope import Envelope, HeaderValue
+from broker._envelope import CORRELATION_HEADER, Envelope, HeaderValue
 from broker._errors import BrokerError, NotDeclared, PublishError
 from broker._topology import topic_matches
 from broker._transport import Delivery, Transport
@@ -81,7 +81,6 @@ REPLAYED_AT_HEADER = "x-replayed-at"
 REPLAY_COUNT_HEADER = "x-replay-count"
 
 _log = logging.getLogger("broker.parking")
-CORRELATION_HEADER = "x-correlation-id"  # the one `actors` sets from hop to hop
 
 HISTORY_LENGTH = 16
 """How many failed attempts ``x-attempt-history`` keeps (the latest), so the header stays small."""

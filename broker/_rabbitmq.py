@@ -73,7 +73,6 @@ from broker._errors import (
     Unroutable,
     sole_exception,
 )
-from broker._open import mask_url
 from broker._rabbitmq_calls import CallSlots
 from broker._rabbitmq_consumer import ACK, NACK_DROP, NACK_REQUEUE, ConsumerLink, RabbitMQConsumer
 from broker._rabbitmq_keeper import ConnectionKeeper
@@ -84,6 +83,7 @@ from broker._rabbitmq_wire import (
 )
 from broker._topology import Topology
 from broker._transport import Delivery, QueueStatistics, TransportStatistics
+from conf import mask_url
 
 __all__ = ["BridgeFailed", "RabbitMQTransport", "ReconnectPolicy", "open_rabbitmq_transport"]
 

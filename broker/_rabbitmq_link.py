@@ -31,10 +31,10 @@ from pamqp import commands as spec
 
 from broker._bridge import Bridge
 from broker._errors import BrokerError, ConnectionLost, PublishTimeout, TransportClosed
-from broker._open import mask_url
 from broker._rabbitmq_batch import BatchPublisher
 from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
+from conf import mask_url
 
 __all__ = ["REPLY_TO", "Link"]
 

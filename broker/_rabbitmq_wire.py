@@ -7,7 +7,7 @@ exc``), so no caller ever sees an aiormq type::
     properties = to_properties(envelope)
     envelope = from_message(message)        # an aiormq DeliveredMessage
 
-URLs only ever reach a log or an error message through :func:`broker.mask_url`.
+URLs only ever reach a log or an error message through :func:`conf.mask_url`.
 
 Two repairs of what pamqp and RabbitMQ put on the wire:
 - pamqp encodes a Python float in a field table as a 32-bit float (``f``), losing precision; the

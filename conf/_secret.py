@@ -21,7 +21,7 @@ _USERINFO = re.compile(r"^[^/?#]*@")
 
 
 def mask_url(url: str) -> str:
-    """`url` with any user and password replaced by `***` (as `broker.mask_url` does).
+    """`url` with any user and password replaced by `***`.
 
     >>> mask_url("postgresql://app:s3cret@db:5432/ledger")
     'postgresql://***@db:5432/ledger'

@@ -51,8 +51,14 @@ def room_of(module: str) -> str | None:
 
 
 def module_of(path: Path, root: Path = ROOT) -> str:
+    """The dotted name `path` is imported by: from the first folder up that is not a package
+    (the repository, or an example distribution's folder)."""
     parts = path.relative_to(root).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    parts = parts[:-1] if parts[-1] == "__init__" else parts
+    top = path.parent
+    while top != root and (top / "__init__.py").exists():
+        top = top.parent
+    return ".".join(parts[len(top.relative_to(root).parts) :])
 
 
 def imports(path: Path) -> Iterator[tuple[int, str]]:
@@ -112,7 +118,10 @@ def test_rooms_depend_one_way(room: str) -> None:
     assert room_violations(paths) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the private imports are made public in the next commit")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the records stores still reach into the ledger stores (mended with the stores)",
+)
 def test_no_module_imports_another_packages_private_module() -> None:
     assert private_violations(sources(*CODE)) == []
 
@@ -121,6 +130,7 @@ def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
     """Each rule fails on one planted violation (so the tests above can fail)."""
     bad = tmp_path / "actors" / "_planted.py"
     bad.parent.mkdir()
+    (bad.parent / "__init__.py").touch()
     bad.write_text(
         "from rabbitry.billing import Money\nfrom broker._rpc import encode_reply\n"
         "from broker import _rpc\nfrom actors._mailbox import Mailbox\n"

@@ -52,6 +52,7 @@ from rabbitry.billing._operations import (
     TopUp,
     decode_operation,
     encode_operation,
+    kind_of,
 )
 from rabbitry.billing._postgres import PostgresStore
 from rabbitry.billing._pricing import Quote, RateCard, check_number
@@ -112,6 +113,7 @@ __all__ = [
     "encoding_of",
     "invoice_id",
     "is_gsm7",
+    "kind_of",
     "minor_unit",
     "open_ledger_store",
     "render_pdf",

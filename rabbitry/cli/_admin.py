@@ -38,7 +38,7 @@ from rabbitry.cli._ops import (
     key_from,
 )
 from rabbitry.cli._progress import Progress
-from supervisor._snapshot import decode, render
+from supervisor import decode, render
 
 POLL_CONCURRENCY = 8
 _CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen

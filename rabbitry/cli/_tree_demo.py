@@ -23,11 +23,17 @@ import attrs
 import trio
 
 from actors import Actor, ActorError
-from supervisor._backoff import Backoff
-from supervisor._children import actor, entities, pool, supervisor
-from supervisor._root import open_supervisor
-from supervisor._snapshot import render
-from supervisor._spec import Strategy, SupervisorSpec
+from supervisor import (
+    Backoff,
+    Strategy,
+    SupervisorSpec,
+    actor,
+    entities,
+    open_supervisor,
+    pool,
+    render,
+    supervisor,
+)
 
 
 @attrs.frozen

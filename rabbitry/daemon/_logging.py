@@ -32,7 +32,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
-from actors._consumer import inbound_or_none
+from actors import inbound_or_none
 from conf import Config, Logging, Secret, SecretURL
 
 __all__ = ["configure_logging", "secrets_of"]

@@ -47,9 +47,9 @@ from prometheus_client.core import (
     Metric,
 )
 
-from actors._metrics import Histogram, all_counters, all_handler_metrics, all_histograms
+from actors import Histogram, all_counters, all_handler_metrics, all_histograms
 from broker import FailureRouter, Transport
-from supervisor._snapshot import NodeSnapshot
+from supervisor import NodeSnapshot
 
 
 @attrs.define

@@ -32,11 +32,11 @@ from broker import (
 )
 from rabbitry.daemon._metrics import MetricsSource, metrics_registry
 from rabbitry.gateway import AccountInfo, ApiError, ParkedQuery
-from supervisor._snapshot import NodeSnapshot
+from supervisor import NodeSnapshot
 
 if TYPE_CHECKING:
     from rabbitry.platform import CarrierSide, PlatformBackend
-    from supervisor._supervisor import Supervisor
+    from supervisor import Supervisor
 
 _log = logging.getLogger("rabbitry.ops")
 

@@ -37,7 +37,7 @@ from rabbitry.daemon._tree import (
 from rabbitry.platform import CarrierSide, platform_topology
 
 if TYPE_CHECKING:
-    from supervisor._supervisor import Supervisor
+    from supervisor import Supervisor
 
 _log = logging.getLogger("rabbitry.reload")
 

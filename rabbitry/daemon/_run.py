@@ -71,8 +71,7 @@ from rabbitry.platform import (
     open_records,
     platform_topology,
 )
-from supervisor._root import run_root
-from supervisor._supervisor import Supervisor
+from supervisor import Supervisor, run_root
 
 _log = logging.getLogger("rabbitry")
 

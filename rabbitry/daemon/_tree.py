@@ -51,11 +51,19 @@ from rabbitry.platform import (
     platform_codec,
     run_reaper,
 )
-from supervisor._backoff import Backoff
-from supervisor._broker_children import consumer, service
-from supervisor._children import actor, entities, supervisor
-from supervisor._partition_children import partitioned
-from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from supervisor import (
+    Backoff,
+    ChildSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+    actor,
+    consumer,
+    entities,
+    partitioned,
+    service,
+    supervisor,
+)
 
 
 @attrs.define

@@ -22,9 +22,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from actors._consumer import ConsumerActor, current_inbound
-from actors._metrics import count
-from broker._rpc import encode_failure, encode_reply
+from actors import ConsumerActor, count, current_inbound
+from broker import encode_failure, encode_reply
 from rabbitry.billing import (
     BonusGrant,
     Capture,
@@ -35,8 +34,8 @@ from rabbitry.billing import (
     Release,
     SmsError,
     TopUp,
+    kind_of,
 )
-from rabbitry.billing._operations import kind_of
 from rabbitry.platform._callbacks import publish_callbacks, status_callbacks
 from rabbitry.platform._context import Context, now
 from rabbitry.platform._messages import (

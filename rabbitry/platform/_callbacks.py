@@ -23,7 +23,7 @@ import httpx
 import msgspec
 import trio
 
-from actors._consumer import ConsumerActor
+from actors import ConsumerActor
 from rabbitry.platform._context import Context, Services
 from rabbitry.platform._messages import Callback
 from rabbitry.platform._records import Changed, InboundRecord

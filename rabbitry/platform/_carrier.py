@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 import trio
 
-from actors._consumer import ConsumerActor, current_inbound
+from actors import ConsumerActor, current_inbound
 from rabbitry.carriers import (
     Accepted,
     AuthenticationFailed,

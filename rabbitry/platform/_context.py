@@ -23,9 +23,9 @@ import attrs
 import httpx
 import msgspec
 
-from actors._consumer import CORRELATION_HEADER, inbound_or_none
-from actors._metrics import histogram
+from actors import histogram, inbound_or_none
 from broker import (
+    CORRELATION_HEADER,
     Codec,
     Envelope,
     PartitionLayout,
@@ -34,9 +34,9 @@ from broker import (
     Topology,
     Transport,
     WorkQueue,
+    register_rpc_types,
     work_topology,
 )
-from broker._rpc import register_rpc_types
 from rabbitry.billing import Ledger, Money, NoRoute, RateCard, Receipt
 from rabbitry.platform._messages import MESSAGE_TYPES
 from rabbitry.platform._records_store import RecordsStore

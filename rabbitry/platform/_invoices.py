@@ -14,9 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from actors._actor import Actor
-from actors._consumer import ConsumerActor
-from actors._entities import Entities
+from actors import Actor, ConsumerActor, Entities
 from rabbitry.billing import build_invoice, encode_invoice, render_pdf
 from rabbitry.platform._context import Context, now
 from rabbitry.platform._messages import InvoiceJob

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors._consumer import ConsumerActor
+from actors import ConsumerActor
 from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
 from rabbitry.platform._context import Context, Services, now
 from rabbitry.platform._messages import InboundSms, Reports

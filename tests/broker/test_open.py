@@ -14,9 +14,9 @@ from broker import (
     Queue,
     Topology,
     UnsupportedURL,
-    mask_url,
     open_transport,
 )
+from conf import mask_url
 
 
 @pytest.mark.parametrize(

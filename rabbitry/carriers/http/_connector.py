@@ -52,7 +52,7 @@ from typing import Literal
 import httpx
 import trio
 
-from rabbitry.carriers._connector import (
+from rabbitry.carriers import (
     Accepted,
     AuthenticationFailed,
     CarrierDown,

@@ -56,7 +56,7 @@ from typing import Literal
 import attrs
 
 from conf import Secret
-from rabbitry.carriers._connector import DeliveryStatus
+from rabbitry.carriers import DeliveryStatus
 from rabbitry.carriers.http._checker import Checker
 from rabbitry.carriers.http._template import Path, RequestTemplate
 

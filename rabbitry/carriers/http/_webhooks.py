@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from conf import Secret
-from rabbitry.carriers._connector import DeliveryEvent, InboundEvent
+from rabbitry.carriers import DeliveryEvent, InboundEvent
 from rabbitry.carriers.http._options import DlrMapping, InboundMapping
 from rabbitry.carriers.http._template import find, parse_path
 

@@ -51,7 +51,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from rabbitry.carriers._connector import (
+from rabbitry.carriers import (
     Accepted,
     CarrierDown,
     CarrierError,

@@ -23,7 +23,7 @@ Pure: no trio, no I/O; times are whatever clock the caller passes.
 
 import attrs
 
-from rabbitry.carriers._connector import InboundEvent
+from rabbitry.carriers import InboundEvent
 from rabbitry.carriers.smpp._gsm import decode_gsm7
 from rabbitry.carriers.smpp._pdu import (
     TLV_MESSAGE_PAYLOAD,

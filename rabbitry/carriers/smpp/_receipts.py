@@ -33,7 +33,7 @@ Pure: no trio, no I/O.
 import re
 from typing import Literal
 
-from rabbitry.carriers._connector import DeliveryEvent, DeliveryStatus
+from rabbitry.carriers import DeliveryEvent, DeliveryStatus
 from rabbitry.carriers.smpp._gsm import decode_gsm7
 from rabbitry.carriers.smpp._pdu import (
     TLV_MESSAGE_PAYLOAD,

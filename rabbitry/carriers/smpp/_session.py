@@ -35,7 +35,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from rabbitry.carriers._connector import (
+from rabbitry.carriers import (
     AuthenticationFailed,
     CarrierDown,
     CarrierError,

@@ -22,9 +22,9 @@ import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
-from actors import ConsumerActor, Mailbox, run_actor, run_consumer
-from actors._consumer import CORRELATION_HEADER, current_inbound
+from actors import ConsumerActor, Mailbox, current_inbound, run_actor, run_consumer
 from broker import (
+    CORRELATION_HEADER,
     BrokerError,
     Codec,
     Envelope,
