@@ -15,7 +15,6 @@ Raises UnsupportedURL for any other scheme, naming the URL with its user and pas
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,11 +23,10 @@ from broker._errors import UnsupportedURL
 from broker._memory import memory_broker
 from broker._memory_transport import open_memory_transport
 from broker._transport import Transport
-from conf import mask_url
+from conf import mask_url, split_url
 
 __all__ = ["open_transport"]
 
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 AMQP_SCHEMES = ("amqp", "amqps")
 
 
@@ -40,18 +38,16 @@ async def open_transport(url: str, **options: Any) -> AsyncIterator[Transport]:
     memory transport takes none. Raises UnsupportedURL for an unknown scheme, options given to a
     ``memory://`` URL, or an ``amqp://`` URL when the RabbitMQ transport is not installed.
     """
-    match = _SCHEME.match(url)
-    scheme = match["scheme"].lower() if match else ""
-    if match is not None and scheme == "memory":
+    scheme, rest = split_url(url)
+    if scheme == "memory":
         if options:
             raise UnsupportedURL(
                 f"broker URL {mask_url(url)!r} takes no options (got {sorted(options)!r}); "
                 f"drop them or use an amqp:// URL"
             )
-        name = match["rest"]
-        async with open_memory_transport(memory_broker(name) if name else None) as transport:
+        async with open_memory_transport(memory_broker(rest) if rest else None) as transport:
             yield transport
-    elif match is not None and scheme in AMQP_SCHEMES:
+    elif scheme in AMQP_SCHEMES:
         try:
             # Imported here so that aiormq and its bridge thread load only for amqp:// URLs.
             from broker._rabbitmq import open_rabbitmq_transport

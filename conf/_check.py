@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from conf._errors import Path, key_path, show
 from conf._schema import Backoff, Carrier, Config, Pool
+from conf._secret import split_url
 
 __all__ = ["decimal_problems", "problems"]
 
@@ -25,7 +26,6 @@ _PLUGIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _IMPORT_PATH = re.compile(rf"^{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}(\.{_IDENTIFIER})*$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
-_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 _AMQP_AUTHORITY = re.compile(r"^([^/?#@]*@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
 _NAME_RULE = 'must be 1 to 64 letters, digits, "_", "-" or ".", starting with a letter or digit'
 _SHORT_NAME_LENGTH = 255  # AMQP short strings: queue names and routing keys
@@ -94,21 +94,16 @@ def problems(config: Config) -> Iterator[Problem]:
 
 def _url_problems(config: Config) -> Iterator[Problem]:
     broker = config.broker.url.reveal()
-    scheme, rest = _split_url(broker)
+    scheme, rest = split_url(broker)
     if not (scheme == "memory" or (scheme in ("amqp", "amqps") and _AMQP_AUTHORITY.match(rest))):
         rule = f"must be an amqp://, amqps:// or memory:// URL (got {show(broker)})"
         yield ("broker", "url"), rule
     store = config.store.url.reveal()
-    scheme, rest = _split_url(store)
+    scheme, rest = split_url(store)
     sqlite = scheme == "sqlite" and len(rest) > 1 and rest.startswith("/")
     if not (sqlite or (scheme in ("postgresql", "postgres") and rest)):
         rule = f"must be a sqlite:///path or postgresql://host/database URL (got {show(store)})"
         yield ("store", "url"), rule
-
-
-def _split_url(url: str) -> tuple[str, str]:
-    match = _URL.match(url)
-    return (match["scheme"].lower(), match["rest"]) if match else ("", "")
 
 
 def _http_problems(config: Config) -> Iterator[Problem]:

@@ -14,10 +14,20 @@ only way to the value is `.reveal()`, so a `grep reveal` finds every place a sec
 import hmac
 import re
 
-__all__ = ["Secret", "SecretURL", "mask_url"]
+__all__ = ["Secret", "SecretURL", "mask_url", "split_url"]
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 _USERINFO = re.compile(r"^[^/?#]*@")
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """`url`'s scheme in lower case and what follows `://`; `("", "")` when it has no scheme.
+
+    >>> split_url("SQLite:///./var/rabbitry.db")
+    ('sqlite', '/./var/rabbitry.db')
+    """
+    match = _SCHEME.match(url)
+    return (match["scheme"].lower(), match["rest"]) if match else ("", "")
 
 
 def mask_url(url: str) -> str:
@@ -26,10 +36,10 @@ def mask_url(url: str) -> str:
     >>> mask_url("postgresql://app:s3cret@db:5432/ledger")
     'postgresql://***@db:5432/ledger'
     """
-    match = _SCHEME.match(url)
-    if match is None:
+    scheme, rest = split_url(url)
+    if not scheme:
         return _USERINFO.sub("***@", url)
-    return f"{match['scheme']}://{_USERINFO.sub('***@', match['rest'])}"
+    return f"{url[: len(scheme)]}://{_USERINFO.sub('***@', rest)}"
 
 
 class Secret:
