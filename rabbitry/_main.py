@@ -12,7 +12,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_rabbitry_supervisor()
     except SupervisorShadowedError as exc:
         print(f"rabbitry: {exc}", file=sys.stderr)
-        return 2
+        return 2  # supervisor.ExitStatus.INVALID, which cannot be imported from a foreign module
     from rabbitry.cli import cli  # only after the guard passed
 
     return cli(sys.argv[1:] if argv is None else list(argv))

@@ -20,7 +20,7 @@ from supervisor._errors import (
     UnknownChildError,
 )
 from supervisor._partition_children import PartitionedChild, partitioned
-from supervisor._root import chain_text, open_supervisor, run_root
+from supervisor._root import ExitStatus, chain_text, open_supervisor, run_root
 from supervisor._snapshot import Failure, NodeSnapshot, decode, encode, render
 from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec, validate
 from supervisor._supervisor import Supervisor, SupervisorStatistics
@@ -34,6 +34,7 @@ __all__ = [
     "ChildSpec",
     "ChildStartError",
     "EntitiesChild",
+    "ExitStatus",
     "Failure",
     "InvalidChildSpec",
     "NodeSnapshot",

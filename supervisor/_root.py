@@ -10,6 +10,7 @@ gracefully, and a tree that gave up cancels the block and raises its error out o
         print(render(root.snapshot()))
 """
 
+import enum
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -24,9 +25,17 @@ from supervisor._supervisor import Supervisor
 
 logger = logging.getLogger("supervisor")
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
+
+class ExitStatus(enum.IntEnum):
+    """What `run_root` returns, and what a program built on the runtime exits with.
+
+    `OK`: stopped gracefully (or done); `FAILED`: the tree gave up or could not start;
+    `INVALID`: the spec (or a config, or a command line) is invalid, so nothing started.
+    """
+
+    OK = 0
+    FAILED = 1
+    INVALID = 2
 
 
 def tree_of(spec: SupervisorSpec | ChildSpec) -> SupervisorSpec:
@@ -61,14 +70,14 @@ async def run_root(
     try:
         tree = tree_of(spec)
     except InvalidChildSpec as exc:
-        logger.error("%s", exc, extra={"event": "invalid", "status": EXIT_INVALID})
-        return EXIT_INVALID
+        logger.error("%s", exc, extra={"event": "invalid", "status": int(ExitStatus.INVALID)})
+        return ExitStatus.INVALID
     root = Supervisor(tree, rng=rng)
     try:
         await root.run(task_status=task_status)
     except InvalidChildSpec as exc:
-        logger.error("%s", exc, extra={"event": "invalid", "status": EXIT_INVALID})
-        return EXIT_INVALID
+        logger.error("%s", exc, extra={"event": "invalid", "status": int(ExitStatus.INVALID)})
+        return ExitStatus.INVALID
     except SupervisorError as exc:
         logger.error(
             "%s",
@@ -76,14 +85,14 @@ async def run_root(
             extra={
                 "event": "exit",
                 "path": root.path,
-                "status": EXIT_FAILED,
+                "status": int(ExitStatus.FAILED),
                 "error_type": type(exc).__name__,
             },
         )
-        return EXIT_FAILED
+        return ExitStatus.FAILED
     finally:
         root.finalize()
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def chain_text(error: BaseException) -> str:

@@ -28,9 +28,6 @@ import trio
 
 from rabbitry.cli._api import ADMIN, Api, open_api, poll, segment
 from rabbitry.cli._ops import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
     MAX_LIMIT,
     CommandError,
     Terminal,
@@ -38,7 +35,7 @@ from rabbitry.cli._ops import (
     key_from,
 )
 from rabbitry.cli._progress import Progress
-from supervisor import decode, render
+from supervisor import ExitStatus, decode, render
 
 POLL_CONCURRENCY = 8
 _CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear the screen
@@ -80,7 +77,7 @@ async def tree_command(arguments: argparse.Namespace, terminal: Terminal) -> int
                 terminal.out.write(_render_tree(tree, api.url) + "\n")
                 terminal.out.flush()
             if arguments.watch is None:
-                return EXIT_OK
+                return ExitStatus.OK
             first = False
             await trio.sleep(arguments.watch)
 
@@ -102,10 +99,10 @@ async def parked_list_command(arguments: argparse.Namespace, terminal: Terminal)
         messages = await _list(api, arguments, arguments.limit)
     if arguments.json:
         write_json(terminal, {"messages": messages})
-        return EXIT_OK
+        return ExitStatus.OK
     if not messages:
         terminal.out.write("no parked messages match\n")
-        return EXIT_OK
+        return ExitStatus.OK
     now = time.time()
     rows = [
         [
@@ -125,7 +122,7 @@ async def parked_list_command(arguments: argparse.Namespace, terminal: Terminal)
     more = f" (the first {arguments.limit}: raise --limit for more)"
     count = f"{len(messages)} parked message{'s' if len(messages) != 1 else ''}"
     terminal.out.write(f"{count}{more if len(messages) >= arguments.limit else ''}\n")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 async def parked_show_command(arguments: argparse.Namespace, terminal: Terminal) -> int:
@@ -135,7 +132,7 @@ async def parked_show_command(arguments: argparse.Namespace, terminal: Terminal)
         raise CommandError(f"the daemon answered parked message {arguments.id!r} with no object")
     if arguments.json:
         write_json(terminal, message)
-        return EXIT_OK
+        return ExitStatus.OK
     out = terminal.out
     fields = ("id", "type", "reason", "queue", "exchange", "routing_key", "attempt")
     for name in fields:
@@ -155,7 +152,7 @@ async def parked_show_command(arguments: argparse.Namespace, terminal: Terminal)
         out.write(f"  {name}: {value}\n")
     encoding = message.get("body_encoding", "utf-8")
     out.write(f"body ({encoding}):\n{message.get('body', '')}\n")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 # rabbitry parked replay / purge
@@ -171,11 +168,11 @@ async def parked_change_command(arguments: argparse.Namespace, terminal: Termina
                 raise CommandError(
                     f"parked {verb} changes the parking lot: confirm with --yes when stdin is not"
                     " a terminal",
-                    EXIT_USAGE,
+                    ExitStatus.INVALID,
                 )
             if not await _confirm(api, arguments, terminal, verb, selection):
                 terminal.err.write(f"rabbitry: nothing was {done_verb}\n")
-                return EXIT_FAILED
+                return ExitStatus.FAILED
         body = dict(selection)
         if verb == "replay" and arguments.rate is not None:
             body["rate"] = arguments.rate
@@ -196,7 +193,7 @@ async def parked_change_command(arguments: argparse.Namespace, terminal: Termina
             terminal.err.write(
                 f"rabbitry: could not {verb} {failure.get('id')}: {failure.get('error')}\n"
             )
-    return EXIT_FAILED if failed else EXIT_OK
+    return ExitStatus.FAILED if failed else ExitStatus.OK
 
 
 def _selectors(arguments: argparse.Namespace) -> dict[str, object]:
@@ -218,13 +215,13 @@ def _selection(arguments: argparse.Namespace, verb: str) -> dict[str, object]:
         raise CommandError(
             "--all takes every parked message: it cannot be combined with --id, --reason,"
             " --routing-key, --older-than or --newer-than",
-            EXIT_USAGE,
+            ExitStatus.INVALID,
         )
     if not arguments.all and not selection:
         raise CommandError(
             f"say which parked messages to {verb}: --id ID..., a filter (--reason,"
             " --routing-key, --older-than, --newer-than) or --all",
-            EXIT_USAGE,
+            ExitStatus.INVALID,
         )
     if arguments.all:
         selection["all"] = True
@@ -339,7 +336,7 @@ async def invoices_command(arguments: argparse.Namespace, terminal: Terminal) ->
         )
     elif failed:
         terminal.err.write(f"rabbitry: {len(failed)} invoice(s) failed\n")
-    return EXIT_FAILED if failed else EXIT_OK
+    return ExitStatus.FAILED if failed else ExitStatus.OK
 
 
 def _invoice_summary(terminal: Terminal, period: str, results: list[dict[str, Any]]) -> None:

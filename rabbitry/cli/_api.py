@@ -7,9 +7,9 @@
 
 Every failure becomes a `CommandError` with the one sentence to print and the exit status (see
 `rabbitry.cli._ops` for the table): no answer at all is `EXIT_UNREACHABLE`, a 401 is
-`EXIT_KEY_REFUSED`, another error status is `EXIT_FAILED` with the API's own message. The key goes
-in the `Authorization` header and nowhere else: no message here ever contains it, and a URL is
-shown without any user:password part.
+`EXIT_KEY_REFUSED`, another error status is `ExitStatus.FAILED` with the API's own message. The
+key goes in the `Authorization` header and nowhere else: no message here ever contains it, and a
+URL is shown without any user:password part.
 
 `poll` asks about many things at once (messages, invoices), a bounded number at a time, again and
 again with growing pauses, until each is final or the deadline passes.
@@ -26,8 +26,9 @@ import httpx
 import msgspec
 import trio
 
-from rabbitry.cli._ops import EXIT_FAILED, EXIT_KEY_REFUSED, EXIT_UNREACHABLE, CommandError
+from rabbitry.cli._ops import EXIT_KEY_REFUSED, EXIT_UNREACHABLE, CommandError
 from rabbitry.cli._progress import Progress
+from supervisor import ExitStatus
 
 T = TypeVar("T")
 
@@ -147,7 +148,7 @@ class Api:
         if answer.status >= 500 or not message:
             detail = f": {message}" if message else ""
             return CommandError(f"the daemon at {self.url} answered {answer.status}{detail}")
-        return CommandError(message, EXIT_FAILED)
+        return CommandError(message, ExitStatus.FAILED)
 
 
 def unreachable(url: str, exc: httpx.TransportError) -> CommandError:

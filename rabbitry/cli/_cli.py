@@ -1,20 +1,14 @@
 """The `rabbitry` command line."""
 
 import argparse
-import sys
 from collections.abc import Sequence
 from functools import partial
 
 import trio
 
-from rabbitry.cli._ops import OPS_COMMANDS, add_ops_commands, run_ops
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0 (got {text!r})")
-    return value
+from rabbitry.cli._ops import OPS_COMMANDS, add_ops_commands, positive_float, run_ops
+from rabbitry.cli._run import check_config_command, run_command, sms_demo_command
+from supervisor import ExitStatus
 
 
 def cli(argv: Sequence[str]) -> int:
@@ -51,38 +45,14 @@ def cli(argv: Sequence[str]) -> int:
     if arguments.command in OPS_COMMANDS:
         return run_ops(arguments)
     if arguments.command == "config":
-        return check_config(arguments.file, as_json=arguments.json)
+        return check_config_command(arguments.file, as_json=arguments.json)
     if arguments.command == "run":
-        from rabbitry.daemon import run_command  # loaded only when asked for
-
         return run_command(arguments.config, broker=arguments.broker)
     if arguments.command == "sms-demo":
-        from rabbitry.daemon import sms_demo_command  # loaded only when asked for
-
         return sms_demo_command(arguments.config, broker=arguments.broker, count=arguments.count)
     if arguments.command == "demo":
         from rabbitry.cli._tree_demo import log_to_stdout, run_demo  # loaded only when asked for
 
         log_to_stdout()
         return trio.run(partial(run_demo, arguments.seconds, arguments.interval))
-    return 2  # pragma: no cover - argparse rejects unknown commands
-
-
-def check_config(path: str, *, as_json: bool = False) -> int:
-    """`rabbitry config check FILE`: 0 and a summary (or JSON) if valid, 2 and the reason if not.
-
-    The environment's overrides (RABBITRY_ADMIN_KEY...) apply, as they would for `rabbitry run`.
-    """
-    from conf import ConfigError, config_json, load_config, summary
-
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        where = "" if exc.key is None else f"{path}: "
-        print(f"rabbitry: {where}{exc}", file=sys.stderr)
-        return 2
-    if as_json:
-        sys.stdout.write(config_json(config).decode() + "\n")
-    else:
-        print(f"{path}: valid: {summary(config)}")
-    return 0
+    return ExitStatus.INVALID  # pragma: no cover - argparse rejects unknown commands

@@ -40,9 +40,9 @@ from typing import TextIO, TypeAlias
 import attrs
 import trio
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+from supervisor import ExitStatus
+
+# The statuses of these commands beyond `ExitStatus` (0 done, 1 failed, 2 usage error).
 EXIT_UNREACHABLE = 3
 EXIT_KEY_REFUSED = 4
 EXIT_INTERRUPTED = 130
@@ -67,7 +67,7 @@ exit status:
 class CommandError(Exception):
     """What stopped a command: one sentence for stderr and the exit status."""
 
-    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+    def __init__(self, message: str, status: int = ExitStatus.FAILED) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -234,7 +234,7 @@ def run_ops(
         return trio.run(ops_command, arguments, terminal)
     except KeyboardInterrupt:
         if arguments.ops == "tree":
-            return EXIT_OK  # ^C is how `tree --watch` ends
+            return ExitStatus.OK  # ^C is how `tree --watch` ends
         rerun = "; run the same command again to send the rest" if arguments.ops == "send" else ""
         terminal.err.write(f"\nrabbitry: interrupted{rerun}\n")
         return EXIT_INTERRUPTED
@@ -245,7 +245,7 @@ async def ops_command(arguments: argparse.Namespace, terminal: Terminal) -> int:
     try:
         return await _command(arguments.ops)(arguments, terminal)
     except CommandError as exc:
-        if exc.status == EXIT_USAGE:
+        if exc.status == ExitStatus.INVALID:
             parser: argparse.ArgumentParser = arguments.parser
             parser.print_usage(terminal.err)
             terminal.err.write(f"{parser.prog}: error: {exc.message}\n")
@@ -260,7 +260,7 @@ def daemon_url(arguments: argparse.Namespace, environ: Mapping[str, str]) -> str
     if not re.fullmatch(r"https?://[^\s/?#]+(/\S*)?", url):
         raise CommandError(
             f"--url must be an http:// or https:// URL like {DEFAULT_URL} (got {url!r})",
-            EXIT_USAGE,
+            ExitStatus.INVALID,
         )
     return url.rstrip("/")
 
@@ -273,11 +273,11 @@ def key_from(value: str | None, option: str, variable: str, environ: Mapping[str
     """
     key = value or environ.get(variable)
     if not key:
-        raise CommandError(f"no key given: pass {option} KEY or set {variable}", EXIT_USAGE)
+        raise CommandError(f"no key given: pass {option} KEY or set {variable}", ExitStatus.INVALID)
     if not (key.isascii() and key.isprintable()) or any(c.isspace() for c in key):
         where = option if value else variable
         raise CommandError(
-            f"the key given by {where} must be printable ASCII without spaces", EXIT_USAGE
+            f"the key given by {where} must be printable ASCII without spaces", ExitStatus.INVALID
         )
     return key
 

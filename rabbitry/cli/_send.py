@@ -38,14 +38,13 @@ import trio
 
 from rabbitry.cli._api import CLIENT_ERRORS, CUSTOMER, Answer, Api, open_api, poll, segment
 from rabbitry.cli._ops import (
-    EXIT_OK,
-    EXIT_USAGE,
     CommandError,
     Terminal,
     daemon_url,
     key_from,
 )
 from rabbitry.cli._progress import Progress
+from supervisor import ExitStatus
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
 FOLLOW_CONCURRENCY = 16  # GET /v1/sms/{id} in flight at once
@@ -104,7 +103,7 @@ async def send_command(arguments: argparse.Namespace, terminal: Terminal) -> int
         terminal.out.write(_encoder.encode(summary).decode() + "\n")
     else:
         _print_summary(terminal, summary)
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def read_recipients(path: str, column: str) -> list[str]:
@@ -113,9 +112,11 @@ def read_recipients(path: str, column: str) -> list[str]:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             return _read_csv(csv.reader(handle), path, column)
     except OSError as exc:
-        raise CommandError(f"cannot read {path!r}: {exc.strerror or exc}", EXIT_USAGE) from None
+        raise CommandError(
+            f"cannot read {path!r}: {exc.strerror or exc}", ExitStatus.INVALID
+        ) from None
     except UnicodeDecodeError as exc:
-        raise CommandError(f"{path}: not UTF-8 text ({exc.reason})", EXIT_USAGE) from None
+        raise CommandError(f"{path}: not UTF-8 text ({exc.reason})", ExitStatus.INVALID) from None
 
 
 def _read_csv(reader: Any, path: str, column: str) -> list[str]:
@@ -126,7 +127,7 @@ def _read_csv(reader: Any, path: str, column: str) -> list[str]:
             raise CommandError(
                 f"{path}: line 1: the header row has no {column!r} column (it has {columns});"
                 " name the column of numbers with --column",
-                EXIT_USAGE,
+                ExitStatus.INVALID,
             )
         index = header.index(column)
         numbers = []
@@ -138,20 +139,20 @@ def _read_csv(reader: Any, path: str, column: str) -> list[str]:
                 raise CommandError(
                     f"{path}: line {reader.line_num}: {value!r} in column {column!r} is not"
                     f" {_NUMBER_HELP}",
-                    EXIT_USAGE,
+                    ExitStatus.INVALID,
                 )
             numbers.append(value)
     except csv.Error as exc:
-        raise CommandError(f"{path}: line {reader.line_num}: {exc}", EXIT_USAGE) from None
+        raise CommandError(f"{path}: line {reader.line_num}: {exc}", ExitStatus.INVALID) from None
     if not numbers:
-        raise CommandError(f"{path}: no recipients under the {column!r} column", EXIT_USAGE)
+        raise CommandError(f"{path}: no recipients under the {column!r} column", ExitStatus.INVALID)
     return numbers
 
 
 def _checked_numbers(numbers: list[str]) -> list[str]:
     for number in numbers:
         if not _E164.fullmatch(number):
-            raise CommandError(f"--to {number!r} is not {_NUMBER_HELP}", EXIT_USAGE)
+            raise CommandError(f"--to {number!r} is not {_NUMBER_HELP}", ExitStatus.INVALID)
     return numbers
 
 
@@ -166,7 +167,7 @@ def _check_prefix(prefix: str) -> None:
         raise CommandError(
             "--idempotency-key-prefix must be 1 to 200 printable ASCII characters"
             f" (got {prefix!r})",
-            EXIT_USAGE,
+            ExitStatus.INVALID,
         )
 
 

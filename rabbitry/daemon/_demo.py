@@ -12,19 +12,17 @@ one long UCS-2 text), the messages are followed until they are final, and a summ
 
 from __future__ import annotations
 
-import functools
 import io
 import sys
 from collections import Counter
 from decimal import Decimal
-from importlib.resources import files
 from typing import Any, TextIO
 
 import httpx
 import trio
 
-from conf import Config, ConfigError, load_config
-from rabbitry.daemon._run import EXIT_INVALID, run_daemon
+from conf import Config
+from rabbitry.daemon._run import run_daemon
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
 DEMO_FUNDS = "50.00"
@@ -144,15 +142,3 @@ async def run_sms_demo(
             root.request_stop()
     _summary(result[0], out)
     return 0
-
-
-def sms_demo_command(config_path: str | None, *, broker: str | None, count: int) -> int:
-    path = config_path or str(files("conf").joinpath("demo.toml"))
-    try:
-        config = load_config(path)
-    except ConfigError as error:
-        print(f"rabbitry: {path}: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    where = broker or config.broker.url.masked
-    print(f"rabbitry: SMS demo on {where}, config {path}", flush=True)
-    return trio.run(functools.partial(run_sms_demo, config, broker=broker, count=count))

@@ -22,19 +22,22 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from conf import Config, ConfigError, load_config
-from rabbitry.billing import RateCard
-from rabbitry.carriers import load_connector
+from conf import Config, ConfigError
+from rabbitry.daemon._build import (
+    carrier_rates,
+    carrier_side,
+    load_checked_config,
+    rate_card,
+    routes,
+)
 from rabbitry.daemon._tree import (
     Parts,
     carrier_branch,
-    check_plugins,
     effective_pools,
-    import_actor,
     pool_branch,
     pools_topology,
 )
-from rabbitry.platform import CarrierSide, platform_topology
+from rabbitry.platform import platform_topology
 
 if TYPE_CHECKING:
     from supervisor import Supervisor
@@ -59,10 +62,7 @@ class Reloader:
 
     def _check(self) -> Config:
         try:
-            new = load_config(self.path)
-            check_plugins(new)
-            for index, pool in enumerate(new.pools):
-                import_actor(pool.actor, f"pools[{index}].actor")
+            new = load_checked_config(self.path)
         except ConfigError as error:
             raise ReloadRefused(f"{self.path}: {error}") from None
         for table in RESTART_ONLY:
@@ -79,7 +79,7 @@ class Reloader:
         changes: list[str] = []
         context = self.parts.context
         if new.rates != self.config.rates:
-            context.rates = RateCard.from_table(dict(new.rates), context.currency)
+            context.rates = rate_card(new, context.currency)
             changes.append("rates changed")
         changes += await self._carriers(new)
         changes += await self._pools(new)
@@ -104,25 +104,13 @@ class Reloader:
         for carrier in added:
             if carrier.name in old:
                 await self.root.terminate_child(f"carrier.{carrier.name}")
-            side = CarrierSide(
-                context,
-                carrier.name,
-                load_connector(carrier.plugin)(carrier.name, carrier.options),
-                tps=carrier.tps,
-                window=carrier.window,
-                max_attempts=context.schedule.max_attempts,
-            )
-            sides[carrier.name] = side
+            side = sides[carrier.name] = carrier_side(context, carrier)
             await self.root.start_child(carrier_branch(self.parts, side))
             changes.append(
                 f"carrier {carrier.name} {'changed' if carrier.name in old else 'added'}"
             )
-        context.routes = tuple((c.name, tuple(c.prefixes)) for c in new.carriers)
-        context.carrier_rates = {
-            c.name: RateCard.from_table(dict(c.rates), context.currency)
-            for c in new.carriers
-            if c.rates
-        }
+        context.routes = routes(new)
+        context.carrier_rates = carrier_rates(new, context.currency)
         return changes
 
     async def _pools(self, new: Config) -> list[str]:

@@ -1,20 +1,23 @@
-"""`rabbitry run --config FILE`: the SMS platform as one supervised daemon process.
+"""The SMS platform as one supervised daemon process (`rabbitry run` is its command, in
+rabbitry.cli).
 
-    rabbitry run --config conf/rabbitry.toml                 # RabbitMQ from [broker] url
-    rabbitry run --config conf/demo.toml --broker memory://  # everything in this process
+    status = await run_daemon(config)                             # until SIGTERM or SIGINT
+    status = await run_daemon(config, broker_url="memory://")     # everything in this process
 
-Start-up, in order: the config is validated (a bad one exits 2 with one sentence naming the key),
-the stores open (ledger and records), the broker connection opens and the whole topology is
-declared, carrier plugins load, and the supervision tree starts (rabbitry.daemon._tree). Once the
-HTTP API listens, the daemon prints `rabbitry: listening on http://HOST:PORT` and then
-`rabbitry: ready` on stdout (scripts and tests wait for that line).
+Start-up, in order (the config was loaded and checked before: `load_checked_config`): the stores
+open (ledger and records), the broker connection opens and the whole topology is declared,
+carrier plugins load, and the supervision tree starts (rabbitry.daemon._tree). Once the HTTP API
+listens, the daemon prints `rabbitry: listening on http://HOST:PORT` and then `rabbitry: ready`
+(scripts and tests wait for that line).
 
 SIGTERM or SIGINT drains: the gateway stops taking requests and finishes those in flight, every
 consumer stops taking deliveries and finishes (or hands back to RabbitMQ) what it holds, and the
-daemon exits 0. A second signal cancels what is left at once.
+daemon returns `ExitStatus.OK`. A second signal cancels what is left at once. SIGHUP reloads the
+config file (rabbitry.daemon._reload).
 
-Exit statuses: 0 drained, 1 the tree gave up or could not start (the cause is logged), 2 bad
-config or command line.
+Returns `ExitStatus.FAILED` when the tree gave up or could not start (the cause is logged).
+Raises BrokerError, LedgerUnavailable or OSError when RabbitMQ or the database cannot be reached
+at start.
 """
 
 from __future__ import annotations
@@ -38,26 +41,17 @@ from broker import (
     RetrySchedule,
     open_transport,
 )
-from conf import Config, ConfigError, load_config, mask_url
+from conf import Config, mask_url
 from rabbitry.billing import (
     InvalidPeriod,
     Ledger,
     LedgerUnavailable,
-    RateCard,
     open_ledger_store,
 )
-from rabbitry.carriers import load_connector
-from rabbitry.daemon._logging import configure_logging, secrets_of
+from rabbitry.daemon._build import carrier_rates, carrier_side, rate_card, routes
 from rabbitry.daemon._ops import DaemonOps
 from rabbitry.daemon._reload import Reloader, ReloadRefused
-from rabbitry.daemon._tree import (
-    Parts,
-    check_plugins,
-    effective_pools,
-    import_actor,
-    platform_tree,
-    pools_topology,
-)
+from rabbitry.daemon._tree import Parts, effective_pools, platform_tree, pools_topology
 from rabbitry.gateway import GatewayApp
 from rabbitry.platform import (
     CallbackFailed,
@@ -71,22 +65,14 @@ from rabbitry.platform import (
     open_records,
     platform_topology,
 )
-from supervisor import Supervisor, run_root
+from supervisor import ExitStatus, Supervisor, run_root
 
 _log = logging.getLogger("rabbitry")
 
 CURRENCY = "EUR"
-EXIT_FAILED = 1
-EXIT_INVALID = 2
 
-
-def carrier_rates(config: Config, currency: str) -> dict[str, RateCard]:
-    """The per-route rate cards of the carriers that have their own `rates`."""
-    return {
-        carrier.name: RateCard.from_table(dict(carrier.rates), currency)
-        for carrier in config.carriers
-        if carrier.rates
-    }
+START_FAILURES: tuple[type[Exception], ...] = (BrokerError, LedgerUnavailable, OSError)
+"""What `run_daemon` raises when RabbitMQ or the database cannot be reached at start."""
 
 
 def failure_policy(schedule: RetrySchedule) -> FailurePolicy:
@@ -123,7 +109,6 @@ async def run_daemon(
     url = broker_url or config.broker.url.reveal()
     names = Names()
     schedule = RetrySchedule(tuple(config.retry.delays), max_attempts=config.retry.attempts)
-    rates = RateCard.from_table(dict(config.rates), CURRENCY)
     store_url = config.store.url.reveal()
     ledger = Ledger(open_ledger_store(store_url))
     records = open_records(store_url)
@@ -141,23 +126,13 @@ async def run_daemon(
                 names=names,
                 ledger=ledger,
                 records=records,
-                rates=rates,
-                routes=tuple((c.name, tuple(c.prefixes)) for c in config.carriers),
+                rates=rate_card(config, CURRENCY),
+                routes=routes(config),
                 schedule=schedule,
                 carrier_rates=carrier_rates(config, CURRENCY),
                 tax_rate=Decimal(config.tax.rate),
             )
-            sides = {
-                c.name: CarrierSide(
-                    context,
-                    c.name,
-                    load_connector(c.plugin)(c.name, c.options),
-                    tps=c.tps,
-                    window=c.window,
-                    max_attempts=schedule.max_attempts,
-                )
-                for c in config.carriers
-            }
+            sides = {carrier.name: carrier_side(context, carrier) for carrier in config.carriers}
             router = FailureRouter(transport, retry, failure_policy(schedule))
             admin_key = config.http.admin_key.reveal() if config.http.admin_key else ""
             async with httpx.AsyncClient(timeout=10.0) as http:
@@ -232,12 +207,12 @@ async def _run_tree(
         try:
             supervisor = await nursery.start(root)
         except RuntimeError:  # the tree did not start; run_root logged why
-            return result[0] if result else 1
+            return result[0] if result else ExitStatus.FAILED
         _say(out, "ready")
         task_status.started(supervisor)
         signals = _Signals(supervisor, reloader(supervisor), on_drain, nursery)
         nursery.start_soon(signals.watch)
-    return result[0] if result else 1
+    return result[0] if result else ExitStatus.FAILED
 
 
 class _Signals:
@@ -283,27 +258,3 @@ class _Signals:
                 _log.error("SIGHUP: reload refused, the running config stays: %s", error)
             else:
                 _log.info("SIGHUP: config reloaded: %s", changed)
-
-
-def run_command(path: str, *, broker: str | None) -> int:
-    """`rabbitry run --config FILE [--broker URL]`."""
-    try:
-        config = load_config(path)
-        check_plugins(config)  # before anything starts
-        for index, pool in enumerate(config.pools):
-            import_actor(pool.actor, f"pools[{index}].actor")
-    except ConfigError as error:
-        where = "" if error.key is None else f"{path}: "
-        print(f"rabbitry: {where}{error}", file=sys.stderr)
-        return EXIT_INVALID
-    secrets = secrets_of(config, broker_url=broker)
-    configure_logging(config.logging, secrets=secrets)
-    try:
-        return trio.run(functools.partial(run_daemon, config, broker_url=broker, config_path=path))
-    except (BrokerError, LedgerUnavailable, OSError) as error:
-        # RabbitMQ or the database unreachable at start: one sentence, no traceback.
-        reason = str(error)
-        for secret in secrets:
-            reason = reason.replace(secret, "***")
-        print(f"rabbitry: cannot start: {reason}", file=sys.stderr)
-        return EXIT_FAILED

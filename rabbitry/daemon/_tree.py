@@ -34,9 +34,9 @@ import trio
 
 from actors import Actor
 from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue, work_topology
-from conf import Config, ConfigError, resolve_import_path
+from conf import Config
 from conf import Pool as PoolConfig
-from rabbitry.carriers import PluginError, load_connector
+from rabbitry.daemon._build import import_actor
 from rabbitry.gateway import GatewayApp, serve_gateway
 from rabbitry.platform import (
     AccountActor,
@@ -196,26 +196,6 @@ def pools_topology(pools: Iterable[PoolConfig], names: Names, schedule: RetrySch
         return Topology()
     parking = names.retry_layout(schedule).parking
     return work_topology(names.pools_exchange, queues, parking=parking)
-
-
-def check_plugins(config: Config) -> None:
-    """Loads every carrier's plugin and checks its options; raises ConfigError naming the key."""
-    for index, carrier in enumerate(config.carriers):
-        try:
-            load_connector(carrier.plugin)(carrier.name, carrier.options)
-        except PluginError as error:
-            key = f"carriers[{index}].plugin"
-            raise ConfigError(f"{key}: {error}", key=key) from None
-        except ValueError as error:
-            raise ConfigError(str(error), key=f"carriers[{index}].options") from None
-
-
-def import_actor(path: str, where: str) -> type[Actor]:
-    """The actor class at "package.module:ClassName"; raises ConfigError naming `where`."""
-    found = resolve_import_path(path, key=where)
-    if not (isinstance(found, type) and issubclass(found, Actor)):
-        raise ConfigError(f"{where} names {path!r}, which is not an Actor class", key=where)
-    return found
 
 
 def _factory(cls: type[Actor], services: Services) -> Callable[[], Actor]:

@@ -1,0 +1,100 @@
+"""What the daemon builds from a config: once at start, and again on every SIGHUP reload.
+
+    config = load_checked_config("conf/rabbitry.toml")   # validated, plugins and actors loaded
+    context.rates = rate_card(config, currency)
+    context.routes, context.carrier_rates = routes(config), carrier_rates(config, currency)
+    sides = {c.name: carrier_side(context, c) for c in config.carriers}
+
+Start-up (`run_daemon`) and reload (`Reloader`) both build through these functions, so a reload
+builds exactly what a restart with the new file would.
+"""
+
+from __future__ import annotations
+
+import os
+
+from actors import Actor
+from conf import Carrier, Config, ConfigError, load_config, resolve_import_path
+from rabbitry.billing import RateCard
+from rabbitry.carriers import PluginError, load_connector
+from rabbitry.platform import CarrierSide, Context
+
+__all__ = [
+    "carrier_rates",
+    "carrier_side",
+    "check_config",
+    "import_actor",
+    "load_checked_config",
+    "rate_card",
+    "routes",
+]
+
+
+def load_checked_config(path: str | os.PathLike[str]) -> Config:
+    """The config file at `path`, validated and checked as `check_config` does.
+
+    Raises:
+        ConfigError: the file is not a valid config, a carrier's plugin or options are refused,
+            or a pool's actor class cannot be imported.
+    """
+    config = load_config(path)
+    check_config(config)
+    return config
+
+
+def check_config(config: Config) -> None:
+    """What a config must pass beyond its schema before anything starts (or reloads): every
+    carrier's plugin loads and takes its options, every pool's actor class imports.
+
+    Raises:
+        ConfigError: naming the key (`carriers[0].plugin`, `pools[1].actor`...).
+    """
+    for index, carrier in enumerate(config.carriers):
+        try:
+            load_connector(carrier.plugin)(carrier.name, carrier.options)
+        except PluginError as error:
+            key = f"carriers[{index}].plugin"
+            raise ConfigError(f"{key}: {error}", key=key) from None
+        except ValueError as error:
+            raise ConfigError(str(error), key=f"carriers[{index}].options") from None
+    for index, pool in enumerate(config.pools):
+        import_actor(pool.actor, f"pools[{index}].actor")
+
+
+def import_actor(path: str, where: str) -> type[Actor]:
+    """The actor class at "package.module:ClassName"; raises ConfigError naming `where`."""
+    found = resolve_import_path(path, key=where)
+    if not (isinstance(found, type) and issubclass(found, Actor)):
+        raise ConfigError(f"{where} names {path!r}, which is not an Actor class", key=where)
+    return found
+
+
+def rate_card(config: Config, currency: str) -> RateCard:
+    """`[rates]`: the price per segment of every destination not priced by its carrier."""
+    return RateCard.from_table(dict(config.rates), currency)
+
+
+def carrier_rates(config: Config, currency: str) -> dict[str, RateCard]:
+    """The per-route rate cards of the carriers that have their own `rates`."""
+    return {
+        carrier.name: RateCard.from_table(dict(carrier.rates), currency)
+        for carrier in config.carriers
+        if carrier.rates
+    }
+
+
+def routes(config: Config) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(carrier, its destination prefixes), in config order: the failover order of a route."""
+    return tuple((carrier.name, tuple(carrier.prefixes)) for carrier in config.carriers)
+
+
+def carrier_side(context: Context, carrier: Carrier) -> CarrierSide:
+    """The carrier's connector (its plugin, built with its options) and its limits."""
+    return CarrierSide(
+        context,
+        carrier.name,
+        load_connector(carrier.plugin)(carrier.name, carrier.options),
+        tps=carrier.tps,
+        window=carrier.window,
+        max_attempts=context.schedule.max_attempts,
+    )
