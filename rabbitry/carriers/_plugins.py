@@ -23,6 +23,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import cast
 
 from rabbitry.carriers._connector import ConnectorFactory
+from rabbitry.compat import install_renamed_modules, log_deprecated, renamed_path
 
 GROUP = "rabbitry.carriers"
 """The entry point group carrier connector plugins are declared in."""
@@ -54,7 +55,8 @@ def load_connector(plugin: str) -> ConnectorFactory:
             f"carrier plugin {plugin!r} is not installed (entry point group {GROUP!r}; available:"
             f" {available}); check the carrier's plugin key or install the plugin's package"
         )
-    targets = sorted({point.value for point in points})
+    install_renamed_modules()  # the plugin's own code may import Rabbitry's old module names
+    targets = sorted({renamed_path(point.value) or point.value for point in points})
     if len(targets) > 1:
         raise BrokenPlugin(
             f"carrier plugin {plugin!r} is declared for different objects ({', '.join(targets)});"
@@ -62,6 +64,15 @@ def load_connector(plugin: str) -> ConnectorFactory:
             name=plugin,
         )
     point = points[0]
+    new = renamed_path(point.value)
+    if new is not None:
+        log_deprecated(
+            point.value,
+            new,
+            where=f"the entry point of carrier plugin {plugin!r}",
+            fix="install a release of the plugin that names the new one",
+        )
+        point = EntryPoint(point.name, new, point.group)
     try:
         factory = point.load()
     except Exception as exc:  # any error importing it is the plugin's: reported with it

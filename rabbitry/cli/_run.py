@@ -11,11 +11,14 @@ config or the command line is invalid (one sentence naming the key), nothing sta
 
 import functools
 import sys
+from importlib.metadata import entry_points
 from importlib.resources import files
 
 import trio
 
 from conf import Config, ConfigError, config_json, load_config, summary
+from rabbitry.carriers import GROUP
+from rabbitry.compat import deprecation, renamed_path
 from supervisor import ExitStatus
 
 __all__ = ["check_config_command", "run_command", "sms_demo_command"]
@@ -25,19 +28,20 @@ def run_command(path: str, *, broker: str | None) -> int:
     """`rabbitry run --config FILE [--broker URL]`."""
     from rabbitry.daemon import (  # loaded only when asked for
         START_FAILURES,
+        check_config,
         configure_logging,
-        load_checked_config,
         run_daemon,
         secrets_of,
     )
 
     try:
-        config = load_checked_config(path)
+        config = load_config(path)
+        secrets = secrets_of(config, broker_url=broker)
+        configure_logging(config.logging, secrets=secrets)  # what the checks log is logged
+        check_config(config)
     except ConfigError as error:
         _refuse(path, error)
         return ExitStatus.INVALID
-    secrets = secrets_of(config, broker_url=broker)
-    configure_logging(config.logging, secrets=secrets)
     try:
         return trio.run(functools.partial(run_daemon, config, broker_url=broker, config_path=path))
     except START_FAILURES as error:
@@ -74,11 +78,31 @@ def check_config_command(path: str, *, as_json: bool = False) -> int:
     except ConfigError as error:
         _refuse(path, error)
         return ExitStatus.INVALID
+    for warning in deprecations(config):
+        print(f"rabbitry: {path}: warning: {warning}", file=sys.stderr)
     if as_json:
         sys.stdout.write(config_json(config).decode() + "\n")
     else:
         print(f"{path}: valid: {summary(config)}")
     return ExitStatus.OK
+
+
+def deprecations(config: Config) -> list[str]:
+    """One sentence per old module name the config uses, directly (a pool's actor) or through
+    an installed plugin's entry point (read from its metadata: nothing is imported)."""
+    found = []
+    for index, pool in enumerate(config.pools):
+        new = renamed_path(pool.actor)
+        if new is not None:
+            found.append(deprecation(pool.actor, new, where=f"pools[{index}].actor"))
+    for index, carrier in enumerate(config.carriers):
+        for point in entry_points(group=GROUP, name=carrier.plugin):
+            new = renamed_path(point.value)
+            if new is not None:
+                where = f"carriers[{index}].plugin {carrier.plugin!r} (its entry point)"
+                fix = "install a release of the plugin that names the new one"
+                found.append(deprecation(point.value, new, where=where, fix=fix))
+    return found
 
 
 def _refuse(path: str, error: ConfigError) -> None:

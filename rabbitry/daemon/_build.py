@@ -17,6 +17,7 @@ from actors import Actor
 from conf import Carrier, Config, ConfigError, load_config, resolve_import_path
 from rabbitry.billing import RateCard
 from rabbitry.carriers import PluginError, load_connector
+from rabbitry.compat import install_renamed_modules, log_deprecated, renamed_path
 from rabbitry.platform import CarrierSide, Context
 
 __all__ = [
@@ -62,7 +63,16 @@ def check_config(config: Config) -> None:
 
 
 def import_actor(path: str, where: str) -> type[Actor]:
-    """The actor class at "package.module:ClassName"; raises ConfigError naming `where`."""
+    """The actor class at "package.module:ClassName"; raises ConfigError naming `where`.
+
+    An old path of one of Rabbitry's own classes (`actors.platform:ReportsActor`) still works,
+    logged as deprecated (rabbitry.compat).
+    """
+    install_renamed_modules()  # the user's module may import Rabbitry's old names too
+    new = renamed_path(path)
+    if new is not None:
+        log_deprecated(path, new, where=where)
+        path = new
     found = resolve_import_path(path, key=where)
     if not (isinstance(found, type) and issubclass(found, Actor)):
         raise ConfigError(f"{where} names {path!r}, which is not an Actor class", key=where)

@@ -1,4 +1,4 @@
-"""Fixtures for the carrier tests: a site directory to install plugin distributions into."""
+"""Fixtures for the application's tests: a site directory to install carrier plugins into."""
 
 import sys
 from collections.abc import Callable, Iterator
