@@ -23,6 +23,7 @@ import trio
 
 from conf import Config
 from rabbitry.daemon._run import run_daemon
+from supervisor import Supervisor
 
 FINAL = frozenset({"delivered", "undelivered", "failed"})
 DEMO_FUNDS = "50.00"
@@ -124,7 +125,7 @@ async def run_sms_demo(
     admin_key = config.http.admin_key.reveal() if config.http.admin_key else ""
     async with trio.open_nursery() as nursery:
 
-        async def daemon(task_status: Any) -> None:
+        async def daemon(task_status: trio.TaskStatus[Supervisor]) -> None:
             code = await run_daemon(
                 config,
                 broker_url=broker,

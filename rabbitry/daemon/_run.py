@@ -28,7 +28,7 @@ import signal
 import sys
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
 import trio
@@ -65,7 +65,7 @@ from rabbitry.platform import (
     open_records,
     platform_topology,
 )
-from supervisor import ExitStatus, Supervisor, run_root
+from supervisor import ExitStatus, Supervisor, SupervisorSpec, run_root
 
 _log = logging.getLogger("rabbitry")
 
@@ -98,7 +98,7 @@ async def run_daemon(
     out: TextIO = sys.stdout,
     on_listening: Callable[[str], None] | None = None,
     config_path: str | None = None,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Runs the platform until SIGTERM/SIGINT (or a fatal failure); returns the exit status.
 
@@ -190,9 +190,9 @@ def _say(out: TextIO, template: str, *values: object) -> None:
 
 
 async def _run_tree(
-    tree: Any,
+    tree: SupervisorSpec,
     out: TextIO,
-    task_status: Any,
+    task_status: trio.TaskStatus[Supervisor],
     *,
     reloader: Callable[[Supervisor], Reloader | None],
     on_drain: Callable[[], None],
@@ -200,7 +200,7 @@ async def _run_tree(
     result: list[int] = []
     async with trio.open_nursery() as nursery:
 
-        async def root(task_status: Any) -> None:
+        async def root(task_status: trio.TaskStatus[Supervisor]) -> None:
             result.append(await run_root(tree, task_status=task_status))
             nursery.cancel_scope.cancel()  # the signal watcher is done too
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import attrs
 import httpx
@@ -91,7 +90,7 @@ class GatewayHandle:
         self._stop.set()
 
 
-async def _run_gateway(parts: Parts, *, task_status: Any) -> None:
+async def _run_gateway(parts: Parts, *, task_status: trio.TaskStatus[GatewayHandle]) -> None:
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         address = await nursery.start(
