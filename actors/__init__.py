@@ -40,6 +40,7 @@ from actors._partitioned import KeyOf, MisroutedMessage, PartitionedHandle, run_
 from actors._ref import ActorRef
 from actors._registry import Registry
 from actors._service import run_service
+from actors._window import RestartWindow
 
 __all__ = [
     "Actor",
@@ -69,6 +70,7 @@ __all__ = [
     "NotRegistered",
     "PartitionedHandle",
     "Registry",
+    "RestartWindow",
     "Target",
     "all_counters",
     "all_handler_metrics",

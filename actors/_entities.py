@@ -45,6 +45,7 @@ from actors._errors import (
 )
 from actors._pool import EntityPool
 from actors._ref import ActorRef
+from actors._window import RestartWindow
 
 
 @attrs.frozen
@@ -153,7 +154,7 @@ class Entities(EntityPool):
             )
         self._running = True
         self._failure = None
-        self._crash_times.clear()
+        self._crashes = RestartWindow(intensity=self._intensity, period=self._period)
         try:
             for entity in self._entities.values():
                 if entity.head is not NOTHING:

@@ -26,6 +26,7 @@ from actors._entity import HELD, IDLE, NOTHING, SCHEDULED, Entity
 from actors._errors import EntitiesFailed, crashed_error, interrupted_error
 from actors._mailbox import stop_quietly
 from actors._ref import ActorRef, Endpoint
+from actors._window import RestartWindow
 
 _log = logging.getLogger("actors")
 
@@ -61,7 +62,7 @@ class EntityPool:
         self._idle_workers: list[trio.lowlevel.Task] = []
         self._room: dict[Entity, trio.lowlevel.ParkingLot] = {}
         self._drain: dict[Entity, int] = {}
-        self._crash_times: deque[float] = deque(maxlen=intensity + 1)
+        self._crashes = RestartWindow(intensity=intensity, period=period)
         self._running = False
         self._stopping = False
         self._closed: str | None = None
@@ -239,10 +240,8 @@ class EntityPool:
 
     def _note_crash(self, cause: Exception, name: str) -> None:
         self._crashed += 1
-        now = trio.current_time()
-        times = self._crash_times
-        times.append(now)
-        if len(times) > self._intensity and now - times[0] <= self._period:
+        self._crashes, exceeded = self._crashes.add(trio.current_time())
+        if exceeded:
             if self._failure is None:
                 failure = EntitiesFailed(
                     f"entities {self._name!r} had more than {self._intensity} entity crashes"

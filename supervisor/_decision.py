@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from actors import RestartWindow
 from supervisor._snapshot import Failure
 from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
-from supervisor._window import RestartWindow
 
 
 class Status(enum.StrEnum):
