@@ -40,6 +40,7 @@ from actors._partitioned import KeyOf, MisroutedMessage, PartitionedHandle, run_
 from actors._ref import ActorRef
 from actors._registry import Registry
 from actors._service import run_service
+from actors._settings import ConsumerSettings, EntitiesSettings
 from actors._window import RestartWindow
 
 __all__ = [
@@ -53,9 +54,11 @@ __all__ = [
     "AskTimeout",
     "ConsumerActor",
     "ConsumerHandle",
+    "ConsumerSettings",
     "ConsumerStatistics",
     "Entities",
     "EntitiesFailed",
+    "EntitiesSettings",
     "EntitiesStatistics",
     "Histogram",
     "Inbound",

@@ -56,6 +56,7 @@ from actors._actor import Actor
 from actors._metrics import HandlerMetrics, handler_metrics
 from actors._recent import recent_messages
 from actors._ref import ActorRef
+from actors._settings import ConsumerSettings
 from broker import (
     CORRELATION_HEADER,
     Codec,
@@ -85,6 +86,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("actors.consumer")
+_DEFAULTS = ConsumerSettings()
 
 Target = ActorRef | Callable[[object, Envelope], ActorRef]
 """Who handles a delivery: one actor, or a function of (message, envelope) choosing one."""
@@ -355,8 +357,8 @@ async def run_consumer(
     *,
     codec: Codec,
     router: FailureRouter | None = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     task_status: trio.TaskStatus[ConsumerHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Consume ``queue``, hand each delivery to ``target``, ack once its ``handle`` returned.

@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from actors import Target, run_consumer, run_service
+from actors import ConsumerSettings, Target, run_consumer, run_service
 from broker import Codec, FailurePolicy, FailureRouter, Transport
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
@@ -48,6 +48,8 @@ TransportSource = Transport | Callable[[], AbstractAsyncContextManager[Transport
 """An open transport, or a factory opening one per incarnation."""
 
 RouterSource = FailureRouter | Callable[[Transport], FailureRouter] | None
+
+_DEFAULTS = ConsumerSettings()
 
 
 @attrs.frozen
@@ -136,6 +138,11 @@ def _check(kind: str, name: str, prefetch: int, drain_timeout: float) -> None:
         )
 
 
+def _shutdown(drain_timeout: float, shutdown: float | None) -> float:
+    """The child's graceful deadline: the one given, else the drain and one second more."""
+    return drain_timeout + 1.0 if shutdown is None else shutdown
+
+
 def consumer(
     name: str,
     transport: TransportSource,
@@ -144,8 +151,8 @@ def consumer(
     *,
     codec: Codec,
     router: RouterSource = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     shutdown: float | None = None,
@@ -161,7 +168,7 @@ def consumer(
         name=name,
         start=functools.partial(_run, transport, body, router),
         restart=restart,
-        shutdown=drain_timeout + 1.0 if shutdown is None else shutdown,
+        shutdown=_shutdown(drain_timeout, shutdown),
         backoff=backoff if backoff is not None else Backoff(),
         queue=queue,
     )
@@ -175,8 +182,8 @@ def service(
     *,
     codec: Codec,
     policy: FailurePolicy | None = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     shutdown: float | None = None,
@@ -192,7 +199,7 @@ def service(
         name=name,
         start=functools.partial(_run, transport, body, None),
         restart=restart,
-        shutdown=drain_timeout + 1.0 if shutdown is None else shutdown,
+        shutdown=_shutdown(drain_timeout, shutdown),
         backoff=backoff if backoff is not None else Backoff(),
         queue=queue,
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from actors import Actor, ActorRef, Entities, Mailbox, run_actor
+from actors import Actor, ActorRef, Entities, EntitiesSettings, Mailbox, run_actor
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
 from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
@@ -217,15 +217,18 @@ def pool(
     )
 
 
+_ENTITIES = EntitiesSettings()
+
+
 def entities(
     name: str,
     factory: Callable[[str], Actor],
     *,
-    idle_timeout: float = 60.0,
-    concurrency: int = 64,
-    capacity: int = 1000,
-    intensity: int = 10,
-    period: float = 5.0,
+    idle_timeout: float = _ENTITIES.idle_timeout,
+    concurrency: int = _ENTITIES.concurrency,
+    capacity: int = _ENTITIES.capacity,
+    intensity: int = _ENTITIES.intensity,
+    period: float = _ENTITIES.period,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     shutdown: float = 5.0,

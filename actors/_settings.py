@@ -1,0 +1,45 @@
+"""Settings records: the tunables of entity hosts and consumers, each default written only here.
+
+`Entities` and `run_consumer` / `run_service` / `run_partitioned` take these settings as keyword
+arguments, and so do the supervisor's builders (`entities(...)`, `consumer(...)`, `service(...)`,
+`partitioned(...)`); each of them takes its keyword defaults from the default record
+(`prefetch: int = _DEFAULTS.prefetch` with `_DEFAULTS = ConsumerSettings()`)::
+
+    >>> EntitiesSettings()
+    EntitiesSettings(idle_timeout=60.0, concurrency=64, capacity=1000, intensity=10, period=5.0)
+    >>> ConsumerSettings(prefetch=10)
+    ConsumerSettings(prefetch=10, drain_timeout=30.0)
+
+The records hold values, not rules: `Entities` and the consumers check what they are given and
+raise their own errors (InvalidEntities, ValueError; InvalidChildSpec from the builders).
+"""
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class EntitiesSettings:
+    """How an entity host runs its entities.
+
+    `idle_timeout`: seconds an entity stays idle before it passivates; `concurrency`: worker
+    tasks serving the entities; `capacity`: messages queued per entity; more than `intensity`
+    entity crashes within `period` seconds fail the host.
+    """
+
+    idle_timeout: float = 60.0
+    concurrency: int = 64
+    capacity: int = 1000
+    intensity: int = 10
+    period: float = 5.0
+
+
+@attrs.frozen(kw_only=True)
+class ConsumerSettings:
+    """How a consumer takes deliveries from its queue.
+
+    `prefetch`: deliveries it holds unsettled at most; `drain_timeout`: seconds a graceful stop
+    gives the actors to finish what they hold before the rest is requeued.
+    """
+
+    prefetch: int = 256
+    drain_timeout: float = 30.0
