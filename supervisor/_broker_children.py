@@ -30,13 +30,14 @@ transport.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Protocol, TypeVar
 
 import attrs
+import trio
 
-from actors import ConsumerSettings, Target, run_consumer, run_service
+from actors import ConsumerHandle, ConsumerSettings, Target, run_consumer, run_service
 from broker import Codec, FailurePolicy, FailureRouter, Transport
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
@@ -50,6 +51,8 @@ TransportSource = Transport | Callable[[], AbstractAsyncContextManager[Transport
 RouterSource = FailureRouter | Callable[[Transport], FailureRouter] | None
 
 _DEFAULTS = ConsumerSettings()
+_Handle = TypeVar("_Handle")
+_Handle_co = TypeVar("_Handle_co", covariant=True)
 
 
 @attrs.frozen
@@ -59,12 +62,25 @@ class BrokerChild(ChildSpec):
     queue: str = attrs.field(kw_only=True, default="")
 
 
+class _Body(Protocol[_Handle_co]):
+    """What a broker child runs on its transport; it reports ready with a `_Handle_co`."""
+
+    def __call__(
+        self,
+        transport: Transport,
+        router: FailureRouter | None,
+        /,
+        *,
+        task_status: trio.TaskStatus[_Handle_co],
+    ) -> Awaitable[None]: ...
+
+
 async def _run(
     source: TransportSource,
-    body: Callable[..., Any],
+    body: _Body[_Handle],
     router: RouterSource,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[_Handle],
 ) -> None:
     if isinstance(source, Transport):
         await body(source, _router(router, source), task_status=task_status)
@@ -88,7 +104,7 @@ async def _consume(
     transport: Transport,
     router: FailureRouter | None,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[ConsumerHandle],
 ) -> None:
     await run_consumer(
         transport,
@@ -112,7 +128,7 @@ async def _serve(
     transport: Transport,
     router: FailureRouter | None,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[ConsumerHandle],
 ) -> None:
     await run_service(
         transport,

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from actors import Actor, ActorRef, Entities, EntitiesSettings, Mailbox, run_actor
 from supervisor._backoff import Backoff
@@ -121,21 +122,21 @@ class _ReadyWithMailbox:
 
     __slots__ = ("_task_status", "mailbox")
 
-    def __init__(self, task_status: Any, mailbox: Mailbox) -> None:
+    def __init__(self, task_status: trio.TaskStatus[Mailbox], mailbox: Mailbox) -> None:
         self._task_status = task_status
         self.mailbox = mailbox
 
-    def started(self, value: Any = None) -> None:
+    def started(self, value: ActorRef | None = None) -> None:
         self._task_status.started(self.mailbox)
 
 
 async def _run_actor_child(
-    factory: Callable[[], Actor], mailbox: Mailbox, *, task_status: Any
+    factory: Callable[[], Actor], mailbox: Mailbox, *, task_status: trio.TaskStatus[Mailbox]
 ) -> None:
     await run_actor(factory(), mailbox, task_status=_ReadyWithMailbox(task_status, mailbox))
 
 
-async def _run_tree(tree: SupervisorSpec, *, task_status: Any) -> None:
+async def _run_tree(tree: SupervisorSpec, *, task_status: trio.TaskStatus[Supervisor]) -> None:
     await Supervisor(tree).run(task_status=task_status)
 
 

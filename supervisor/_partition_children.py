@@ -20,12 +20,12 @@ every daemon: single-active-consumer gives each partition to one of them at a ti
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import attrs
+import trio
 
-from actors import ConsumerSettings, Entities, KeyOf, run_partitioned
-from broker import Codec, PartitionLayout, Transport
+from actors import ConsumerSettings, Entities, KeyOf, PartitionedHandle, run_partitioned
+from broker import Codec, FailureRouter, PartitionLayout, Transport
 from supervisor._backoff import Backoff
 from supervisor._broker_children import RouterSource, TransportSource, _check, _run, _shutdown
 from supervisor._children import EntitiesChild
@@ -53,9 +53,9 @@ async def _consume(
     drain_timeout: float,
     declare: bool,
     transport: Transport,
-    router: Any,
+    router: FailureRouter | None,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[PartitionedHandle],
 ) -> None:
     await run_partitioned(
         transport,
