@@ -88,6 +88,9 @@ __all__ = [
 _log = logging.getLogger("actors.consumer")
 _DEFAULTS = ConsumerSettings()
 
+ConsumerState = Literal["running", "draining", "closed"]
+"""Taking deliveries; draining (no new ones, finishing what it holds); closed."""
+
 Target = ActorRef | Callable[[object, Envelope], ActorRef]
 """Who handles a delivery: one actor, or a function of (message, envelope) choosing one."""
 
@@ -232,7 +235,7 @@ class ConsumerStatistics:
     """A snapshot of one consumer's counters."""
 
     queue: str
-    state: Literal["running", "draining", "closed"]
+    state: ConsumerState
     received: int
     """Deliveries taken from the broker."""
     in_flight: int
@@ -266,7 +269,7 @@ class Flow:
     """Without a policy: whether a failure in handle restarts the actor."""
     codec: Codec | None = None
     closed: bool = False
-    state: Literal["running", "draining", "closed"] = "running"
+    state: ConsumerState = "running"
     in_flight: int = 0
     counts: dict[str, int] = attrs.field(factory=dict)
     idle: trio.Event = attrs.field(factory=trio.Event)

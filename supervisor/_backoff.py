@@ -19,6 +19,7 @@ would hold up the child's siblings.
 
 import math
 import random
+from typing import Literal
 
 import attrs
 
@@ -57,8 +58,8 @@ class Backoff:
         return cls(min=min, max=max, multiplier=multiplier, jitter=jitter, reset_after=reset_after)
 
     @property
-    def kind(self) -> str:
-        """`"none"`, `"constant"` or `"exponential"`."""
+    def kind(self) -> Literal["none", "constant", "exponential"]:
+        """Which of the three kinds this backoff is."""
         if self.max == 0.0:
             return "none"
         return "constant" if self.min == self.max else "exponential"

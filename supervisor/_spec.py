@@ -21,14 +21,14 @@ seconds before cancelling), `depth` (mailbox depth) and `snapshot()` (a nested t
 import enum
 import math
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
+from supervisor._snapshot import NodeKind
 
-Kind = Literal["supervisor", "worker", "pool", "entities"]
 StartFunction = Callable[..., Awaitable[Any]]
 
 
@@ -63,7 +63,7 @@ class ChildSpec:
     restart: Restart = Restart.PERMANENT
     shutdown: float = 5.0
     backoff: Backoff = attrs.field(factory=Backoff)
-    kind: Kind = "worker"
+    kind: NodeKind = "worker"
     tree: "SupervisorSpec | None" = None
     on_final: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
