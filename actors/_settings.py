@@ -1,4 +1,5 @@
-"""Settings records: the tunables of entity hosts and consumers, each default written only here.
+"""The actors' defaults, each written only here: a mailbox's capacity, an ask's deadline, and the
+settings records of entity hosts and consumers.
 
 `Entities` and `run_consumer` / `run_service` / `run_partitioned` take these settings as keyword
 arguments, and so do the supervisor's builders (`entities(...)`, `consumer(...)`, `service(...)`,
@@ -15,6 +16,12 @@ raise their own errors (InvalidEntities, ValueError; InvalidChildSpec from the b
 """
 
 import attrs
+
+DEFAULT_MAILBOX_CAPACITY = 1000
+"""Messages an actor's mailbox holds before `tell` waits (`Mailbox`, `open_actor`, `actor(...)`)."""
+
+DEFAULT_ASK_TIMEOUT = 5.0
+"""Seconds an `ask` waits for room and for the reply before it raises `AskTimeout`."""
 
 
 @attrs.frozen(kw_only=True)

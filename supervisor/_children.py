@@ -24,10 +24,27 @@ from typing import Any
 import attrs
 import trio
 
-from actors import Actor, ActorRef, Entities, EntitiesSettings, Mailbox, run_actor
+from actors import (
+    DEFAULT_ASK_TIMEOUT,
+    DEFAULT_MAILBOX_CAPACITY,
+    Actor,
+    ActorRef,
+    Entities,
+    EntitiesSettings,
+    Mailbox,
+    run_actor,
+)
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
-from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from supervisor._spec import (
+    DEFAULT_INTENSITY,
+    DEFAULT_PERIOD,
+    DEFAULT_SHUTDOWN,
+    ChildSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+)
 from supervisor._supervisor import Supervisor
 
 
@@ -110,7 +127,12 @@ class PoolRef:
     def tell_nowait(self, message: Any) -> None:
         self.choose().tell_nowait(message)
 
-    async def ask(self, message: Any, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109 - as ActorRef.ask
+    async def ask(
+        self,
+        message: Any,
+        *,
+        timeout: float = DEFAULT_ASK_TIMEOUT,  # noqa: ASYNC109 - as ActorRef.ask
+    ) -> Any:
         return await self.choose().ask(message, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -144,10 +166,10 @@ def actor(
     name: str,
     factory: Callable[[], Actor],
     *,
-    capacity: int = 1000,
+    capacity: int = DEFAULT_MAILBOX_CAPACITY,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
-    shutdown: float = 5.0,
+    shutdown: float = DEFAULT_SHUTDOWN,
 ) -> ActorChild:
     """A child that runs `factory()` on a mailbox of `capacity`, a new actor each restart.
 
@@ -172,12 +194,12 @@ def pool(
     factory: Callable[[], Actor],
     size: int,
     *,
-    capacity: int = 1000,
+    capacity: int = DEFAULT_MAILBOX_CAPACITY,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
-    shutdown: float = 5.0,
-    intensity: int = 3,
-    period: float = 5.0,
+    shutdown: float = DEFAULT_SHUTDOWN,
+    intensity: int = DEFAULT_INTENSITY,
+    period: float = DEFAULT_PERIOD,
 ) -> PoolChild:
     """`size` workers `name-0` ... under a one_for_one supervisor named `name`.
 
@@ -232,7 +254,7 @@ def entities(
     period: float = _ENTITIES.period,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
-    shutdown: float = 5.0,
+    shutdown: float = DEFAULT_SHUTDOWN,
 ) -> EntitiesChild:
     """A host of per-id actors `factory(entity_id)`, restarted when it fails (`EntitiesFailed`).
 
@@ -269,8 +291,8 @@ def supervisor(
     name: str,
     strategy: Strategy | str,
     children: Sequence[ChildSpec],
-    intensity: int = 3,
-    period: float = 5.0,
+    intensity: int = DEFAULT_INTENSITY,
+    period: float = DEFAULT_PERIOD,
     *,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,

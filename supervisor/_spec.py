@@ -31,6 +31,12 @@ from supervisor._snapshot import NodeKind
 
 StartFunction = Callable[..., Awaitable[Any]]
 
+DEFAULT_SHUTDOWN = 5.0
+"""Seconds a child is given to stop gracefully before it is cancelled."""
+DEFAULT_INTENSITY = 3
+"""Restarts a supervisor allows within `DEFAULT_PERIOD` seconds; one more and it gives up."""
+DEFAULT_PERIOD = 5.0
+
 
 class Restart(enum.StrEnum):
     """When a child that ended is started again (OTP restart types)."""
@@ -61,7 +67,7 @@ class ChildSpec:
     name: str
     start: StartFunction
     restart: Restart = Restart.PERMANENT
-    shutdown: float = 5.0
+    shutdown: float = DEFAULT_SHUTDOWN
     backoff: Backoff = attrs.field(factory=Backoff)
     kind: NodeKind = "worker"
     tree: "SupervisorSpec | None" = None
@@ -79,8 +85,8 @@ class SupervisorSpec:
     name: str
     strategy: Strategy = Strategy.ONE_FOR_ONE
     children: tuple[ChildSpec, ...] = ()
-    intensity: int = 3
-    period: float = 5.0
+    intensity: int = DEFAULT_INTENSITY
+    period: float = DEFAULT_PERIOD
 
 
 def join(parent: str, name: str) -> str:
