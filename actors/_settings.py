@@ -17,6 +17,8 @@ raise their own errors (InvalidEntities, ValueError; InvalidChildSpec from the b
 
 import attrs
 
+from broker import DEFAULT_PREFETCH
+
 DEFAULT_MAILBOX_CAPACITY = 1000
 """Messages an actor's mailbox holds before `tell` waits (`Mailbox`, `open_actor`, `actor(...)`)."""
 
@@ -44,9 +46,10 @@ class EntitiesSettings:
 class ConsumerSettings:
     """How a consumer takes deliveries from its queue.
 
-    `prefetch`: deliveries it holds unsettled at most; `drain_timeout`: seconds a graceful stop
-    gives the actors to finish what they hold before the rest is requeued.
+    `prefetch`: deliveries it holds unsettled at most (by default the transport's own,
+    `broker.DEFAULT_PREFETCH`); `drain_timeout`: seconds a graceful stop gives the actors to
+    finish what they hold before the rest is requeued.
     """
 
-    prefetch: int = 256
+    prefetch: int = DEFAULT_PREFETCH
     drain_timeout: float = 30.0
