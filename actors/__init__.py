@@ -40,8 +40,17 @@ from actors._partitioned import KeyOf, MisroutedMessage, PartitionedHandle, run_
 from actors._ref import ActorRef
 from actors._registry import Registry
 from actors._service import run_service
+from actors._settings import (
+    DEFAULT_ASK_TIMEOUT,
+    DEFAULT_MAILBOX_CAPACITY,
+    ConsumerSettings,
+    EntitiesSettings,
+)
+from actors._window import RestartWindow
 
 __all__ = [
+    "DEFAULT_ASK_TIMEOUT",
+    "DEFAULT_MAILBOX_CAPACITY",
     "Actor",
     "ActorCrashed",
     "ActorError",
@@ -52,9 +61,11 @@ __all__ = [
     "AskTimeout",
     "ConsumerActor",
     "ConsumerHandle",
+    "ConsumerSettings",
     "ConsumerStatistics",
     "Entities",
     "EntitiesFailed",
+    "EntitiesSettings",
     "EntitiesStatistics",
     "Histogram",
     "Inbound",
@@ -69,6 +80,7 @@ __all__ = [
     "NotRegistered",
     "PartitionedHandle",
     "Registry",
+    "RestartWindow",
     "Target",
     "all_counters",
     "all_handler_metrics",

@@ -56,6 +56,7 @@ from actors._actor import Actor
 from actors._metrics import HandlerMetrics, handler_metrics
 from actors._recent import recent_messages
 from actors._ref import ActorRef
+from actors._settings import ConsumerSettings
 from broker import (
     CORRELATION_HEADER,
     Codec,
@@ -85,6 +86,10 @@ __all__ = [
 ]
 
 _log = logging.getLogger("actors.consumer")
+_DEFAULTS = ConsumerSettings()
+
+ConsumerState = Literal["running", "draining", "closed"]
+"""Taking deliveries; draining (no new ones, finishing what it holds); closed."""
 
 Target = ActorRef | Callable[[object, Envelope], ActorRef]
 """Who handles a delivery: one actor, or a function of (message, envelope) choosing one."""
@@ -230,7 +235,7 @@ class ConsumerStatistics:
     """A snapshot of one consumer's counters."""
 
     queue: str
-    state: Literal["running", "draining", "closed"]
+    state: ConsumerState
     received: int
     """Deliveries taken from the broker."""
     in_flight: int
@@ -264,7 +269,7 @@ class Flow:
     """Without a policy: whether a failure in handle restarts the actor."""
     codec: Codec | None = None
     closed: bool = False
-    state: Literal["running", "draining", "closed"] = "running"
+    state: ConsumerState = "running"
     in_flight: int = 0
     counts: dict[str, int] = attrs.field(factory=dict)
     idle: trio.Event = attrs.field(factory=trio.Event)
@@ -355,8 +360,8 @@ async def run_consumer(
     *,
     codec: Codec,
     router: FailureRouter | None = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     task_status: trio.TaskStatus[ConsumerHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Consume ``queue``, hand each delivery to ``target``, ack once its ``handle`` returned.

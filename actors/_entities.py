@@ -45,6 +45,7 @@ from actors._errors import (
 )
 from actors._pool import EntityPool
 from actors._ref import ActorRef
+from actors._settings import EntitiesSettings
 
 
 @attrs.frozen
@@ -71,6 +72,9 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_DEFAULTS = EntitiesSettings()
+
+
 class Entities(EntityPool):
     """The host of the entities `name:<id>`, each built by `factory(entity_id)` on demand."""
 
@@ -79,26 +83,25 @@ class Entities(EntityPool):
         name: str,
         factory: Callable[[str], Actor],
         *,
-        idle_timeout: float = 60.0,
-        concurrency: int = 64,
-        capacity: int = 1000,
-        intensity: int = 10,
-        period: float = 5.0,
+        idle_timeout: float = _DEFAULTS.idle_timeout,
+        concurrency: int = _DEFAULTS.concurrency,
+        capacity: int = _DEFAULTS.capacity,
+        intensity: int = _DEFAULTS.intensity,
+        period: float = _DEFAULTS.period,
     ) -> None:
         _check(idle_timeout > 0, "idle_timeout", idle_timeout, name, "> 0 seconds")
         _check(_whole(concurrency) and concurrency >= 1, "concurrency", concurrency, name, ">= 1")
         _check(_whole(capacity) and capacity >= 1, "capacity", capacity, name, ">= 1")
         _check(_whole(intensity) and intensity >= 0, "intensity", intensity, name, ">= 0")
         _check(period > 0, "period", period, name, "> 0 seconds")
-        super().__init__(
-            name,
-            factory,
+        settings = EntitiesSettings(
             idle_timeout=idle_timeout,
             concurrency=concurrency,
             capacity=capacity,
             intensity=intensity,
             period=period,
         )
+        super().__init__(name, factory, settings)
 
     @property
     def name(self) -> str:
@@ -153,7 +156,7 @@ class Entities(EntityPool):
             )
         self._running = True
         self._failure = None
-        self._crash_times.clear()
+        self._crashes = self._no_crashes()
         try:
             for entity in self._entities.values():
                 if entity.head is not NOTHING:
@@ -163,7 +166,7 @@ class Entities(EntityPool):
                 sweeping = trio.CancelScope()
                 nursery.start_soon(self._sweep, sweeping)
                 async with trio.open_nursery() as workers:
-                    for _ in range(self._concurrency):
+                    for _ in range(self._settings.concurrency):
                         workers.start_soon(self._work)
                     task_status.started(self)
                 sweeping.cancel()

@@ -19,6 +19,7 @@ import trio
 from actors._actor import Actor
 from actors._mailbox import Mailbox
 from actors._ref import ActorRef
+from actors._settings import DEFAULT_MAILBOX_CAPACITY
 
 
 async def run_actor(
@@ -45,7 +46,9 @@ async def run_actor(
 
 
 @asynccontextmanager
-async def open_actor(actor: Actor, *, name: str, capacity: int = 1000) -> AsyncIterator[ActorRef]:
+async def open_actor(
+    actor: Actor, *, name: str, capacity: int = DEFAULT_MAILBOX_CAPACITY
+) -> AsyncIterator[ActorRef]:
     """Runs `actor` in its own nursery for the duration of the block, without a supervisor.
 
     On a normal exit the actor handles what is queued, runs `on_stop`, and its mailbox is closed.

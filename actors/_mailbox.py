@@ -34,6 +34,7 @@ from actors._errors import (
     stopped_error,
 )
 from actors._ref import ActorRef
+from actors._settings import DEFAULT_MAILBOX_CAPACITY
 
 _log = logging.getLogger("actors")
 
@@ -92,7 +93,7 @@ class Mailbox:
         "_taken",
     )
 
-    def __init__(self, name: str, capacity: int = 1000) -> None:
+    def __init__(self, name: str, capacity: int = DEFAULT_MAILBOX_CAPACITY) -> None:
         check_capacity(capacity, name)
         self._name = name
         self._capacity = capacity

@@ -44,9 +44,12 @@ import trio
 from actors._consumer import ConsumerHandle, ConsumerStatistics, run_consumer
 from actors._entities import Entities
 from actors._ref import ActorRef
+from actors._settings import ConsumerSettings
 from broker import Codec, Envelope, FailureRouter, PartitionLayout, Transport
 
 __all__ = ["KeyOf", "MisroutedMessage", "PartitionedHandle", "run_partitioned"]
+
+_DEFAULTS = ConsumerSettings()
 
 KeyOf = Callable[[object], str]
 """The partition key of a decoded message (an account id), as the publisher hashed it."""
@@ -112,8 +115,8 @@ async def run_partitioned(
     *,
     codec: Codec,
     router: FailureRouter | None = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     declare: bool = True,
     task_status: trio.TaskStatus[PartitionedHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:

@@ -26,6 +26,8 @@ from actors._entity import HELD, IDLE, NOTHING, SCHEDULED, Entity
 from actors._errors import EntitiesFailed, crashed_error, interrupted_error
 from actors._mailbox import stop_quietly
 from actors._ref import ActorRef, Endpoint
+from actors._settings import EntitiesSettings
+from actors._window import RestartWindow
 
 _log = logging.getLogger("actors")
 
@@ -42,26 +44,18 @@ class EntityPool:
         self,
         name: str,
         factory: Callable[[str], Actor],
-        *,
-        idle_timeout: float,
-        concurrency: int,
-        capacity: int,
-        intensity: int,
-        period: float,
+        settings: EntitiesSettings,
     ) -> None:
         self._name = name
         self._factory = factory
-        self._idle_timeout = idle_timeout
-        self._concurrency = concurrency
-        self._capacity = capacity
-        self._intensity = intensity
-        self._period = period
+        self._settings = settings
+        self._capacity = settings.capacity
         self._entities: dict[str, Entity] = {}
         self._run_queue: deque[Entity] = deque()
         self._idle_workers: list[trio.lowlevel.Task] = []
         self._room: dict[Entity, trio.lowlevel.ParkingLot] = {}
         self._drain: dict[Entity, int] = {}
-        self._crash_times: deque[float] = deque(maxlen=intensity + 1)
+        self._crashes = self._no_crashes()
         self._running = False
         self._stopping = False
         self._closed: str | None = None
@@ -75,16 +69,20 @@ class EntityPool:
         self._crashed = 0
         self._dropped = 0
 
+    def _no_crashes(self) -> RestartWindow:
+        return RestartWindow(intensity=self._settings.intensity, period=self._settings.period)
+
     def _name_of(self, address: str | None) -> str:
         return f"{self._name}:{address}"
 
     async def _sweep(self, scope: trio.CancelScope) -> None:
+        idle_timeout = self._settings.idle_timeout
         with scope:
             while True:
-                await trio.sleep(self._idle_timeout / 4)
+                await trio.sleep(idle_timeout / 4)
                 if self._stopping:
                     continue
-                cutoff = trio.current_time() - self._idle_timeout
+                cutoff = trio.current_time() - idle_timeout
                 for entity in self._entities.values():
                     if (
                         entity.state == IDLE
@@ -239,14 +237,12 @@ class EntityPool:
 
     def _note_crash(self, cause: Exception, name: str) -> None:
         self._crashed += 1
-        now = trio.current_time()
-        times = self._crash_times
-        times.append(now)
-        if len(times) > self._intensity and now - times[0] <= self._period:
+        self._crashes, exceeded = self._crashes.add(trio.current_time())
+        if exceeded:
             if self._failure is None:
                 failure = EntitiesFailed(
-                    f"entities {self._name!r} had more than {self._intensity} entity crashes"
-                    f" within {self._period!r} s, the last in {name!r}: {cause!r};"
+                    f"entities {self._name!r} had more than {self._settings.intensity} entity"
+                    f" crashes within {self._settings.period!r} s, the last in {name!r}: {cause!r};"
                     " fix the cause or raise intensity / period"
                 )
                 failure.__cause__ = cause

@@ -11,6 +11,8 @@ when they point at the same endpoint and address.
 
 from typing import Any, Protocol
 
+from actors._settings import DEFAULT_ASK_TIMEOUT
+
 
 class Endpoint(Protocol):
     """What a reference delivers through; `address` tells entities apart (None for a mailbox)."""
@@ -72,7 +74,7 @@ class ActorRef:
         self,
         message: Any,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a deadline per ask is the contract (like Akka's ask)
+        timeout: float = DEFAULT_ASK_TIMEOUT,  # noqa: ASYNC109 - a deadline per ask is the contract (like Akka's ask)
     ) -> Any:
         """Sends `message` and returns the actor's reply (what its `handle` returned).
 

@@ -36,6 +36,7 @@ import logging
 import trio
 
 from actors._consumer import ConsumerHandle, Flow, Inbound, Target, run_flow
+from actors._settings import ConsumerSettings
 from broker import (
     BrokerError,
     Codec,
@@ -51,6 +52,7 @@ from broker import (
 __all__ = ["run_service"]
 
 _log = logging.getLogger("actors.service")
+_DEFAULTS = ConsumerSettings()
 
 
 async def run_service(
@@ -59,9 +61,9 @@ async def run_service(
     target: Target,
     *,
     codec: Codec,
-    prefetch: int = 256,
+    prefetch: int = _DEFAULTS.prefetch,
     policy: FailurePolicy | None = None,
-    drain_timeout: float = 30.0,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     task_status: trio.TaskStatus[ConsumerHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the RPC requests of ``queue`` with ``target``, replying before each ack.

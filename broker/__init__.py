@@ -73,6 +73,7 @@ from broker._topology import (
     topic_matches,
 )
 from broker._transport import (
+    DEFAULT_PREFETCH,
     Consumer,
     Delivery,
     QueueStatistics,
@@ -82,6 +83,7 @@ from broker._transport import (
 
 __all__ = [
     "CORRELATION_HEADER",
+    "DEFAULT_PREFETCH",
     "REPLAY_COUNT_HEADER",
     "AttemptRecord",
     "Binding",

@@ -44,6 +44,7 @@ from broker._memory import MemoryBroker
 from broker._memory_queue import Subscription
 from broker._topology import Topology
 from broker._transport import (
+    DEFAULT_PREFETCH,
     Consumer,
     Delivery,
     QueueStatistics,
@@ -212,7 +213,7 @@ class MemoryTransport:
 
     @asynccontextmanager
     async def open_consumer(
-        self, queue: str, *, prefetch: int = 256, exclusive: bool = False
+        self, queue: str, *, prefetch: int = DEFAULT_PREFETCH, exclusive: bool = False
     ) -> AsyncIterator[Consumer]:
         if prefetch < 1:
             raise ValueError(

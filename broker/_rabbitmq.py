@@ -82,7 +82,7 @@ from broker._rabbitmq_wire import (
     to_properties,
 )
 from broker._topology import Topology
-from broker._transport import Delivery, QueueStatistics, TransportStatistics
+from broker._transport import DEFAULT_PREFETCH, Delivery, QueueStatistics, TransportStatistics
 from conf import mask_url
 
 __all__ = ["BridgeFailed", "RabbitMQTransport", "ReconnectPolicy", "open_rabbitmq_transport"]
@@ -198,7 +198,7 @@ class RabbitMQTransport:
         self._confirmed += 1
 
     def open_consumer(
-        self, queue: str, *, prefetch: int = 256, exclusive: bool = False
+        self, queue: str, *, prefetch: int = DEFAULT_PREFETCH, exclusive: bool = False
     ) -> contextlib.AbstractAsyncContextManager[RabbitMQConsumer]:
         if prefetch < 1:
             raise ValueError(f"prefetch must be >= 1 (got {prefetch!r}) for queue {queue!r}")

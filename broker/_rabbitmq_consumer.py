@@ -280,7 +280,7 @@ class RabbitMQConsumer:
         generation: int,
         close_timeout: float,
         *,
-        prefetch: int = 256,
+        prefetch: int,
         exclusive: bool = False,
     ) -> None:
         self._bridge = bridge

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiormq
@@ -46,6 +47,10 @@ _REPUBLISH_ATTEMPTS = 5
 _LOSS_GRACE = 1.0
 
 
+def _unwired(*args: object) -> None:
+    raise AssertionError(f"a Link callback ran before the trio half set it (with {args!r})")
+
+
 class Link:
     """The asyncio half of a transport: the connection and its shared channels (bridge thread)."""
 
@@ -63,9 +68,10 @@ class Link:
         self._all_confirmed = asyncio.Event()
         self._all_confirmed.set()
         self.topologies: list[Topology] = []
-        self.on_reply: Any = None  # set by the trio half: post target for replies
-        self.on_call_failed: Any = None
-        self.on_lost: Any = None  # post target: on_lost(epoch, reason) when the connection dies
+        # Posted to the trio half, which sets them before it connects.
+        self.on_reply: Callable[[spec.Basic.Properties, bytes], None] = _unwired
+        self.on_call_failed: Callable[[str, BrokerError], None] = _unwired
+        self.on_lost: Callable[[int, str], None] = _unwired  # connection `epoch` died: why
         self.epoch = 0  # bumped by each connect
         self._up = asyncio.Event()  # set by release(): publishes may go
         self._failure: BrokerError | None = None  # set by fail() or close(): publishes raise it

@@ -32,7 +32,17 @@ import attrs
 from broker._envelope import Envelope
 from broker._topology import Topology
 
-__all__ = ["Consumer", "Delivery", "QueueStatistics", "Transport", "TransportStatistics"]
+__all__ = [
+    "DEFAULT_PREFETCH",
+    "Consumer",
+    "Delivery",
+    "QueueStatistics",
+    "Transport",
+    "TransportStatistics",
+]
+
+DEFAULT_PREFETCH = 256
+"""Deliveries a consumer holds unsettled at most, unless it asks for another bound."""
 
 
 @attrs.frozen
@@ -174,7 +184,7 @@ class Transport(Protocol):
         ...
 
     def open_consumer(
-        self, queue: str, *, prefetch: int = 256, exclusive: bool = False
+        self, queue: str, *, prefetch: int = DEFAULT_PREFETCH, exclusive: bool = False
     ) -> AbstractAsyncContextManager[Consumer]:
         """Register a consumer on ``queue`` for the ``async with`` block; see :class:`Consumer`.
 

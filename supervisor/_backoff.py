@@ -19,8 +19,12 @@ would hold up the child's siblings.
 
 import math
 import random
+from typing import Literal
 
 import attrs
+
+# Seconds a child must have run before a crash for its backoff to start over; every kind's default.
+_RESET_AFTER = 60.0
 
 
 @attrs.frozen
@@ -31,7 +35,7 @@ class Backoff:
     max: float = 0.0
     multiplier: float = 1.0
     jitter: float = 0.0
-    reset_after: float = 60.0
+    reset_after: float = _RESET_AFTER
 
     @classmethod
     def none(cls) -> "Backoff":
@@ -39,7 +43,7 @@ class Backoff:
         return cls()
 
     @classmethod
-    def constant(cls, delay: float, *, reset_after: float = 60.0) -> "Backoff":
+    def constant(cls, delay: float, *, reset_after: float = _RESET_AFTER) -> "Backoff":
         """Wait `delay` seconds before every restart."""
         return cls(min=delay, max=delay, reset_after=reset_after)
 
@@ -51,14 +55,14 @@ class Backoff:
         max: float = 30.0,  # the field's name, as operators write it in config
         multiplier: float = 2.0,
         jitter: float = 0.2,
-        reset_after: float = 60.0,
+        reset_after: float = _RESET_AFTER,
     ) -> "Backoff":
         """Wait `min * multiplier**n` (capped at `max`, with jitter) before the n-th restart."""
         return cls(min=min, max=max, multiplier=multiplier, jitter=jitter, reset_after=reset_after)
 
     @property
-    def kind(self) -> str:
-        """`"none"`, `"constant"` or `"exponential"`."""
+    def kind(self) -> Literal["none", "constant", "exponential"]:
+        """Which of the three kinds this backoff is."""
         if self.max == 0.0:
             return "none"
         return "constant" if self.min == self.max else "exponential"

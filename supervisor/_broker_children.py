@@ -30,13 +30,14 @@ transport.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Protocol, TypeVar
 
 import attrs
+import trio
 
-from actors import Target, run_consumer, run_service
+from actors import ConsumerHandle, ConsumerSettings, Target, run_consumer, run_service
 from broker import Codec, FailurePolicy, FailureRouter, Transport
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
@@ -49,6 +50,10 @@ TransportSource = Transport | Callable[[], AbstractAsyncContextManager[Transport
 
 RouterSource = FailureRouter | Callable[[Transport], FailureRouter] | None
 
+_DEFAULTS = ConsumerSettings()
+_Handle = TypeVar("_Handle")
+_Handle_co = TypeVar("_Handle_co", covariant=True)
+
 
 @attrs.frozen
 class BrokerChild(ChildSpec):
@@ -57,12 +62,25 @@ class BrokerChild(ChildSpec):
     queue: str = attrs.field(kw_only=True, default="")
 
 
+class _Body(Protocol[_Handle_co]):
+    """What a broker child runs on its transport; it reports ready with a `_Handle_co`."""
+
+    def __call__(
+        self,
+        transport: Transport,
+        router: FailureRouter | None,
+        /,
+        *,
+        task_status: trio.TaskStatus[_Handle_co],
+    ) -> Awaitable[None]: ...
+
+
 async def _run(
     source: TransportSource,
-    body: Callable[..., Any],
+    body: _Body[_Handle],
     router: RouterSource,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[_Handle],
 ) -> None:
     if isinstance(source, Transport):
         await body(source, _router(router, source), task_status=task_status)
@@ -86,7 +104,7 @@ async def _consume(
     transport: Transport,
     router: FailureRouter | None,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[ConsumerHandle],
 ) -> None:
     await run_consumer(
         transport,
@@ -110,7 +128,7 @@ async def _serve(
     transport: Transport,
     router: FailureRouter | None,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[ConsumerHandle],
 ) -> None:
     await run_service(
         transport,
@@ -136,6 +154,11 @@ def _check(kind: str, name: str, prefetch: int, drain_timeout: float) -> None:
         )
 
 
+def _shutdown(drain_timeout: float, shutdown: float | None) -> float:
+    """The child's graceful deadline: the one given, else the drain and one second more."""
+    return drain_timeout + 1.0 if shutdown is None else shutdown
+
+
 def consumer(
     name: str,
     transport: TransportSource,
@@ -144,8 +167,8 @@ def consumer(
     *,
     codec: Codec,
     router: RouterSource = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     shutdown: float | None = None,
@@ -161,7 +184,7 @@ def consumer(
         name=name,
         start=functools.partial(_run, transport, body, router),
         restart=restart,
-        shutdown=drain_timeout + 1.0 if shutdown is None else shutdown,
+        shutdown=_shutdown(drain_timeout, shutdown),
         backoff=backoff if backoff is not None else Backoff(),
         queue=queue,
     )
@@ -175,8 +198,8 @@ def service(
     *,
     codec: Codec,
     policy: FailurePolicy | None = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     shutdown: float | None = None,
@@ -192,7 +215,7 @@ def service(
         name=name,
         start=functools.partial(_run, transport, body, None),
         restart=restart,
-        shutdown=drain_timeout + 1.0 if shutdown is None else shutdown,
+        shutdown=_shutdown(drain_timeout, shutdown),
         backoff=backoff if backoff is not None else Backoff(),
         queue=queue,
     )

@@ -22,11 +22,29 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+import trio
 
-from actors import Actor, ActorRef, Entities, Mailbox, run_actor
+from actors import (
+    DEFAULT_ASK_TIMEOUT,
+    DEFAULT_MAILBOX_CAPACITY,
+    Actor,
+    ActorRef,
+    Entities,
+    EntitiesSettings,
+    Mailbox,
+    run_actor,
+)
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
-from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from supervisor._spec import (
+    DEFAULT_INTENSITY,
+    DEFAULT_PERIOD,
+    DEFAULT_SHUTDOWN,
+    ChildSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+)
 from supervisor._supervisor import Supervisor
 
 
@@ -109,7 +127,12 @@ class PoolRef:
     def tell_nowait(self, message: Any) -> None:
         self.choose().tell_nowait(message)
 
-    async def ask(self, message: Any, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109 - as ActorRef.ask
+    async def ask(
+        self,
+        message: Any,
+        *,
+        timeout: float = DEFAULT_ASK_TIMEOUT,  # noqa: ASYNC109 - as ActorRef.ask
+    ) -> Any:
         return await self.choose().ask(message, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -121,21 +144,21 @@ class _ReadyWithMailbox:
 
     __slots__ = ("_task_status", "mailbox")
 
-    def __init__(self, task_status: Any, mailbox: Mailbox) -> None:
+    def __init__(self, task_status: trio.TaskStatus[Mailbox], mailbox: Mailbox) -> None:
         self._task_status = task_status
         self.mailbox = mailbox
 
-    def started(self, value: Any = None) -> None:
+    def started(self, value: ActorRef | None = None) -> None:
         self._task_status.started(self.mailbox)
 
 
 async def _run_actor_child(
-    factory: Callable[[], Actor], mailbox: Mailbox, *, task_status: Any
+    factory: Callable[[], Actor], mailbox: Mailbox, *, task_status: trio.TaskStatus[Mailbox]
 ) -> None:
     await run_actor(factory(), mailbox, task_status=_ReadyWithMailbox(task_status, mailbox))
 
 
-async def _run_tree(tree: SupervisorSpec, *, task_status: Any) -> None:
+async def _run_tree(tree: SupervisorSpec, *, task_status: trio.TaskStatus[Supervisor]) -> None:
     await Supervisor(tree).run(task_status=task_status)
 
 
@@ -143,10 +166,10 @@ def actor(
     name: str,
     factory: Callable[[], Actor],
     *,
-    capacity: int = 1000,
+    capacity: int = DEFAULT_MAILBOX_CAPACITY,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
-    shutdown: float = 5.0,
+    shutdown: float = DEFAULT_SHUTDOWN,
 ) -> ActorChild:
     """A child that runs `factory()` on a mailbox of `capacity`, a new actor each restart.
 
@@ -171,12 +194,12 @@ def pool(
     factory: Callable[[], Actor],
     size: int,
     *,
-    capacity: int = 1000,
+    capacity: int = DEFAULT_MAILBOX_CAPACITY,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
-    shutdown: float = 5.0,
-    intensity: int = 3,
-    period: float = 5.0,
+    shutdown: float = DEFAULT_SHUTDOWN,
+    intensity: int = DEFAULT_INTENSITY,
+    period: float = DEFAULT_PERIOD,
 ) -> PoolChild:
     """`size` workers `name-0` ... under a one_for_one supervisor named `name`.
 
@@ -217,18 +240,21 @@ def pool(
     )
 
 
+_ENTITIES = EntitiesSettings()
+
+
 def entities(
     name: str,
     factory: Callable[[str], Actor],
     *,
-    idle_timeout: float = 60.0,
-    concurrency: int = 64,
-    capacity: int = 1000,
-    intensity: int = 10,
-    period: float = 5.0,
+    idle_timeout: float = _ENTITIES.idle_timeout,
+    concurrency: int = _ENTITIES.concurrency,
+    capacity: int = _ENTITIES.capacity,
+    intensity: int = _ENTITIES.intensity,
+    period: float = _ENTITIES.period,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
-    shutdown: float = 5.0,
+    shutdown: float = DEFAULT_SHUTDOWN,
 ) -> EntitiesChild:
     """A host of per-id actors `factory(entity_id)`, restarted when it fails (`EntitiesFailed`).
 
@@ -265,8 +291,8 @@ def supervisor(
     name: str,
     strategy: Strategy | str,
     children: Sequence[ChildSpec],
-    intensity: int = 3,
-    period: float = 5.0,
+    intensity: int = DEFAULT_INTENSITY,
+    period: float = DEFAULT_PERIOD,
     *,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,

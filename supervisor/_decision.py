@@ -25,26 +25,14 @@ The rules (OTP `supervisor.erl` `do_restart/3`, `restart/2`, `add_restart/1`):
   starts over from the first delay.
 """
 
-import enum
 import random
 from collections.abc import Mapping, Sequence
 
 import attrs
 
-from supervisor._snapshot import Failure
+from actors import RestartWindow
+from supervisor._snapshot import Failure, Status
 from supervisor._spec import ChildSpec, Restart, Strategy, SupervisorSpec
-from supervisor._window import RestartWindow
-
-
-class Status(enum.StrEnum):
-    """Where a child is in its life; the values are the snapshot's `state`."""
-
-    STARTING = "starting"
-    RUNNING = "running"
-    BACKING_OFF = "backing_off"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
 
 ALIVE = frozenset({Status.STARTING, Status.RUNNING, Status.BACKING_OFF, Status.STOPPING})
 

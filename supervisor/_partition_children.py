@@ -20,19 +20,21 @@ every daemon: single-active-consumer gives each partition to one of them at a ti
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import attrs
+import trio
 
-from actors import Entities, KeyOf, run_partitioned
-from broker import Codec, PartitionLayout, Transport
+from actors import ConsumerSettings, Entities, KeyOf, PartitionedHandle, run_partitioned
+from broker import Codec, FailureRouter, PartitionLayout, Transport
 from supervisor._backoff import Backoff
-from supervisor._broker_children import RouterSource, TransportSource, _check, _run
+from supervisor._broker_children import RouterSource, TransportSource, _check, _run, _shutdown
 from supervisor._children import EntitiesChild
 from supervisor._errors import InvalidChildSpec
 from supervisor._spec import ChildSpec, Restart
 
 __all__ = ["PartitionedChild", "partitioned"]
+
+_DEFAULTS = ConsumerSettings()
 
 
 @attrs.frozen
@@ -51,9 +53,9 @@ async def _consume(
     drain_timeout: float,
     declare: bool,
     transport: Transport,
-    router: Any,
+    router: FailureRouter | None,
     *,
-    task_status: Any,
+    task_status: trio.TaskStatus[PartitionedHandle],
 ) -> None:
     await run_partitioned(
         transport,
@@ -78,8 +80,8 @@ def partitioned(
     *,
     codec: Codec,
     router: RouterSource = None,
-    prefetch: int = 256,
-    drain_timeout: float = 30.0,
+    prefetch: int = _DEFAULTS.prefetch,
+    drain_timeout: float = _DEFAULTS.drain_timeout,
     declare: bool = True,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
@@ -105,7 +107,7 @@ def partitioned(
         name=name,
         start=functools.partial(_run, transport, body, router),
         restart=restart,
-        shutdown=drain_timeout + 1.0 if shutdown is None else shutdown,
+        shutdown=_shutdown(drain_timeout, shutdown),
         backoff=backoff if backoff is not None else Backoff(),
         layout=layout,
     )

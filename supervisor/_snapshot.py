@@ -12,12 +12,23 @@
         pool-0  worker  running  restarts=0  depth=4  up 12.0s
 """
 
+import enum
 from typing import Literal
 
 import msgspec
 
-State = Literal["starting", "running", "backing_off", "stopping", "stopped"]
 NodeKind = Literal["supervisor", "worker", "pool", "entities"]
+"""What a node is: a supervisor, a plain actor (worker), a pool or an entity host."""
+
+
+class Status(enum.StrEnum):
+    """Where a child (or a supervisor) is in its life; a snapshot's `state`."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKING_OFF = "backing_off"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 class Failure(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,7 +56,7 @@ class NodeSnapshot(msgspec.Struct, frozen=True, kw_only=True):
 
     path: str
     kind: NodeKind
-    state: State
+    state: Status
     restarts: int = 0
     last_failure: Failure | None = None
     mailbox_depth: int | None = None

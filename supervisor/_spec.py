@@ -21,15 +21,21 @@ seconds before cancelling), `depth` (mailbox depth) and `snapshot()` (a nested t
 import enum
 import math
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 
 from supervisor._backoff import Backoff
 from supervisor._errors import InvalidChildSpec
+from supervisor._snapshot import NodeKind
 
-Kind = Literal["supervisor", "worker", "pool", "entities"]
 StartFunction = Callable[..., Awaitable[Any]]
+
+DEFAULT_SHUTDOWN = 5.0
+"""Seconds a child is given to stop gracefully before it is cancelled."""
+DEFAULT_INTENSITY = 3
+"""Restarts a supervisor allows within `DEFAULT_PERIOD` seconds; one more and it gives up."""
+DEFAULT_PERIOD = 5.0
 
 
 class Restart(enum.StrEnum):
@@ -61,9 +67,9 @@ class ChildSpec:
     name: str
     start: StartFunction
     restart: Restart = Restart.PERMANENT
-    shutdown: float = 5.0
+    shutdown: float = DEFAULT_SHUTDOWN
     backoff: Backoff = attrs.field(factory=Backoff)
-    kind: Kind = "worker"
+    kind: NodeKind = "worker"
     tree: "SupervisorSpec | None" = None
     on_final: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -79,8 +85,8 @@ class SupervisorSpec:
     name: str
     strategy: Strategy = Strategy.ONE_FOR_ONE
     children: tuple[ChildSpec, ...] = ()
-    intensity: int = 3
-    period: float = 5.0
+    intensity: int = DEFAULT_INTENSITY
+    period: float = DEFAULT_PERIOD
 
 
 def join(parent: str, name: str) -> str:

@@ -21,7 +21,7 @@ import contextvars
 import logging
 import math
 import random
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import msgspec
@@ -35,7 +35,7 @@ from supervisor._errors import (
     UnknownChildError,
 )
 from supervisor._incarnation import Incarnation, finalize
-from supervisor._snapshot import Failure, NodeSnapshot, State
+from supervisor._snapshot import Failure, NodeSnapshot, Status
 from supervisor._spec import ChildSpec, SupervisorSpec, join, validate, validate_child
 
 logger = logging.getLogger("supervisor")
@@ -58,7 +58,7 @@ class _Ended:
 class _Command:
     """A request from another task, carried out by the loop; `reply` is set when it is done."""
 
-    action: str
+    action: Literal["start_child", "terminate_child"]
     argument: Any
     reply: trio.Event = attrs.field(factory=trio.Event)
     outcome: list[Any] = attrs.field(factory=list)
@@ -93,7 +93,7 @@ class Supervisor:
         self._running: dict[str, Incarnation] = {}
         self._send, self._receive = trio.open_memory_channel[_Ended | _Command | None](math.inf)
         self._nursery: trio.Nursery | None = None
-        self._status: State = "stopped"
+        self._status = Status.STOPPED
         self._started_at: float | None = None
         self._stop_requested = False
         self._ran = False
@@ -134,7 +134,7 @@ class Supervisor:
             path=self.path,
             kind="supervisor",
             state=self._status,
-            uptime=uptime if self._status == "running" else None,
+            uptime=uptime if self._status is Status.RUNNING else None,
             children=tuple(self._child_snapshot(spec, now) for spec in self._specs),
         )
 
@@ -152,8 +152,8 @@ class Supervisor:
         return SupervisorStatistics(
             path=self.path,
             children=len(self._specs),
-            running=statuses.count(core.Status.RUNNING),
-            backing_off=statuses.count(core.Status.BACKING_OFF),
+            running=statuses.count(Status.RUNNING),
+            backing_off=statuses.count(Status.BACKING_OFF),
             restarts=sum(child.restarts for child in self._state.children.values()),
             shutdown_errors=len(self.shutdown_errors),
         )
@@ -183,7 +183,7 @@ class Supervisor:
         if self._rng is None:
             self._rng = _parent_rng.get() or random.Random()
         rng_token = _parent_rng.set(self._rng)
-        self._status = "starting"
+        self._status = Status.STARTING
         failure: SupervisorError | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -191,7 +191,7 @@ class Supervisor:
                 try:
                     for spec in list(self._specs):
                         await self._start_first(spec)
-                    self._status = "running"
+                    self._status = Status.RUNNING
                     self._started_at = trio.current_time()
                     if not parent:  # a nested supervisor's start is logged by its parent
                         _lifecycle("start", "supervisor %r started", self.path, kind="supervisor")
@@ -200,7 +200,7 @@ class Supervisor:
                 except SupervisorError as exc:
                     failure = exc  # raised below, not wrapped in the nursery's ExceptionGroup
                 finally:
-                    self._status = "stopping"
+                    self._status = Status.STOPPING
                     await self._stop_all()
             if failure is not None:
                 raise failure
@@ -208,7 +208,7 @@ class Supervisor:
             if not parent and self._started_at is not None:
                 _lifecycle("stop", "supervisor %r stopped", self.path, kind="supervisor")
             self._nursery = None
-            self._status = "stopped"
+            self._status = Status.STOPPED
             self._started_at = None
             self._send.close()
             self._drain()
@@ -360,14 +360,14 @@ class Supervisor:
             return
         incarnation.stopping = True
         known = self._state.children.get(name)
-        if known is not None and known.status is core.Status.RUNNING:
+        if known is not None and known.status is Status.RUNNING:
             self._state = core.stopping(self._state, name)
         path = join(self.path, name)
         graceful = await incarnation.stop(path, self._shutdown_error)
         del self._running[name]
         _lifecycle("stop", "child %r stopped", path, kind=incarnation.spec.kind, graceful=graceful)
         known = self._state.children.get(name)
-        if known is not None and known.status is core.Status.STOPPING:
+        if known is not None and known.status is Status.STOPPING:
             self._state = core.stopped(self._state, name)
 
     async def _stop_all(self) -> None:
@@ -408,7 +408,7 @@ class Supervisor:
 
     # -- commands from other tasks ---------------------------------------------------------------
 
-    async def _ask(self, action: str, argument: Any) -> Any:
+    async def _ask(self, action: Literal["start_child", "terminate_child"], argument: Any) -> Any:
         command = _Command(action, argument)
         try:
             self._send.send_nowait(command)
@@ -487,15 +487,15 @@ class Supervisor:
         node = NodeSnapshot(
             path=join(self.path, spec.name),
             kind=spec.kind,
-            state=child.status.value,
+            state=child.status,
             restarts=child.restarts,
             last_failure=child.last_failure,
             mailbox_depth=depth if isinstance(depth, int) else None,
             uptime=now - child.started_at
-            if child.status is core.Status.RUNNING and child.started_at is not None
+            if child.status is Status.RUNNING and child.started_at is not None
             else None,
             backoff_remaining=max(0.0, child.restart_at - now)
-            if child.status is core.Status.BACKING_OFF and child.restart_at is not None
+            if child.status is Status.BACKING_OFF and child.restart_at is not None
             else None,
         )
         subtree = getattr(handle, "snapshot", None)
