@@ -4,8 +4,10 @@ reaches into another package's private modules, and packages re-export through t
 The rooms, each allowed to import only those on the floors below it (ARCHITECTURE.md):
 
     runtime       conf <- broker <- actors <- supervisor
-    application   rabbitry.billing <- rabbitry.carriers, rabbitry.gateway <- rabbitry.platform
-                  <- rabbitry.daemon <- rabbitry.cli <- rabbitry (the entry point)
+    application   rabbitry.config <- rabbitry.billing <- rabbitry.carriers, rabbitry.gateway
+                  <- rabbitry.platform <- rabbitry.daemon <- rabbitry.cli <- rabbitry (the entry
+                  point); rabbitry.config (the platform's config schema, on conf's machinery)
+                  is the lowest floor: every room above it may import it
 """
 
 import ast
@@ -21,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ("conf", "broker", "actors", "supervisor")
 APPLICATION = (
+    "rabbitry.config",
     "rabbitry.billing",
     "rabbitry.carriers",
     "rabbitry.gateway",
@@ -33,12 +36,13 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"conf"},
     "actors": {"conf", "broker"},
     "supervisor": {"conf", "broker", "actors"},
-    "rabbitry.billing": {*RUNTIME},
-    "rabbitry.carriers": {*RUNTIME, "rabbitry.billing"},
-    "rabbitry.gateway": {*RUNTIME, "rabbitry.billing"},
-    "rabbitry.platform": {*RUNTIME, "rabbitry.billing", "rabbitry.carriers", "rabbitry.gateway"},
-    "rabbitry.daemon": {*RUNTIME, *APPLICATION[:4]},
-    "rabbitry.cli": {*RUNTIME, *APPLICATION[:5]},
+    "rabbitry.config": {*RUNTIME},
+    "rabbitry.billing": {*RUNTIME, "rabbitry.config"},
+    "rabbitry.carriers": {*RUNTIME, "rabbitry.config", "rabbitry.billing"},
+    "rabbitry.gateway": {*RUNTIME, "rabbitry.config", "rabbitry.billing"},
+    "rabbitry.platform": {*RUNTIME, *APPLICATION[:4]},
+    "rabbitry.daemon": {*RUNTIME, *APPLICATION[:5]},
+    "rabbitry.cli": {*RUNTIME, *APPLICATION[:6]},
     "rabbitry": {*RUNTIME, *APPLICATION},
 }
 ROOMS = sorted(ALLOWED, key=len, reverse=True)  # the most specific room first

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from conf import Config, ConfigError
+from conf import ConfigError
+from rabbitry.config import Config, effective_pools
 from rabbitry.daemon._build import (
     carrier_rates,
     carrier_side,
@@ -30,13 +31,7 @@ from rabbitry.daemon._build import (
     rate_card,
     routes,
 )
-from rabbitry.daemon._tree import (
-    Parts,
-    carrier_branch,
-    effective_pools,
-    pool_branch,
-    pools_topology,
-)
+from rabbitry.daemon._tree import Parts, carrier_branch, pool_branch, pools_topology
 from rabbitry.platform import platform_topology
 
 if TYPE_CHECKING:

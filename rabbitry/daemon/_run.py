@@ -41,17 +41,18 @@ from broker import (
     RetrySchedule,
     open_transport,
 )
-from conf import Config, mask_url
+from conf import mask_url
 from rabbitry.billing import (
     InvalidPeriod,
     Ledger,
     LedgerUnavailable,
     open_ledger_store,
 )
+from rabbitry.config import Config, effective_pools
 from rabbitry.daemon._build import carrier_rates, carrier_side, rate_card, routes
 from rabbitry.daemon._ops import DaemonOps
 from rabbitry.daemon._reload import Reloader, ReloadRefused
-from rabbitry.daemon._tree import Parts, effective_pools, platform_tree, pools_topology
+from rabbitry.daemon._tree import Parts, platform_tree, pools_topology
 from rabbitry.gateway import GatewayApp
 from rabbitry.platform import (
     CallbackFailed,

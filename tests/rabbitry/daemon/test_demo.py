@@ -5,7 +5,7 @@ from pathlib import Path
 
 import msgspec
 
-from conf import load_config
+from rabbitry.config import load_config
 from rabbitry.daemon import demo_batch, run_sms_demo
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"
@@ -35,7 +35,7 @@ async def test_the_sms_demo_prints_what_happened(tmp_path: Path) -> None:
 
 
 def test_the_shipped_config_declares_the_platform_pools_as_the_daemon_runs_them() -> None:
-    from rabbitry.daemon import PLATFORM_POOLS
+    from rabbitry.config import PLATFORM_POOLS
 
     shipped = load_config(DEMO.parent / "rabbitry.toml")
     assert {pool.name: pool for pool in shipped.pools} == {

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conf import ConfigError, config_json, loads_config
+from conf import ConfigError
+from rabbitry.config import config_json, loads_config
 
 decimal_strings = (
     st.integers(min_value=0, max_value=10)
