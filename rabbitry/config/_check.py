@@ -6,9 +6,8 @@ first one as a `ConfigError`. `money_problems` runs on the raw TOML (a float mus
 before it becomes a number); `problems` runs on the decoded `Config`, table by table in file
 order, and uses conf's rules for the runtime's tables (broker, pools, retry).
 
-    >>> from rabbitry.config import Tax
-    >>> next(problems(Config(tax=Tax(rate=Decimal(20)))))
-    (('tax', 'rate'), 'must be a fraction from 0 to 1, like "0.20" for 20% (got "20")')
+    >>> next(problems(Config(currency="eur")))
+    (('currency',), 'must be three upper-case letters, an ISO 4217 code like "EUR" (got "eur")')
 """
 
 import math
@@ -31,6 +30,7 @@ from rabbitry.config._schema import Carrier, Config
 
 __all__ = ["money_problems", "problems"]
 
+_CURRENCY = re.compile(r"^[A-Z]{3}$")  # as rabbitry.billing checks a Money's currency
 _PREFIX = re.compile(r"^\+[0-9]{0,15}$")
 _PLUGIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
@@ -64,6 +64,9 @@ def _rate_problems(path: KeyPath, rates: object) -> Iterator[Problem]:
 
 def problems(config: Config) -> Iterator[Problem]:
     """Each rule `config` breaks, table by table, entries in file order."""
+    if not _CURRENCY.match(config.currency):
+        rule = 'must be three upper-case letters, an ISO 4217 code like "EUR"'
+        yield ("currency",), f"{rule} (got {show(config.currency)})"
     yield from broker_problems(("broker",), config.broker)
     yield from _store_problems(config)
     yield from _http_problems(config)

@@ -4,6 +4,7 @@ default.
 The runtime's tables (`[broker]`, `[[pools]]`, `[logging]`, `[retry]`) come from conf; the
 platform adds its own, each a frozen `conf.Table` that refuses unknown keys:
 
+    currency = "EUR"               # top-level key
     [broker]                       # conf.Broker
     [store]                        # Store
     [http]                         # Http
@@ -13,8 +14,8 @@ platform adds its own, each a frozen `conf.Table` that refuses unknown keys:
     [logging] [retry]              # conf.Logging, conf.Retry
     [tax]                          # Tax
 
-    >>> Config().http.port
-    8080
+    >>> Config().currency, Config().http.port
+    ('EUR', 8080)
 
 Numeric bounds are declared here with `Meta` and enforced by msgspec; the rules that need more
 than a bound (URL schemes, `host:port`, prefixes, unique names) are in `_check.py`. The
@@ -33,6 +34,7 @@ __all__ = ["Carrier", "Config", "Http", "Store", "Tax"]
 
 DEFAULT_STORE_URL = "sqlite:///./var/rabbitry.db"
 DEFAULT_BIND = "127.0.0.1:8080"
+DEFAULT_CURRENCY = "EUR"
 
 
 class Store(Table, frozen=True):
@@ -146,6 +148,15 @@ class Config(Table, frozen=True):
     answers every send with "no route".
     """
 
+    currency: Annotated[
+        str,
+        Meta(
+            description=(
+                'The ISO 4217 code ("EUR", "USD") of every rate, price, balance and invoice; '
+                "accounts are opened in it. A change needs a restart."
+            )
+        ),
+    ] = DEFAULT_CURRENCY
     broker: Broker = msgspec.field(default_factory=Broker)
     store: Store = msgspec.field(default_factory=Store)
     http: Http = msgspec.field(default_factory=Http)

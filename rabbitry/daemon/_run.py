@@ -70,8 +70,6 @@ from supervisor import ExitStatus, Supervisor, run_root
 
 _log = logging.getLogger("rabbitry")
 
-CURRENCY = "EUR"
-
 START_FAILURES: tuple[type[Exception], ...] = (BrokerError, LedgerUnavailable, OSError)
 """What `run_daemon` raises when RabbitMQ or the database cannot be reached at start."""
 
@@ -127,10 +125,10 @@ async def run_daemon(
                 names=names,
                 ledger=ledger,
                 records=records,
-                rates=rate_card(config, CURRENCY),
+                rates=rate_card(config, config.currency),
                 routes=routes(config),
                 schedule=schedule,
-                carrier_rates=carrier_rates(config, CURRENCY),
+                carrier_rates=carrier_rates(config, config.currency),
                 tax_rate=Decimal(config.tax.rate),
             )
             sides = {carrier.name: carrier_side(context, carrier) for carrier in config.carriers}

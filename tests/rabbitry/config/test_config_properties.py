@@ -55,7 +55,7 @@ TABLES = {
     "pool": (POOL, "pools[0]."),
 }
 KNOWN = {
-    "broker", "store", "http", "rates", "carriers", "pools", "logging", "retry", "tax",
+    "currency", "broker", "store", "http", "rates", "carriers", "pools", "logging", "retry", "tax",
     "url", "bind", "admin_key", "format", "level", "delays", "max_attempts", "rate",
     "name", "plugin", "prefixes", "tps", "options", "actor", "size", "queue", "routing_keys",
     "prefetch", "kind", "restart", "intensity", "period", "backoff",
