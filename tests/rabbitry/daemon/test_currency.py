@@ -23,7 +23,9 @@ DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"
 
 
 def demo_text(tmp_path: Path, currency: str) -> str:
-    text = DEMO.read_text().replace("sqlite:///./var/demo.db", f"sqlite:///{tmp_path / 'ledger.db'}")
+    text = DEMO.read_text().replace(
+        "sqlite:///./var/demo.db", f"sqlite:///{tmp_path / 'ledger.db'}"
+    )
     return f'currency = "{currency}"\n{text}'
 
 
