@@ -1,32 +1,48 @@
-"""Rabbitry's configuration: the schema operators write, loading and validation."""
+"""The runtime's configuration machinery: TOML loading with environment overrides, secrets,
+one-sentence errors with key paths, the rules and tables any daemon on the runtime needs
+(broker, pools, retry, logging), and the base class of an application's own tables."""
 
-from conf._errors import ConfigError
-from conf._load import load_config, loads_config
-from conf._report import config_json, summary
+from conf._check import (
+    Problem,
+    backoff_problems,
+    broker_problems,
+    decimal_string_problems,
+    entries_problems,
+    pool_problems,
+    retry_problems,
+)
+from conf._errors import ConfigError, KeyPath, key_path, show
+from conf._load import Loader
+from conf._report import config_json
 from conf._resolve import resolve_actors, resolve_import_path
-from conf._schema import Backoff, Broker, Carrier, Config, Http, Logging, Pool, Retry, Store, Tax
+from conf._schema import Backoff, Broker, Logging, Pool, Retry, Table, named_queues
 from conf._secret import Secret, SecretURL, mask_url, split_url
 
 __all__ = [
     "Backoff",
     "Broker",
-    "Carrier",
-    "Config",
     "ConfigError",
-    "Http",
+    "KeyPath",
+    "Loader",
     "Logging",
     "Pool",
+    "Problem",
     "Retry",
     "Secret",
     "SecretURL",
-    "Store",
-    "Tax",
+    "Table",
+    "backoff_problems",
+    "broker_problems",
     "config_json",
-    "load_config",
-    "loads_config",
+    "decimal_string_problems",
+    "entries_problems",
+    "key_path",
     "mask_url",
+    "named_queues",
+    "pool_problems",
     "resolve_actors",
     "resolve_import_path",
+    "retry_problems",
+    "show",
     "split_url",
-    "summary",
 ]

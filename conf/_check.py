@@ -1,63 +1,68 @@
 """The rules a config must follow beyond its types and bounds, as pure functions.
 
-Each check yields `(path, rule)` pairs: the key path of the offending value and the rest of the
-sentence, value included (`'must be "host:port" (got "8080")'`). The loader turns the first one
-into a `ConfigError`. `decimal_problems` runs on the raw TOML (a float must be caught before it
-becomes a number); `problems` runs on the decoded `Config`.
+Each check yields `(path, rule)` pairs (a `Problem`): the key path of the offending value and the
+rest of the sentence, value included (`'must be >= 1 (got 0)'`). `conf.Loader` turns the first
+one into a `ConfigError`. These are the rules of the runtime's tables; an application's checks
+call them for the tables it uses, where its schema puts them, and add its own:
+
+    def problems(settings: Settings) -> Iterator[Problem]:
+        yield from broker_problems(("broker",), settings.broker)
+        yield from entries_problems(("pools",), settings.pools, pool_problems)
+        yield from retry_problems(("retry",), settings.retry)
+
+A check that must see the value as the operator wrote it (a TOML float where a decimal string
+belongs, before msgspec turns it into a number) runs on the raw TOML: `decimal_string_problems`.
 """
 
 import math
 import re
-from collections.abc import Iterator, Mapping
-from decimal import Decimal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
-from conf._errors import Path, key_path, show
-from conf._schema import Backoff, Carrier, Config, Pool
+from conf._errors import KeyPath, key_path, show
+from conf._schema import Backoff, Broker, Pool, Retry
 from conf._secret import split_url
 
-__all__ = ["decimal_problems", "problems"]
+__all__ = [
+    "Problem",
+    "backoff_problems",
+    "broker_problems",
+    "decimal_string_problems",
+    "entries_problems",
+    "pool_problems",
+    "retry_problems",
+    "valid_import_path",
+]
 
-Problem = tuple[Path, str]
+Problem = tuple[KeyPath, str]
+"""A broken rule: where (`("pools", 0, "size")`) and the rest of the sentence."""
 
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
-_PREFIX = re.compile(r"^\+[0-9]{0,15}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_PLUGIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _IMPORT_PATH = re.compile(rf"^{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}(\.{_IDENTIFIER})*$")
-_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
 _AMQP_AUTHORITY = re.compile(r"^([^/?#@]*@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
 _NAME_RULE = 'must be 1 to 64 letters, digits, "_", "-" or ".", starting with a letter or digit'
 _SHORT_NAME_LENGTH = 255  # AMQP short strings: queue names and routing keys
 
 
-def decimal_problems(raw: Mapping[str, object]) -> Iterator[Problem]:
-    """Rates and the tax rate must be decimal strings: a TOML float would lose cents."""
-    yield from _rate_problems(("rates",), raw.get("rates"))
-    carriers = raw.get("carriers")
-    if isinstance(carriers, list):
-        for index, carrier in enumerate(carriers):
-            if isinstance(carrier, Mapping):
-                yield from _rate_problems(("carriers", index, "rates"), carrier.get("rates"))
-    tax = raw.get("tax")
-    if isinstance(tax, Mapping) and "rate" in tax:
-        yield from _decimal(("tax", "rate"), tax["rate"], "0.20")
+class _Named(Protocol):
+    """An entry of an array of tables that has a `name`."""
+
+    @property
+    def name(self) -> str: ...
 
 
-def _rate_problems(path: Path, rates: object) -> Iterator[Problem]:
-    if not isinstance(rates, Mapping):
-        return
-    for key, value in rates.items():
-        if key != "default" and not _PREFIX.match(key):
-            yield (
-                (*path, key),
-                'is not a rate key: use "default" or "+" followed by digits, like "+33"',
-            )
-        else:
-            yield from _decimal((*path, key), value, "0.0450")
+_Entry = TypeVar("_Entry", bound=_Named)
 
 
-def _decimal(path: Path, value: object, example: str) -> Iterator[Problem]:
+def decimal_string_problems(path: KeyPath, value: object, example: str) -> Iterator[Problem]:
+    """`value` (raw TOML) must be a non-negative decimal string like `example`: money written as
+    a TOML float would already have lost its cents.
+
+    >>> list(decimal_string_problems(("price",), 0.5, "0.0450"))
+    [(('price',), 'must be a decimal string like "0.0450" (got the float 0.5: quote it)')]
+    """
     rule = f'must be a decimal string like "{example}"'
     if isinstance(value, float):
         yield path, f"{rule} (got the float {show(value)}: quote it)"
@@ -67,73 +72,39 @@ def _decimal(path: Path, value: object, example: str) -> Iterator[Problem]:
         yield path, f"{rule} (got {show(value)})"
 
 
-def problems(config: Config) -> Iterator[Problem]:
-    """Each rule `config` breaks, table by table, entries in file order."""
-    yield from _url_problems(config)
-    yield from _http_problems(config)
-    if not Decimal(0) <= config.tax.rate <= Decimal(1):
-        yield (
-            ("tax", "rate"),
-            f'must be a fraction from 0 to 1, like "0.20" for 20% (got "{config.tax.rate}")',
-        )
-    names: dict[str, int] = {}
-    for index, carrier in enumerate(config.carriers):
-        yield from _name_problems(("carriers", index), carrier.name, names)
-        yield from _carrier_problems(("carriers", index), carrier)
-    names = {}
-    for index, pool in enumerate(config.pools):
-        yield from _name_problems(("pools", index), pool.name, names)
-        yield from _pool_problems(("pools", index), pool)
-    for index, delay in enumerate(config.retry.delays):
-        if not 0.001 <= delay < math.inf:
-            yield (
-                ("retry", "delays", index),
-                f"must be a number of seconds >= 0.001 (got {delay:g})",
-            )
-
-
-def _url_problems(config: Config) -> Iterator[Problem]:
-    broker = config.broker.url.reveal()
-    scheme, rest = split_url(broker)
+def broker_problems(path: KeyPath, broker: Broker) -> Iterator[Problem]:
+    """`[broker]`: the URL is amqp:// or amqps:// with a host, or memory://."""
+    url = broker.url.reveal()
+    scheme, rest = split_url(url)
     if not (scheme == "memory" or (scheme in ("amqp", "amqps") and _AMQP_AUTHORITY.match(rest))):
-        rule = f"must be an amqp://, amqps:// or memory:// URL (got {show(broker)})"
-        yield ("broker", "url"), rule
-    store = config.store.url.reveal()
-    scheme, rest = split_url(store)
-    sqlite = scheme == "sqlite" and len(rest) > 1 and rest.startswith("/")
-    if not (sqlite or (scheme in ("postgresql", "postgres") and rest)):
-        rule = f"must be a sqlite:///path or postgresql://host/database URL (got {show(store)})"
-        yield ("store", "url"), rule
+        rule = f"must be an amqp://, amqps:// or memory:// URL (got {show(url)})"
+        yield (*path, "url"), rule
 
 
-def _http_problems(config: Config) -> Iterator[Problem]:
-    host, colon, port = config.http.bind.rpartition(":")
-    valid_port = port.isascii() and port.isdigit() and int(port) < 65536
-    if not (colon and _HOST.match(host) and valid_port):
-        yield ("http", "bind"), f'must be "host:port" (got {show(config.http.bind)})'
-    if config.http.admin_key is not None and not config.http.admin_key.reveal():
-        yield ("http", "admin_key"), "must not be empty; leave it out to disable the admin API"
+def entries_problems(
+    path: KeyPath, entries: Sequence[_Entry], rules: Callable[[KeyPath, _Entry], Iterable[Problem]]
+) -> Iterator[Problem]:
+    """An array of tables (`[[pools]]` at `path`), entry by entry in file order: each `name` well
+    formed and not used by an earlier entry, then the entry's own `rules`.
+
+        entries_problems(("pools",), config.pools, pool_problems)
+    """
+    names: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        where = (*path, index, "name")
+        if not _NAME.match(entry.name):
+            yield where, f"{_NAME_RULE} (got {show(entry.name)})"
+        elif entry.name in names:
+            first = key_path((*path, names[entry.name], "name"))
+            yield where, f"must be unique (got {show(entry.name)}, already used by {first})"
+        else:
+            names[entry.name] = index
+        yield from rules((*path, index), entry)
 
 
-def _carrier_problems(path: Path, carrier: Carrier) -> Iterator[Problem]:
-    if not _PLUGIN.match(carrier.plugin):
-        yield (
-            (*path, "plugin"),
-            f'must be a plugin name like "simulator" (got {show(carrier.plugin)})',
-        )
-    seen: set[str] = set()
-    for index, prefix in enumerate(carrier.prefixes):
-        where = (*path, "prefixes", index)
-        if not _PREFIX.match(prefix):
-            yield where, f'must be "+" followed by digits, like "+33" (got {show(prefix)})'
-        elif prefix in seen:
-            yield where, f"is listed twice (got {show(prefix)}); list each prefix once"
-        seen.add(prefix)
-    if carrier.tps is not None and math.isinf(carrier.tps):
-        yield (*path, "tps"), "must be finite; leave it out for no limit (got inf)"
-
-
-def _pool_problems(path: Path, pool: Pool) -> Iterator[Problem]:
+def pool_problems(path: KeyPath, pool: Pool) -> Iterator[Problem]:
+    """One `[[pools]]` entry at `path` (`("pools", 2)`): its actor's import path, queue and
+    routing key lengths, a finite period, and its backoff."""
     if not _IMPORT_PATH.match(pool.actor):
         yield (
             (*path, "actor"),
@@ -149,10 +120,11 @@ def _pool_problems(path: Path, pool: Pool) -> Iterator[Problem]:
             )
     if math.isinf(pool.period):
         yield (*path, "period"), "must be finite (got inf)"
-    yield from _backoff_problems((*path, "backoff"), pool.backoff)
+    yield from backoff_problems((*path, "backoff"), pool.backoff)
 
 
-def _backoff_problems(path: Path, backoff: Backoff) -> Iterator[Problem]:
+def backoff_problems(path: KeyPath, backoff: Backoff) -> Iterator[Problem]:
+    """A backoff table: finite numbers; an exponential one starts above 0 and ends above `min`."""
     for name in ("min", "max", "multiplier", "reset_after"):
         if math.isinf(getattr(backoff, name)):
             yield (*path, name), "must be finite (got inf)"
@@ -167,17 +139,11 @@ def _backoff_problems(path: Path, backoff: Backoff) -> Iterator[Problem]:
             )
 
 
-def _name_problems(path: tuple[str, int], name: str, names: dict[str, int]) -> Iterator[Problem]:
-    """`name` (of entry `path`, e.g. `("pools", 2)`) is well formed and not taken by `names`."""
-    table, index = path
-    where = (table, index, "name")
-    if not _NAME.match(name):
-        yield where, f"{_NAME_RULE} (got {show(name)})"
-    elif name in names:
-        first = key_path((table, names[name], "name"))
-        yield where, f"must be unique (got {show(name)}, already used by {first})"
-    else:
-        names[name] = index
+def retry_problems(path: KeyPath, retry: Retry) -> Iterator[Problem]:
+    """`[retry]`: every delay a finite number of seconds, at least a millisecond."""
+    for index, delay in enumerate(retry.delays):
+        if not 0.001 <= delay < math.inf:
+            yield (*path, "delays", index), f"must be a number of seconds >= 0.001 (got {delay:g})"
 
 
 def valid_import_path(text: str) -> bool:

@@ -1,12 +1,12 @@
 """How a config error reads: one sentence naming the key path, the value and what was expected.
 
 Key paths are written as an operator would find them in the TOML file: tables joined with dots,
-array-of-tables entries by index, keys that are not bare TOML keys quoted (`carriers[0].tps`,
-`rates."+33"`). Values are shown in TOML syntax (`"8080"`, `0`, `true`, `[1, 2]`), since that is
+array-of-tables entries by index, keys that are not bare TOML keys quoted (`pools[0].size`,
+`limits."+33"`). Values are shown in TOML syntax (`"8080"`, `0`, `true`, `[1, 2]`), since that is
 what the operator wrote; URLs are shown with their user and password masked, and secrets as `***`.
 
-    >>> key_path(("carriers", 0, "tps"))
-    'carriers[0].tps'
+    >>> key_path(("pools", 0, "backoff", "min"))
+    'pools[0].backoff.min'
     >>> show("amqp://guest:guest@rabbit:5672/")
     '"amqp://***@rabbit:5672/"'
 """
@@ -19,16 +19,17 @@ from collections.abc import Mapping, Sequence
 
 from conf._secret import Secret, mask_url
 
-__all__ = ["ConfigError", "Path", "key_path", "show"]
+__all__ = ["ConfigError", "KeyPath", "key_path", "show"]
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
+"""Where a value is: `("pools", 0, "size")` is `pools[0].size`."""
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class ConfigError(ValueError):
     """The configuration is not valid; the message is one sentence and never shows a secret.
 
-    `key` is the offending key path (`"carriers[0].tps"`), or None when the error is about the
+    `key` is the offending key path (`"pools[0].size"`), or None when the error is about the
     file as a whole (missing, unreadable, not TOML); `source` is where the config came from.
     """
 
@@ -38,8 +39,8 @@ class ConfigError(ValueError):
         self.source = source
 
 
-def key_path(path: Path) -> str:
-    """`path` as the operator writes it: `carriers[0].options.password_env`, `rates."+33"`."""
+def key_path(path: KeyPath) -> str:
+    """`path` as the operator writes it: `pools[0].backoff.min`, `limits."+33"`."""
     text = ""
     for part in path:
         if isinstance(part, int):

@@ -1,45 +1,27 @@
-"""A validated config, told back: a one-line summary and JSON, secrets masked in both.
+"""A validated config, told back as JSON: every default filled in, secrets masked.
 
->>> from conf import loads_config
->>> summary(loads_config("", environ={})).split(", ")[:3]
-['0 carriers', '0 pools', 'broker amqp://***@127.0.0.1:5672/']
+>>> from conf import Broker
+>>> print(config_json(Broker()).decode())
+{
+  "url": "amqp://***@127.0.0.1:5672/"
+}
 """
 
 from decimal import Decimal
 
 import msgspec
 
-from conf._schema import Config
 from conf._secret import Secret
 
-__all__ = ["config_json", "summary"]
+__all__ = ["config_json"]
 
 
-def summary(config: Config) -> str:
-    """One line: carriers and pools by name, the broker and store URLs masked, the bind."""
-
-    def named(count: int, noun: str, names: list[str]) -> str:
-        text = f"{count} {noun}{'' if count == 1 else 's'}"
-        return f"{text} ({', '.join(names)})" if names else text
-
-    return ", ".join(
-        (
-            named(len(config.carriers), "carrier", [carrier.name for carrier in config.carriers]),
-            named(
-                len(config.pools), "pool", [f"{pool.name} x{pool.size}" for pool in config.pools]
-            ),
-            f"broker {config.broker.url}",
-            f"store {config.store.url}",
-            f"http {config.http.bind}",
-        )
-    )
-
-
-def config_json(config: Config) -> bytes:
-    """The config as indented JSON: every default filled in, decimals as strings, secrets masked.
+def config_json(config: msgspec.Struct) -> bytes:
+    """`config` (any tree of tables) as indented JSON: decimals as plain strings, secrets masked.
 
     Secrets appear in their masked form (`"***"`, URLs without their user and password), so
     the output is safe to paste into a ticket; it cannot be loaded back with the secrets.
+    Decimals keep the digits the operator wrote (`"0.00000010"`, not `"1.0E-7"`).
     """
     builtins = msgspec.to_builtins(config, builtin_types=(Decimal,), enc_hook=_mask)
     return msgspec.json.format(msgspec.json.encode(_plain_decimals(builtins)), indent=2)

@@ -7,12 +7,21 @@ resolves the classes before it starts anything:
 """
 
 import importlib
+from collections.abc import Sequence
+from typing import Protocol
 
 from conf._check import valid_import_path
 from conf._errors import ConfigError, show
-from conf._schema import Config
+from conf._schema import Pool
 
 __all__ = ["resolve_actors", "resolve_import_path"]
+
+
+class _WithPools(Protocol):
+    """A config with `[[pools]]`."""
+
+    @property
+    def pools(self) -> Sequence[Pool]: ...
 
 
 def resolve_import_path(text: str, *, key: str) -> object:
@@ -48,8 +57,8 @@ def resolve_import_path(text: str, *, key: str) -> object:
     return target
 
 
-def resolve_actors(config: Config) -> dict[str, type]:
-    """Each pool's name and the actor class it names, in pool order.
+def resolve_actors(config: _WithPools) -> dict[str, type]:
+    """Each pool's name and the actor class it names, in pool order (`config.pools`).
 
     Raises:
         ConfigError: as `resolve_import_path`, or the name is not a class, naming the key.

@@ -1,9 +1,9 @@
 """msgspec's validation errors, told in the operator's words.
 
 msgspec reports the first problem as text such as ``Expected `int` >= 1 - at `$.pools[0].size```.
-`translate` reads the path out of it, finds the schema type and the raw value at that path, and
-writes the sentence from those (`pools[0].size must be >= 1 (got 0)`), so the wording depends on
-msgspec only for which kind of problem it found.
+`translate` reads the path out of it, finds the type in the schema and the raw value at that path,
+and writes the sentence from those (`pools[0].size must be >= 1 (got 0)`), so the wording depends
+on msgspec only for which kind of problem it found. It works for any schema of `Table`s.
 """
 
 import difflib
@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 import msgspec
 from msgspec import inspect
 
-from conf._errors import Path, key_path, show
-from conf._schema import Config
+from conf._errors import KeyPath, key_path, show
 from conf._secret import Secret, SecretURL
 
 __all__ = ["sentence", "translate"]
@@ -28,26 +27,30 @@ _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
 _NOTHING = object()
 
 
-def sentence(path: Path, rule: str, labels: Mapping[Path, str]) -> str:
+def sentence(path: KeyPath, rule: str, labels: Mapping[KeyPath, str]) -> str:
     """`key rule`, the key followed by the environment variable it came from, if any."""
     label = f" (from {labels[path]})" if path in labels else ""
     return f"{key_path(path)}{label} {rule}"
 
 
 def translate(
-    error: msgspec.ValidationError, raw: Mapping[str, object], labels: Mapping[Path, str]
-) -> tuple[Path, str]:
-    """The key path and the one-sentence message for `error`, raised converting `raw`."""
+    error: msgspec.ValidationError,
+    raw: Mapping[str, object],
+    labels: Mapping[KeyPath, str],
+    schema: type,
+) -> tuple[KeyPath, str]:
+    """The key path and the one-sentence message for `error`, raised converting `raw` to
+    `schema`; `labels` names the environment variable of each value that came from one."""
     match = _AT.match(str(error))
     assert match is not None  # the pattern matches any text
     text = match["text"]
-    path: Path = ()
+    path: KeyPath = ()
     for segment in _SEGMENT.finditer((match["path"] or "$")[1:]):
         index = segment["index"]
         if index == "...":
             break  # a key of a free-form table: the table is as close as msgspec tells
         path += (segment["name"],) if index is None else (int(index),)
-    kind, value = _walk(path, raw)
+    kind, value = _walk(_type_info(schema), path, raw)
     unknown = _UNKNOWN.match(text)
     if unknown is not None:
         name = unknown["name"]
@@ -67,12 +70,14 @@ def translate(
 
 
 @functools.cache
-def _config_type() -> inspect.Type:
-    return inspect.type_info(Config)
+def _type_info(schema: type) -> inspect.Type:
+    return inspect.type_info(schema)
 
 
-def _walk(path: Path, raw: Mapping[str, object]) -> tuple[inspect.Type | None, object]:
-    kind: inspect.Type | None = _config_type()
+def _walk(
+    root: inspect.Type, path: KeyPath, raw: Mapping[str, object]
+) -> tuple[inspect.Type | None, object]:
+    kind: inspect.Type | None = root
     value: object = raw
     for part in path:
         kind = _unwrap(kind)

@@ -4,7 +4,7 @@ reaches into another package's private modules, and packages re-export through t
 The rooms, each allowed to import only those on the floors below it (ARCHITECTURE.md):
 
     runtime       conf <- broker <- actors <- supervisor
-    application   rabbitry.compat (old names, for one release: imports nothing)
+    application   rabbitry.compat (the old module names, for one release) <- rabbitry.config
                   <- rabbitry.billing <- rabbitry.carriers, rabbitry.gateway <- rabbitry.platform
                   <- rabbitry.daemon <- rabbitry.cli <- rabbitry (the entry point)
 """
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ("conf", "broker", "actors", "supervisor")
 APPLICATION = (
     "rabbitry.compat",
+    "rabbitry.config",
     "rabbitry.billing",
     "rabbitry.carriers",
     "rabbitry.gateway",
@@ -36,12 +37,13 @@ ALLOWED: dict[str, set[str]] = {
     "actors": {"conf", "broker"},
     "supervisor": {"conf", "broker", "actors"},
     "rabbitry.compat": set(),
-    "rabbitry.billing": {*RUNTIME, *APPLICATION[:1]},
-    "rabbitry.carriers": {*RUNTIME, *APPLICATION[:2]},
-    "rabbitry.gateway": {*RUNTIME, *APPLICATION[:2]},
-    "rabbitry.platform": {*RUNTIME, *APPLICATION[:4]},
-    "rabbitry.daemon": {*RUNTIME, *APPLICATION[:5]},
-    "rabbitry.cli": {*RUNTIME, *APPLICATION[:6]},
+    "rabbitry.config": {*RUNTIME, *APPLICATION[:1]},
+    "rabbitry.billing": {*RUNTIME, *APPLICATION[:2]},
+    "rabbitry.carriers": {*RUNTIME, *APPLICATION[:3]},
+    "rabbitry.gateway": {*RUNTIME, *APPLICATION[:3]},
+    "rabbitry.platform": {*RUNTIME, *APPLICATION[:5]},
+    "rabbitry.daemon": {*RUNTIME, *APPLICATION[:6]},
+    "rabbitry.cli": {*RUNTIME, *APPLICATION[:7]},
     "rabbitry": {*RUNTIME, *APPLICATION},
 }
 ROOMS = sorted(ALLOWED, key=len, reverse=True)  # the most specific room first

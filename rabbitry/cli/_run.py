@@ -16,9 +16,10 @@ from importlib.resources import files
 
 import trio
 
-from conf import Config, ConfigError, config_json, load_config, summary
+from conf import ConfigError
 from rabbitry.carriers import GROUP
 from rabbitry.compat import deprecation, renamed_path
+from rabbitry.config import Config, config_json, load_config, summary
 from supervisor import ExitStatus
 
 __all__ = ["check_config_command", "run_command", "sms_demo_command"]

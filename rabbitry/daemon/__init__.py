@@ -9,10 +9,8 @@ from rabbitry.daemon._build import check_config, load_checked_config
 from rabbitry.daemon._demo import demo_batch, run_sms_demo
 from rabbitry.daemon._logging import configure_logging, secrets_of
 from rabbitry.daemon._run import START_FAILURES, run_daemon
-from rabbitry.daemon._tree import PLATFORM_POOLS
 
 __all__ = [
-    "PLATFORM_POOLS",
     "START_FAILURES",
     "check_config",
     "configure_logging",

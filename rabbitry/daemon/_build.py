@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 
 from actors import Actor
-from conf import Carrier, Config, ConfigError, load_config, resolve_import_path
+from conf import ConfigError, resolve_import_path
 from rabbitry.billing import RateCard
 from rabbitry.carriers import PluginError, load_connector
 from rabbitry.compat import install_renamed_modules, log_deprecated, renamed_path
+from rabbitry.config import Carrier, Config, load_config
 from rabbitry.platform import CarrierSide, Context
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import httpx
 import trio
 
-from conf import Config
+from rabbitry.config import Config
 from rabbitry.daemon._run import run_daemon
 from supervisor import Supervisor
 

@@ -33,7 +33,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from actors import inbound_or_none
-from conf import Config, Logging, Secret, SecretURL
+from conf import Logging, Secret, SecretURL
+from rabbitry.config import Config
 
 __all__ = ["configure_logging", "secrets_of"]
 

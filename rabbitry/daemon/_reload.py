@@ -12,9 +12,9 @@ What a reload applies:
   its new settings, an added one is declared and started; routes follow;
 - `[[pools]]` added, removed or changed (size, prefetch, restart...): the same, per pool.
 
-Anything else (broker, store, http, logging, retry, tax) needs a restart: a reload that changes it
-is refused with the reason, and so is a file that does not validate or names an actor class that
-does not import. A refused reload changes nothing: the old config keeps running.
+Anything else (currency, broker, store, http, logging, retry, tax) needs a restart: a reload that
+changes it is refused with the reason, and so is a file that does not validate or names an actor
+class that does not import. A refused reload changes nothing: the old config keeps running.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from conf import Config, ConfigError
+from conf import ConfigError
+from rabbitry.config import Config, effective_pools
 from rabbitry.daemon._build import (
     carrier_rates,
     carrier_side,
@@ -30,13 +31,7 @@ from rabbitry.daemon._build import (
     rate_card,
     routes,
 )
-from rabbitry.daemon._tree import (
-    Parts,
-    carrier_branch,
-    effective_pools,
-    pool_branch,
-    pools_topology,
-)
+from rabbitry.daemon._tree import Parts, carrier_branch, pool_branch, pools_topology
 from rabbitry.platform import platform_topology
 
 if TYPE_CHECKING:
@@ -44,7 +39,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("rabbitry.reload")
 
-RESTART_ONLY = ("broker", "store", "http", "logging", "retry", "tax")
+RESTART_ONLY = ("currency", "broker", "store", "http", "logging", "retry", "tax")
 
 
 class ReloadRefused(Exception):  # noqa: N818  (names what happened)
@@ -65,10 +60,11 @@ class Reloader:
             new = load_checked_config(self.path)
         except ConfigError as error:
             raise ReloadRefused(f"{self.path}: {error}") from None
-        for table in RESTART_ONLY:
-            if getattr(new, table) != getattr(self.config, table):
+        for name in RESTART_ONLY:
+            if getattr(new, name) != getattr(self.config, name):
+                what = name if name == "currency" else f"[{name}]"  # a key, or a table
                 raise ReloadRefused(
-                    f"[{table}] changed, which needs a restart; reload applies rates, carriers "
+                    f"{what} changed, which needs a restart; reload applies rates, carriers "
                     "and pools only"
                 )
         return new

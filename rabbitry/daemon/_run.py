@@ -41,17 +41,18 @@ from broker import (
     RetrySchedule,
     open_transport,
 )
-from conf import Config, mask_url
+from conf import mask_url
 from rabbitry.billing import (
     InvalidPeriod,
     Ledger,
     LedgerUnavailable,
     open_ledger_store,
 )
+from rabbitry.config import Config, effective_pools
 from rabbitry.daemon._build import carrier_rates, carrier_side, rate_card, routes
 from rabbitry.daemon._ops import DaemonOps
 from rabbitry.daemon._reload import Reloader, ReloadRefused
-from rabbitry.daemon._tree import Parts, effective_pools, platform_tree, pools_topology
+from rabbitry.daemon._tree import Parts, platform_tree, pools_topology
 from rabbitry.gateway import GatewayApp
 from rabbitry.platform import (
     CallbackFailed,
@@ -68,8 +69,6 @@ from rabbitry.platform import (
 from supervisor import ExitStatus, Supervisor, SupervisorSpec, run_root
 
 _log = logging.getLogger("rabbitry")
-
-CURRENCY = "EUR"
 
 START_FAILURES: tuple[type[Exception], ...] = (BrokerError, LedgerUnavailable, OSError)
 """What `run_daemon` raises when RabbitMQ or the database cannot be reached at start."""
@@ -126,10 +125,10 @@ async def run_daemon(
                 names=names,
                 ledger=ledger,
                 records=records,
-                rates=rate_card(config, CURRENCY),
+                rates=rate_card(config, config.currency),
                 routes=routes(config),
                 schedule=schedule,
-                carrier_rates=carrier_rates(config, CURRENCY),
+                carrier_rates=carrier_rates(config, config.currency),
                 tax_rate=Decimal(config.tax.rate),
             )
             sides = {carrier.name: carrier_side(context, carrier) for carrier in config.carriers}

@@ -18,7 +18,8 @@ feeds them drained):
     ├── hold-reaper           gives back holds whose send never queued a message
     ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
     │                         platform's own (reports, inbound, callbacks) are pools too, with
-    │                         defaults when the config leaves them out (PLATFORM_POOLS)
+    │                         defaults when the config leaves them out
+    │                         (rabbitry.config: PLATFORM_POOLS, effective_pools)
     └── gateway               the HTTP API (hypercorn under trio)
 """
 
@@ -33,8 +34,8 @@ import trio
 
 from actors import Actor
 from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue, work_topology
-from conf import Config
 from conf import Pool as PoolConfig
+from rabbitry.config import PLATFORM_POOLS, Config, effective_pools
 from rabbitry.daemon._build import import_actor
 from rabbitry.gateway import GatewayApp, serve_gateway
 from rabbitry.platform import (
@@ -143,44 +144,6 @@ def _queue_pair(
             prefetch=prefetch,
         ),
     ]
-
-
-PLATFORM_POOLS = (
-    PoolConfig(
-        name="reports",
-        actor="rabbitry.platform:ReportsActor",
-        queue="sms.reports",
-        prefetch=16,
-        intensity=10,
-        period=30.0,
-    ),
-    PoolConfig(
-        name="inbound",
-        actor="rabbitry.platform:InboundActor",
-        queue="sms.inbound",
-        prefetch=16,
-        intensity=10,
-        period=30.0,
-    ),
-    PoolConfig(
-        name="callbacks",
-        actor="rabbitry.platform:CallbackActor",
-        queue="sms.callbacks",
-        size=2,
-        prefetch=64,
-        intensity=10,
-        period=30.0,
-    ),
-)
-"""The platform's own pools, as the shipped config declares them; one the config leaves out runs
-with these settings."""
-
-
-def effective_pools(config: Config) -> tuple[PoolConfig, ...]:
-    """The config's pools, plus each platform pool whose queue the config does not consume."""
-    queues = {pool.queue or pool.name for pool in config.pools}
-    defaults = tuple(pool for pool in PLATFORM_POOLS if pool.queue not in queues)
-    return defaults + tuple(config.pools)
 
 
 def pools_topology(pools: Iterable[PoolConfig], names: Names, schedule: RetrySchedule) -> Topology:

@@ -1,22 +1,22 @@
 """Resolving a pool's actor import path, with errors that name the config key."""
 
 import pytest
+from thumbnailer import LOADER
 
-from conf import Config, ConfigError, Secret, loads_config, resolve_actors, resolve_import_path
+from conf import ConfigError, Secret, Table, resolve_actors, resolve_import_path
 
 
 def test_an_import_path_resolves_to_its_object() -> None:
-    assert resolve_import_path("conf:Config", key="pools[0].actor") is Config
+    assert resolve_import_path("conf:Table", key="pools[0].actor") is Table
     assert resolve_import_path("conf._secret:Secret.reveal", key="k") is Secret.reveal
 
 
 def test_resolve_actors_maps_pool_names_to_classes() -> None:
-    config = loads_config(
-        '[[pools]]\nname = "a"\nactor = "conf:Config"\n'
-        '[[pools]]\nname = "b"\nactor = "conf:Secret"',
+    config = LOADER.loads(
+        '[[pools]]\nname = "a"\nactor = "conf:Table"\n[[pools]]\nname = "b"\nactor = "conf:Secret"',
         environ={},
     )
-    assert resolve_actors(config) == {"a": Config, "b": Secret}
+    assert resolve_actors(config) == {"a": Table, "b": Secret}
 
 
 @pytest.mark.parametrize(
@@ -36,10 +36,10 @@ def test_resolve_actors_maps_pool_names_to_classes() -> None:
             'pools[0].actor names "conf:NoSuchActor", but module "conf" has no "NoSuchActor"',
         ),
         (
-            "conf.Config",
+            "conf.Table",
             (
                 'pools[0].actor must be an import path like "package.module:ClassName" '
-                '(got "conf.Config")'
+                '(got "conf.Table")'
             ),
         ),
     ],
@@ -52,9 +52,9 @@ def test_an_unresolvable_import_path_names_the_key(path: str, message: str) -> N
 
 
 def test_an_actor_that_is_not_a_class_is_refused() -> None:
-    config = loads_config('[[pools]]\nname = "a"\nactor = "conf:load_config"', environ={})
+    config = LOADER.loads('[[pools]]\nname = "a"\nactor = "conf:config_json"', environ={})
     with pytest.raises(ConfigError) as error:
         resolve_actors(config)
     assert (
-        str(error.value) == 'pools[0].actor must name a class (got "conf:load_config", a function)'
+        str(error.value) == 'pools[0].actor must name a class (got "conf:config_json", a function)'
     )

@@ -15,6 +15,7 @@ import rabbitry.compat._renamed as renamed
 from rabbitry.carriers import SimulatorConnector, load_connector
 from rabbitry.cli import cli
 from rabbitry.compat import install_renamed_modules, renamed_module, renamed_path
+from rabbitry.config import loads_config
 from rabbitry.daemon import check_config
 from rabbitry.daemon._build import import_actor
 from rabbitry.platform import ReportsActor
@@ -84,8 +85,6 @@ def test_config_check_says_it_once_and_passes(
 
 
 def test_the_daemon_checks_pass_with_the_old_path(caplog: pytest.LogCaptureFixture) -> None:
-    from conf import loads_config
-
     with caplog.at_level(logging.WARNING, logger="rabbitry.deprecated"):
         check_config(loads_config(CONFIG, environ={}))
     assert len(deprecations(caplog)) == 1

@@ -22,8 +22,8 @@ import pytest
 import trio
 
 import rabbitry.daemon._run as daemon_module
-from conf import load_config
 from rabbitry.billing import LedgerStore, LedgerTransaction, LedgerUnavailable, open_ledger_store
+from rabbitry.config import load_config
 from rabbitry.daemon._run import run_daemon
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"

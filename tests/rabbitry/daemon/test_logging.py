@@ -43,8 +43,9 @@ from broker._bridge import Bridge
 from broker._rabbitmq_keeper import ConnectionKeeper, Recoverable
 from broker._rabbitmq_link import Link
 from broker._rabbitmq_reconnect import ReconnectPolicy
-from conf import Logging, loads_config
+from conf import Logging
 from rabbitry.billing import Ledger, MemoryStore, RateCard
+from rabbitry.config import loads_config
 from rabbitry.daemon import configure_logging, secrets_of
 from rabbitry.platform import Context, Names, open_records
 from supervisor import Backoff, Strategy, SupervisorSpec, open_supervisor, run_root, supervisor

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conf import ConfigError, config_json, loads_config
+from conf import ConfigError
+from rabbitry.config import config_json, loads_config
 
 decimal_strings = (
     st.integers(min_value=0, max_value=10)
@@ -54,7 +55,7 @@ TABLES = {
     "pool": (POOL, "pools[0]."),
 }
 KNOWN = {
-    "broker", "store", "http", "rates", "carriers", "pools", "logging", "retry", "tax",
+    "currency", "broker", "store", "http", "rates", "carriers", "pools", "logging", "retry", "tax",
     "url", "bind", "admin_key", "format", "level", "delays", "max_attempts", "rate",
     "name", "plugin", "prefixes", "tps", "options", "actor", "size", "queue", "routing_keys",
     "prefetch", "kind", "restart", "intensity", "period", "backoff",

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from conf import ConfigError, load_config, loads_config
+from conf import ConfigError
+from rabbitry.config import load_config, loads_config
 
 CARRIER = '[[carriers]]\nname = "sim"\nplugin = "simulator"\nprefixes = ["+"]\n'
 POOL = '[[pools]]\nname = "refunds"\nactor = "app.refunds:Refunds"\n'

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import conf
-from conf import Backoff, Config, ConfigError, Secret, SecretURL, load_config, loads_config
+from conf import Backoff, ConfigError, Secret, SecretURL
+from rabbitry.config import Config, load_config, loads_config
 
 CONF = Path(conf.__file__).parent
 

@@ -1,0 +1,111 @@
+"""Loading the platform's config: TOML file -> environment overrides -> validated, frozen `Config`.
+
+    config = load_config("conf/rabbitry.toml")              # reads os.environ
+    config = load_config(path, environ={"RABBITRY_BROKER_URL": "memory://"})
+    config.http.admin_key.reveal()                           # the only way to a secret
+
+The environment wins over the file, for these keys only (`ENVIRONMENT`):
+
+    RABBITRY_BROKER_URL  -> broker.url       RABBITRY_HTTP_BIND   -> http.bind
+    RABBITRY_STORE_URL   -> store.url        RABBITRY_ADMIN_KEY   -> http.admin_key
+    RABBITRY_LOG_FORMAT  -> logging.format   RABBITRY_LOG_LEVEL   -> logging.level
+
+A set variable counts even when empty (then validation says why that is wrong). A value that
+came from the environment is named with its variable in errors: `http.bind (from
+RABBITRY_HTTP_BIND) must be "host:port" (got "8080")`.
+
+Carrier secrets: in `[carriers.options]`, `KEY_env = "VAR"` puts the value of the environment
+variable VAR under KEY (as a Secret), so the file holds no password. Options whose name ends in
+password, passwd, secret, token, key, passphrase or credentials are handed over as Secret too.
+
+The steps and their order are `conf.Loader`'s; the platform's rules are in `_check.py`.
+
+Raises ConfigError (a ValueError) with one sentence: the key path, the offending value (secrets
+masked) and what was expected; a missing or unreadable file, or TOML syntax errors (with line
+and column) are ConfigErrors too.
+"""
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from conf import ConfigError, KeyPath, Loader, Secret, key_path, named_queues, show
+from rabbitry.config._check import money_problems, problems
+from rabbitry.config._schema import Carrier, Config
+
+__all__ = ["ENVIRONMENT", "load_config", "loads_config"]
+
+ENVIRONMENT: Mapping[str, tuple[str, str]] = {
+    "RABBITRY_BROKER_URL": ("broker", "url"),
+    "RABBITRY_STORE_URL": ("store", "url"),
+    "RABBITRY_HTTP_BIND": ("http", "bind"),
+    "RABBITRY_ADMIN_KEY": ("http", "admin_key"),
+    "RABBITRY_LOG_FORMAT": ("logging", "format"),
+    "RABBITRY_LOG_LEVEL": ("logging", "level"),
+}
+SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "key", "passphrase", "credentials")
+
+
+def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] = os.environ) -> Config:
+    """Read, override from `environ` and validate the TOML config file at `path`.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not TOML, or a value is not valid.
+    """
+    return _LOADER.load(path, environ=environ)
+
+
+def loads_config(
+    text: str, *, environ: Mapping[str, str] = os.environ, source: str = "<string>"
+) -> Config:
+    """Like `load_config`, for TOML `text`; `source` names it in file-level errors.
+
+    Raises:
+        ConfigError: as `load_config`.
+    """
+    return _LOADER.loads(text, environ=environ, source=source)
+
+
+def _prepare(config: Config, environ: Mapping[str, str]) -> Config:
+    """Carrier options with their secrets, pools with their queues named."""
+    carriers = tuple(
+        msgspec.structs.replace(
+            carrier, options=_options(("carriers", index, "options"), carrier, environ)
+        )
+        for index, carrier in enumerate(config.carriers)
+    )
+    return msgspec.structs.replace(config, carriers=carriers, pools=named_queues(config.pools))
+
+
+def _options(path: KeyPath, carrier: Carrier, environ: Mapping[str, str]) -> dict[str, Any]:
+    def fail(rule: str, key: str) -> ConfigError:
+        where = key_path((*path, key))
+        return ConfigError(f"{where} {rule}", key=where)
+
+    options: dict[str, Any] = {}
+    for key, value in carrier.options.items():
+        if key.endswith("_env") and len(key) > len("_env"):
+            target = key.removesuffix("_env")
+            if not isinstance(value, str) or not value:
+                raise fail(f"must name an environment variable (got {show(value)})", key)
+            if target in carrier.options:
+                raise fail(f"and {key_path((*path, target))} are both set; keep one", key)
+            if value not in environ:
+                raise fail(f"names the environment variable {show(value)}, which is not set", key)
+            options[target] = Secret(environ[value])
+        elif isinstance(value, str) and key.lower().endswith(SECRET_SUFFIXES):
+            options[key] = Secret(value)
+        else:
+            options[key] = value
+    return options
+
+
+_LOADER = Loader(
+    Config,
+    environment=ENVIRONMENT,
+    raw_checks=(money_problems,),
+    prepare=_prepare,
+    checks=(problems,),
+)
