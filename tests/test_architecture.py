@@ -4,8 +4,9 @@ reaches into another package's private modules, and packages re-export through t
 The rooms, each allowed to import only those on the floors below it (ARCHITECTURE.md):
 
     runtime       conf <- broker <- actors <- supervisor
-    application   rabbitry.billing <- rabbitry.carriers, rabbitry.gateway <- rabbitry.platform
-                  <- rabbitry.daemon <- rabbitry.cli <- rabbitry (the entry point)
+    application   rabbitry.storage <- rabbitry.billing <- rabbitry.carriers, rabbitry.gateway
+                  <- rabbitry.platform <- rabbitry.daemon <- rabbitry.cli <- rabbitry (the entry
+                  point)
 """
 
 import ast
@@ -21,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ("conf", "broker", "actors", "supervisor")
 APPLICATION = (
+    "rabbitry.storage",
     "rabbitry.billing",
     "rabbitry.carriers",
     "rabbitry.gateway",
@@ -33,12 +35,13 @@ ALLOWED: dict[str, set[str]] = {
     "broker": {"conf"},
     "actors": {"conf", "broker"},
     "supervisor": {"conf", "broker", "actors"},
-    "rabbitry.billing": {*RUNTIME},
-    "rabbitry.carriers": {*RUNTIME, "rabbitry.billing"},
-    "rabbitry.gateway": {*RUNTIME, "rabbitry.billing"},
-    "rabbitry.platform": {*RUNTIME, "rabbitry.billing", "rabbitry.carriers", "rabbitry.gateway"},
-    "rabbitry.daemon": {*RUNTIME, *APPLICATION[:4]},
-    "rabbitry.cli": {*RUNTIME, *APPLICATION[:5]},
+    "rabbitry.storage": {*RUNTIME},
+    "rabbitry.billing": {*RUNTIME, "rabbitry.storage"},
+    "rabbitry.carriers": {*RUNTIME, "rabbitry.storage", "rabbitry.billing"},
+    "rabbitry.gateway": {*RUNTIME, "rabbitry.storage", "rabbitry.billing"},
+    "rabbitry.platform": {*RUNTIME, *APPLICATION[:4]},
+    "rabbitry.daemon": {*RUNTIME, *APPLICATION[:5]},
+    "rabbitry.cli": {*RUNTIME, *APPLICATION[:6]},
     "rabbitry": {*RUNTIME, *APPLICATION},
 }
 ROOMS = sorted(ALLOWED, key=len, reverse=True)  # the most specific room first
