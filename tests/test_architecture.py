@@ -121,10 +121,6 @@ def test_rooms_depend_one_way(room: str) -> None:
     assert room_violations(paths) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the records stores still reach into the ledger stores (mended with the stores)",
-)
 def test_no_module_imports_another_packages_private_module() -> None:
     assert private_violations(sources(*CODE)) == []
 

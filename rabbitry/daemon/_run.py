@@ -19,6 +19,7 @@ config or command line.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
@@ -126,10 +127,9 @@ async def run_daemon(
     rates = RateCard.from_table(dict(config.rates), CURRENCY)
     store_url = config.store.url.reveal()
     ledger = Ledger(open_ledger_store(store_url))
-    records = open_records(store_url)
     carriers = [carrier.name for carrier in config.carriers]
     _log.info("broker %s, store %s", mask_url(url), mask_url(store_url))
-    try:
+    with contextlib.closing(ledger), open_records(store_url) as records:
         async with open_transport(url) as transport:
             retry = names.retry_layout(schedule)
             await transport.declare(
@@ -187,9 +187,6 @@ async def run_daemon(
                     reloader=lambda root: _started(root, ops, config_path, config, parts),
                     on_drain=ops.drain,
                 )
-    finally:
-        records.close()
-        ledger.close()
 
 
 def _started(

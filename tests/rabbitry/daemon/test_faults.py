@@ -143,18 +143,19 @@ async def test_a_send_whose_records_cannot_be_written_gives_the_hold_back(
 
     failing: list[bool] = [True]
 
-    def records(url: str) -> Any:
-        store = open_records(url)
-        insert = store.insert_messages
+    @contextmanager
+    def records(url: str) -> Iterator[Any]:
+        with open_records(url) as store:
+            insert = store.insert_messages
 
-        def insert_messages(messages: Any) -> None:
-            if failing[0]:
-                failing[0] = False
-                raise LedgerUnavailable("the records database is full (simulated)")
-            insert(messages)
+            def insert_messages(messages: Any) -> None:
+                if failing[0]:
+                    failing[0] = False
+                    raise LedgerUnavailable("the records database is full (simulated)")
+                insert(messages)
 
-        store.insert_messages = insert_messages  # type: ignore[method-assign]
-        return store
+            store.insert_messages = insert_messages  # type: ignore[method-assign]
+            yield store
 
     monkeypatch.setattr(daemon_module, "open_records", records)
     async with in_process_daemon(tmp_path) as daemon:
