@@ -19,7 +19,6 @@ config or command line.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import signal
@@ -126,10 +125,10 @@ async def run_daemon(
     schedule = RetrySchedule(tuple(config.retry.delays), max_attempts=config.retry.attempts)
     rates = RateCard.from_table(dict(config.rates), CURRENCY)
     store_url = config.store.url.reveal()
-    ledger = Ledger(open_ledger_store(store_url))
     carriers = [carrier.name for carrier in config.carriers]
     _log.info("broker %s, store %s", mask_url(url), mask_url(store_url))
-    with contextlib.closing(ledger), open_records(store_url) as records:
+    with open_ledger_store(store_url) as store, open_records(store_url) as records:
+        ledger = Ledger(store)
         async with open_transport(url) as transport:
             retry = names.retry_layout(schedule)
             await transport.declare(

@@ -99,9 +99,11 @@ async def test_a_ledger_outage_makes_settling_wait_in_the_retry_tiers(
 ) -> None:
     stores: list[FlakyStore] = []
 
-    def flaky(url: str) -> FlakyStore:
-        stores.append(FlakyStore(open_ledger_store(url)))
-        return stores[-1]
+    @contextmanager
+    def flaky(url: str) -> Iterator[FlakyStore]:
+        with open_ledger_store(url) as store:
+            stores.append(FlakyStore(store))
+            yield stores[-1]
 
     monkeypatch.setattr(daemon_module, "open_ledger_store", flaky)
     async with in_process_daemon(tmp_path) as daemon:
