@@ -38,10 +38,10 @@ Two PostgreSQL batches touching several accounts may deadlock; PostgreSQL aborts
 Threads: none (the STYLE allows one, the aiormq bridge): the account actor calls the ledger
 synchronously in its own trio task, and a call blocks the loop while it runs. Measured on this
 machine (2 cores shared with RabbitMQ and other test runs, three runs, 1,000 top-ups then 2,000
-captures in batches of 500): SQLite 50-60 us per `apply`, 25-30 us per operation of `apply_many`
+captures in batches of 500): SQLite 60-70 us per `apply`, 20-23 us per operation of `apply_many`
 (CPU-bound: the pure rules and encoding take about 16 us of it); PostgreSQL 15 on loopback
-0.8-1.1 ms per `apply` (8 round trips at most: BEGIN, find, lock, load, append, accounts, holds,
-COMMIT; the commit's WAL flush about half of it), 100 us per operation of `apply_many`, so a
+0.7-0.8 ms per `apply` (8 round trips at most: BEGIN, find, lock, load, append, accounts, holds,
+COMMIT; the commit's WAL flush about half of it), 95-120 us per operation of `apply_many`, so a
 10,000-message batch blocks the loop about 1 s in 20 slices. A thread would not shorten a call
 (one connection serializes them), and a bare `trio.to_thread.run_sync` hop costs 55-90 us by
 itself; `apply_many` is what keeps big batches cheap.

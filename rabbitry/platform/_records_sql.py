@@ -24,8 +24,8 @@ step forward (`rank < new rank`: a delivery report that overtakes its submit out
 redelivered one changes nothing), then writes the new states and the events with one statement
 each. The UPDATE repeats the rule in its WHERE, so a row is never moved back. Measured on this
 machine (2 cores shared with other test runs, three runs), 10,000 messages in one call:
-`insert_messages` 0.03 s in SQLite, 0.1 s in PostgreSQL 15 on loopback; `apply_statuses` of 15,000
-changes 0.2 s in both (most of it in Python: the simulation and the `Changed` records).
+`insert_messages` 0.05 s in SQLite, 0.1 s in PostgreSQL 15 on loopback; `apply_statuses` of
+15,000 changes 0.2 s in both (most of it in Python: the simulation and the `Changed` records).
 
 Like the ledger (rabbitry.billing._sql_store), calls are synchronous in the calling trio task on
 one connection, and raise `LedgerUnavailable` (a `ConnectionError`, password masked) when the
