@@ -37,7 +37,6 @@ from rabbitry.billing._invoice import (
 from rabbitry.billing._invoice_pdf import render_pdf
 from rabbitry.billing._ledger import Ledger
 from rabbitry.billing._money import Money, minor_unit
-from rabbitry.billing._open_store import open_ledger_store
 from rabbitry.billing._operations import (
     Adjustment,
     Balance,
@@ -54,9 +53,8 @@ from rabbitry.billing._operations import (
     encode_operation,
     kind_of,
 )
-from rabbitry.billing._postgres import PostgresStore
 from rabbitry.billing._pricing import Quote, RateCard, check_number
-from rabbitry.billing._sqlite import SqliteStore
+from rabbitry.billing._sql_store import PostgresStore, SqliteStore, SqlStore, open_ledger_store
 from rabbitry.billing._store import Entry, LedgerStore, LedgerTransaction, MemoryStore
 
 __all__ = [
@@ -98,6 +96,7 @@ __all__ = [
     "Release",
     "Segmentation",
     "SmsError",
+    "SqlStore",
     "SqliteStore",
     "TopUp",
     "UnknownAccount",

@@ -12,6 +12,8 @@ Every message is one sentence: the rule, the offending value with `!r`, where it
 
 from decimal import Decimal
 
+from rabbitry.storage import StoreUnavailable
+
 
 class SmsError(Exception):
     """Base of every error raised by `rabbitry.billing`."""
@@ -58,8 +60,9 @@ class InsufficientFunds(LedgerError, ValueError):  # noqa: N818 - the names of t
         self.available = available
 
 
-class LedgerUnavailable(LedgerError, ConnectionError):  # noqa: N818 - the public contract
-    """The ledger's database could not run the transaction (locked, gone, full); retry later."""
+class LedgerUnavailable(LedgerError, StoreUnavailable):  # noqa: N818 - the public contract
+    """The ledger's (or the records') database could not run the transaction (locked, gone,
+    full); retry later. A `ConnectionError`."""
 
 
 class OperationConflict(LedgerError, ValueError):  # noqa: N818 - the names of the public contract

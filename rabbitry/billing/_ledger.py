@@ -19,7 +19,7 @@ applied or refused on its own (the result list holds a receipt or the error), an
 them all durable, which is what makes 10,000 captures cheap.
 
 Calls are synchronous and short: the account actor calls the ledger in its own trio task (see
-`rabbitry.billing._sqlite` for why there is no thread, and what a call costs).
+`rabbitry.billing._sql_store` for why there is no thread, and what a call costs).
 
 Raises: `OperationConflict`, `InsufficientFunds`, `UnknownAccount`, `UnknownHold`,
 `InvalidOperation`, `CurrencyMismatch`, all `LedgerError`s (but the last).

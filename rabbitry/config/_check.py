@@ -27,6 +27,7 @@ from conf import (
     split_url,
 )
 from rabbitry.config._schema import Carrier, Config
+from rabbitry.storage import parse_store_url
 
 __all__ = ["money_problems", "problems"]
 
@@ -87,6 +88,11 @@ def _store_problems(config: Config) -> Iterator[Problem]:
     if not (sqlite or (scheme in ("postgresql", "postgres") and rest)):
         rule = f"must be a sqlite:///path or postgresql://host/database URL (got {show(store)})"
         yield ("store", "url"), rule
+        return
+    try:
+        parse_store_url(store, in_memory="store")  # the stores' own reading: options and all
+    except ValueError as error:
+        yield ("store", "url"), f"is not usable: {error}"
 
 
 def _http_problems(config: Config) -> Iterator[Problem]:

@@ -109,11 +109,10 @@ async def run_daemon(
     names = Names()
     schedule = RetrySchedule(tuple(config.retry.delays), max_attempts=config.retry.attempts)
     store_url = config.store.url.reveal()
-    ledger = Ledger(open_ledger_store(store_url))
-    records = open_records(store_url)
     carriers = [carrier.name for carrier in config.carriers]
     _log.info("broker %s, store %s", mask_url(url), mask_url(store_url))
-    try:
+    with open_ledger_store(store_url) as store, open_records(store_url) as records:
+        ledger = Ledger(store)
         async with open_transport(url) as transport:
             retry = names.retry_layout(schedule)
             await transport.declare(
@@ -161,9 +160,6 @@ async def run_daemon(
                     reloader=lambda root: _started(root, ops, config_path, config, parts),
                     on_drain=ops.drain,
                 )
-    finally:
-        records.close()
-        ledger.close()
 
 
 def _started(

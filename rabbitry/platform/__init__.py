@@ -30,10 +30,10 @@ from rabbitry.platform._messages import (
     SendBatch,
     SendItem,
 )
-from rabbitry.platform._open_records import open_records
+from rabbitry.platform._open_records import PostgresRecords, Records, open_records
 from rabbitry.platform._reaper import reap_once, run_reaper
-from rabbitry.platform._records import Records, hash_key
-from rabbitry.platform._records_pg import PostgresRecords
+from rabbitry.platform._records import hash_key
+from rabbitry.platform._records_sql import SqlRecords
 from rabbitry.platform._records_store import RecordsStore
 from rabbitry.platform._status import InboundActor, ReportsActor, UnknownNumber, UnmatchedReport
 
@@ -70,6 +70,7 @@ __all__ = [
     "SendBatch",
     "SendItem",
     "Services",
+    "SqlRecords",
     "UnknownNumber",
     "UnmatchedReport",
     "account_of",

@@ -1,54 +1,65 @@
-"""Opening the platform's records from the store URL a config gives (`[store] url`), in the same
-database as the ledger (see rabbitry.billing.open_ledger_store for the URL forms).
+"""Opening the platform's records: `Records` and `PostgresRecords` (the one `SqlRecords`, opened
+on SQLite or on PostgreSQL), and `open_records`, which opens the ones a config's store URL
+(`[store] url`) names, in the same database as the ledger (see rabbitry.billing.open_ledger_store),
+and closes them when the block ends.
 
-    records = open_records("sqlite:///./var/rabbitry.db")         # Records, the ledger's file
-    records = open_records("postgresql://app:secret@db/shared?schema=sms")   # PostgresRecords
-    records = open_records("memory://")                          # Records in ":memory:"
-    ...
-    records.close()
+    records = Records.open("var/rabbitry.db")                    # or ":memory:"
+    records = PostgresRecords.open("postgresql://app:secret@db/rabbitry", schema="sms")
+    with open_records("sqlite:///./var/rabbitry.db") as records:  # Records, the ledger's file
+        records.create_account(...)
+    open_records("postgresql://app:secret@db/shared?schema=sms")  # PostgresRecords
+    open_records("memory://")                                   # Records in ":memory:"
 
-`sqlite:///` is followed by the file's path (three slashes then a relative path, four for an
-absolute one); its query holds the ledger's SQLite options, which the records do not take.
-`postgresql://` or `postgres://` goes to `PostgresRecords.open` as libpq reads it, but for
-`schema` ("public" by default), taken out of the URL first: the platform's tables sit next to
-the ledger's. The scheme is case-insensitive.
+The URL forms are rabbitry.storage's (`parse_store_url`): `sqlite:///` then the file's path, whose
+query holds the ledger's SQLite options (the records keep SQLite's defaults: `synchronous=NORMAL`,
+a 5 s busy timeout); `postgresql://` or `postgres://` as libpq reads it, but for `schema`
+("public" by default): the platform's tables sit next to the ledger's.
 
-Raises `ValueError` for any other scheme, a sqlite URL without a path or a named memory URL,
-naming the URL with its user and password masked; `LedgerUnavailable` when PostgreSQL cannot be
-reached.
+Raises `ValueError` for a URL of another form, with a bad option or a named memory URL, naming
+it with its user and password masked; `LedgerUnavailable` when the database cannot be opened.
 """
 
-from conf import mask_url
-from rabbitry.billing._open_store import _ACCEPTED, _SCHEME, _take_schema
-from rabbitry.platform._records import Records
-from rabbitry.platform._records_pg import PostgresRecords
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Self
+
+from rabbitry.billing import LedgerUnavailable
+from rabbitry.platform._records_sql import SqlRecords
 from rabbitry.platform._records_store import RecordsStore
+from rabbitry.storage import PostgresDatabase, SqliteDatabase, parse_store_url
 
 
-def open_records(url: str) -> RecordsStore:
-    """The records `url` names, opened (see the module docstring); close them when done."""
-    match = _SCHEME.match(url)
-    scheme = match["scheme"].lower() if match else ""
-    rest = match["rest"] if match else ""
-    if scheme == "sqlite":
-        location = rest.partition("?")[0]
-        path = location.removeprefix("/")
-        if not location.startswith("/") or not path:
-            raise ValueError(
-                f"store URL {mask_url(url)!r} names no SQLite file; write"
-                " sqlite:///relative/path.db or sqlite:////absolute/path.db"
-            )
-        return Records.open(path)
-    if scheme in ("postgresql", "postgres"):
-        url, schema = _take_schema(f"{scheme}://{rest}")  # libpq knows lower case only
-        return PostgresRecords.open(url, schema=schema)
-    if scheme == "memory":
-        if rest:
-            raise ValueError(
-                f"store URL {mask_url(url)!r} names an in-memory store, which has no name or"
-                " options (each is private to its process); write memory:// alone"
-            )
-        return Records.open(":memory:")
-    raise ValueError(
-        f"store URL {mask_url(url)!r} has no supported scheme (got {scheme!r}); use {_ACCEPTED}"
-    )
+class Records(SqlRecords):
+    """The platform's records in one SQLite file (or ":memory:"), in WAL mode."""
+
+    @classmethod
+    def open(cls, path: str | Path) -> Self:
+        """Opens (creating if needed) the records in `path`."""
+        return cls(SqliteDatabase.open(path, noun="records", unavailable=LedgerUnavailable))
+
+
+class PostgresRecords(SqlRecords):
+    """The platform's records in PostgreSQL (see rabbitry.storage.PostgresDatabase)."""
+
+    @classmethod
+    def open(cls, url: str, *, schema: str = "public") -> Self:
+        """Connects to `url` and creates `schema` and the tables in it if missing."""
+        return cls(
+            PostgresDatabase.open(url, schema=schema, noun="records", unavailable=LedgerUnavailable)
+        )
+
+
+@contextmanager
+def open_records(url: str) -> Iterator[RecordsStore]:
+    """The records `url` names (see the module docstring), closed when the block ends."""
+    target = parse_store_url(url, in_memory="store")
+    records: SqlRecords
+    if target.scheme == "postgresql":
+        records = PostgresRecords.open(target.connect, schema=target.schema)
+    else:
+        records = Records.open(target.path if target.scheme == "sqlite" else ":memory:")
+    try:
+        yield records
+    finally:
+        records.close()

@@ -1,15 +1,15 @@
 """The `RecordsStore` protocol: what the platform's actors and gateway ask of their records.
 
-    records: RecordsStore = open_records("postgresql://app:secret@db/rabbitry?schema=sms")
-    records.create_account(AccountRecord(...), numbers=["+3361234"])
-    changed = records.apply_statuses(changes)      # only the steps forward, for callbacks
-    records.close()
+    with open_records("postgresql://app:secret@db/rabbitry?schema=sms") as records:
+        records.create_account(AccountRecord(...), numbers=["+3361234"])
+        changed = records.apply_statuses(changes)      # only the steps forward, for callbacks
 
-Two implementations: `Records` (SQLite, or ":memory:") and `PostgresRecords`; `open_records`
-picks one from the store URL. Both keep the same rules (see rabbitry.platform._records): statuses
-only move forward, an event is unique per (message, status), a message, an inbound SMS or an
-idempotent answer recorded twice keeps the first, a ready invoice is never replaced, and every
-read of a message or an invoice is scoped to its account.
+One implementation: `SqlRecords`, on SQLite (`Records`, a file or ":memory:") or on PostgreSQL
+(`PostgresRecords`); `open_records` opens the one the store URL names. Its rules (see
+rabbitry.platform._records): statuses only move forward, an event is unique per (message,
+status), a message, an inbound SMS or an idempotent answer recorded twice keeps the first, a
+ready invoice is never replaced, and every read of a message or an invoice is scoped to its
+account.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class RecordsStore(Protocol):
         """Keeps `answer` unless one was remembered for (scope, key) before."""
         ...
 
-    # Invoices
+    # Carrier ids
 
     def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """Keeps (carrier, carrier id, our message id); a pair seen before is left as it is."""
@@ -99,6 +99,8 @@ class RecordsStore(Protocol):
     def message_for(self, carrier: str, carrier_id: str) -> str | None:
         """Our message id for `carrier`'s id, or None."""
         ...
+
+    # Invoices
 
     def save_invoice(self, record: InvoiceRecord, at: float) -> None:
         """Inserts or completes an invoice record (a ready one is never replaced)."""

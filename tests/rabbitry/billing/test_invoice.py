@@ -2,7 +2,6 @@
 bounds, the JSON round trip, and the PDF read back with pypdf (on both shipped stores)."""
 
 import io
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -37,6 +36,7 @@ from rabbitry.billing._invoice import (
     invoice_id,
 )
 from rabbitry.billing._invoice_pdf import render_pdf
+from rabbitry.storage import SqliteDatabase
 
 MARCH = ("2026-03-01T00:00:00.000Z", "2026-04-01T00:00:00.000Z")
 
@@ -63,11 +63,10 @@ def ledger(
     else:
         # SQLite stamps entries with its own strftime('...', 'now') column default: the test's
         # connection overloads strftime (SQLite allows overloading built-in functions).
-        path = tmp_path / "ledger.db"
-        SqliteStore.open(path).close()
-        db = sqlite3.connect(path, isolation_level=None)
-        db.create_function("strftime", 2, lambda _format, _when: clock.now)
-        ledger = Ledger(SqliteStore(db))
+        store = SqliteStore.open(tmp_path / "ledger.db")
+        assert isinstance(store.database, SqliteDatabase)
+        store.database.connection.create_function("strftime", 2, lambda _format, _when: clock.now)
+        ledger = Ledger(store)
     ledger.apply(OpenAccount(id="open-42", account="42", currency="EUR"))
     yield ledger, clock
     ledger.close()

@@ -1,10 +1,14 @@
 """The ledger against a simple model: random top-ups, bonuses, holds, captures, releases, refunds,
-and repeated operation ids (same content replays, other content conflicts), on both stores."""
+and repeated operation ids (same content replays, other content conflicts), on every store:
+in memory, SQLite and the real PostgreSQL (127.0.0.1:5432, database `test`, a fresh schema per
+example; it must be running: these tests fail, not skip, without it)."""
 
+import secrets
 import tempfile
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -22,6 +26,7 @@ from rabbitry.billing import (
     OpenAccount,
     Operation,
     OperationConflict,
+    PostgresStore,
     Receipt,
     Refund,
     Release,
@@ -30,6 +35,7 @@ from rabbitry.billing import (
 )
 
 ACCOUNT = "acct-1"
+URL = "postgresql://postgres@127.0.0.1:5432/test"
 amounts = st.integers(1, 4000).map(lambda n: Decimal(n).scaleb(-3))
 
 
@@ -38,12 +44,13 @@ def eur(amount: Decimal) -> Money:
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    sqlite = False
+    store = "memory"  # or "sqlite", "postgresql": what `open` opens
 
     def __init__(self) -> None:
         super().__init__()
         self.directory = tempfile.TemporaryDirectory()
         self.path = Path(self.directory.name) / "ledger.db"
+        self.schema = f"ledger_test_{secrets.token_hex(6)}"  # dropped by `teardown`
         self.ledger = self.open()
         self.ledger.apply(OpenAccount(id="open", account=ACCOUNT, currency="EUR"))
         # The model: two buckets, and per hold:
@@ -57,11 +64,18 @@ class LedgerMachine(RuleBasedStateMachine):
         self.count = 0
 
     def open(self) -> Ledger:
-        return Ledger(SqliteStore.open(self.path) if self.sqlite else MemoryStore())
+        if self.store == "sqlite":
+            return Ledger(SqliteStore.open(self.path))
+        if self.store == "postgresql":
+            return Ledger(PostgresStore.open(URL, schema=self.schema))
+        return Ledger(MemoryStore())
 
     def teardown(self) -> None:
         self.ledger.close()
         self.directory.cleanup()
+        if self.store == "postgresql":
+            with psycopg.connect(URL, autocommit=True) as admin:
+                admin.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
     def fresh(self, prefix: str) -> str:
         self.count += 1
@@ -171,7 +185,7 @@ class LedgerMachine(RuleBasedStateMachine):
         with pytest.raises(OperationConflict, match=repr(operation_id)):
             self.ledger.apply(other)
 
-    @precondition(lambda self: self.sqlite)
+    @precondition(lambda self: self.store != "memory")
     @rule()
     def reopen(self) -> None:
         self.ledger.close()
@@ -200,10 +214,16 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 class SqliteLedgerMachine(LedgerMachine):
-    sqlite = True
+    store = "sqlite"
+
+
+class PostgresLedgerMachine(LedgerMachine):
+    store = "postgresql"  # each example in a fresh schema of 127.0.0.1:5432/test
 
 
 TestMemoryLedger = LedgerMachine.TestCase
 TestMemoryLedger.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
 TestSqliteLedger = SqliteLedgerMachine.TestCase
 TestSqliteLedger.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
+TestPostgresLedger = PostgresLedgerMachine.TestCase
+TestPostgresLedger.settings = settings(max_examples=15, stateful_step_count=30, deadline=None)

@@ -1,6 +1,8 @@
-"""The ledger on the real PostgreSQL (127.0.0.1:5432, database `test`), each test in a fresh schema:
-apply-once, the bucket rules, batches in one transaction, the append-only journal, racing
-connections and processes, lost connections; and `open_ledger_store` for every scheme.
+"""The PostgreSQL ledger store on its own (127.0.0.1:5432, database `test`, each test in a fresh
+schema): its tables and types, the append-only journal, a schema with an odd name, a batch in one
+transaction, connections and processes racing on one account, schemas created by two stores at
+once, lost connections and unreachable servers. The behaviours every store shares are in
+test_ledger.py, `open_ledger_store` in test_open_ledger_store.py.
 
 PostgreSQL must be running: these tests fail, not skip, without it."""
 
@@ -18,49 +20,27 @@ import psycopg
 import pytest
 
 from rabbitry.billing import (
-    BonusGrant,
     Capture,
     Hold,
-    InsufficientFunds,
-    InvalidOperation,
     Ledger,
     LedgerUnavailable,
-    MemoryStore,
     Money,
     OpenAccount,
-    Operation,
     OperationConflict,
+    PostgresStore,
     Receipt,
-    Refund,
     Release,
-    SqliteStore,
     TopUp,
     apply,
     encode_operation,
 )
-from rabbitry.billing._open_store import open_ledger_store
-from rabbitry.billing._postgres import PostgresStore
 
 ROOT = Path(__file__).resolve().parents[3]
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-URL = f"{SERVER}/test"
+URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def eur(amount: str) -> Money:
     return Money.of(amount, "EUR")
-
-
-@pytest.fixture
-def admin() -> Iterator[psycopg.Connection]:
-    with psycopg.connect(URL, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def schema(admin: psycopg.Connection) -> Iterator[str]:
-    name = f"ledger_test_{secrets.token_hex(6)}"
-    yield name
-    admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @pytest.fixture
@@ -75,11 +55,6 @@ def ledger(store: PostgresStore) -> Ledger:
     ledger = Ledger(store)
     ledger.apply(OpenAccount(id="open-42", account="42", currency="EUR"))
     return ledger
-
-
-def funded(ledger: Ledger, paid: str = "6", bonus: str = "4") -> None:
-    ledger.apply(TopUp(id="top-up", account="42", amount=eur(paid)))
-    ledger.apply(BonusGrant(id="bonus", account="42", amount=eur(bonus)))
 
 
 def buckets(ledger: Ledger, account: str = "42") -> tuple[Decimal, Decimal, Decimal]:
@@ -109,72 +84,7 @@ def test_the_tables_are_created_with_exact_numeric_amounts(
     PostgresStore.open(URL, schema=schema).close()  # opening again keeps what is there
 
 
-def test_a_repeated_operation_replays_its_first_receipt(ledger: Ledger) -> None:
-    first = ledger.apply(TopUp(id="pay-1", account="42", amount=eur("10")))
-    again = ledger.apply(TopUp(id="pay-1", account="42", amount=Money.of("10.000", "EUR")))
-    assert again == first
-    assert first.seq > 0
-    assert ledger.balance("42").balance == Decimal("10.00")
-    assert [entry.operation.id for entry in ledger.entries("42")] == ["open-42", "pay-1"]
-
-
-def test_a_reused_id_with_other_content_is_a_conflict(ledger: Ledger) -> None:
-    ledger.apply(TopUp(id="pay-1", account="42", amount=eur("10")))
-    message = (
-        r"operation id 'pay-1' was already applied as top_up of account '42' for 10\.00 EUR,"
-        r" and came again with other content \(top_up of account '42' for 11\.00 EUR\)"
-    )
-    with pytest.raises(OperationConflict, match=message):
-        ledger.apply(TopUp(id="pay-1", account="42", amount=eur("11")))
-    with pytest.raises(OperationConflict, match="bonus_grant"):
-        ledger.apply(BonusGrant(id="pay-1", account="42", amount=eur("10")))
-    assert ledger.balance("42").balance == Decimal("10.00")
-
-
-def test_a_hold_and_its_captures_spend_bonus_first(ledger: Ledger) -> None:
-    funded(ledger)
-    hold = ledger.apply(Hold(id="h", account="42", hold="m", amount=eur("5")))
-    assert (hold.bonus_part, hold.paid_part) == (Decimal("4.00"), Decimal("1.00"))
-    assert buckets(ledger) == (Decimal("5.00"), Decimal("0.00"), Decimal("5.00"))
-    capture = ledger.apply(Capture(id="c", account="42", hold="m", amount=eur("4.5")))
-    assert (capture.bonus_part, capture.paid_part) == (Decimal("4.00"), Decimal("0.50"))
-
-
-def test_release_gives_paid_back_first_and_refund_returns_captured_paid_first(
-    ledger: Ledger,
-) -> None:
-    funded(ledger)
-    ledger.apply(Hold(id="h", account="42", hold="m", amount=eur("10")))
-    release = ledger.apply(Release(id="r", account="42", hold="m", amount=eur("3")))
-    assert (release.bonus_part, release.paid_part) == (Decimal("0.00"), Decimal("3.00"))
-    capture = ledger.apply(Capture(id="c", account="42", hold="m", amount=eur("7")))
-    assert (capture.bonus_part, capture.paid_part) == (Decimal("4.00"), Decimal("3.00"))
-    refund = ledger.apply(Refund(id="f", account="42", hold="m", amount=eur("5")))
-    assert (refund.bonus_part, refund.paid_part) == (Decimal("2.00"), Decimal("3.00"))
-    assert buckets(ledger) == (Decimal("6.00"), Decimal("2.00"), Decimal("0.00"))
-    with pytest.raises(InvalidOperation, match=r"which captured only 2\.00 EUR"):
-        ledger.apply(Refund(id="f2", account="42", hold="m", amount=eur("2.01")))
-    with pytest.raises(InvalidOperation, match=r"which still holds only 0\.00 EUR"):
-        ledger.apply(Release(id="r2", account="42", hold="m", amount=eur("0.01")))
-    assert [entry.operation.id for entry in ledger.entries("42")][-1] == "f"
-
-
-def test_insufficient_funds_leaves_nothing_behind(
-    ledger: Ledger, schema: str, admin: psycopg.Connection
-) -> None:
-    funded(ledger, paid="1", bonus="0.5")
-    before = ledger.entries("42")
-    hold = Hold(id="send-1", account="42", hold="m1", amount=eur("1.51"))
-    with pytest.raises(InsufficientFunds, match=r"account '42' has 1\.50 EUR available"):
-        ledger.apply(hold)
-    assert ledger.entries("42") == before
-    assert buckets(ledger) == (Decimal("1.00"), Decimal("0.50"), Decimal("0.00"))
-    assert admin.execute(f'SELECT count(*) FROM "{schema}".holds').fetchone() == (0,)
-    ledger.apply(TopUp(id="pay-2", account="42", amount=eur("0.01")))
-    assert ledger.apply(hold).paid_part == Decimal("1.01")  # the refused id may come again
-
-
-def test_apply_many_applies_each_once_in_one_transaction(
+def test_apply_many_writes_its_batch_in_one_transaction(
     ledger: Ledger, schema: str, admin: psycopg.Connection
 ) -> None:
     ledger.apply(TopUp(id="pay-1", account="42", amount=eur("1")))
@@ -184,49 +94,13 @@ def test_apply_many_applies_each_once_in_one_transaction(
         for n in range(21)
     ]
     results = ledger.apply_many([*captures, *captures[:5]])
-    receipts = [result for result in results if isinstance(result, Receipt)]
-    assert len(receipts) == 25
-    assert "still holds only 0.00 EUR" in str(results[20])
-    assert results[21:] == results[:5]
+    assert len([result for result in results if isinstance(result, Receipt)]) == 25
     transactions = admin.execute(
         f'SELECT count(DISTINCT xmin::text) FROM "{schema}".entries'
         " WHERE operation_id LIKE 'cap-%%'"
     ).fetchone()
     assert transactions == (1,)
     assert ledger.apply(Release(id="rel-1", account="42", hold="batch")).paid_part == 0
-    assert buckets(ledger) == (Decimal("0.10"), Decimal("0.00"), Decimal("0.00"))
-    assert len(ledger.entries("42")) == 1 + 1 + 1 + 20 + 1
-
-
-def test_a_batch_that_fails_midway_writes_nothing(ledger: Ledger) -> None:
-    ledger.apply(TopUp(id="pay-1", account="42", amount=eur("1")))
-    before = ledger.entries("42")
-    broken: Operation = "not an operation"  # type: ignore[assignment]
-    batch = [TopUp(id="pay-2", account="42", amount=eur("1")), broken]
-    with pytest.raises(AttributeError):
-        ledger.apply_many(batch)
-    assert ledger.entries("42") == before
-    assert ledger.balance("42").balance == Decimal("1.00")
-
-
-def test_entries_come_in_order_per_account(ledger: Ledger) -> None:
-    ledger.apply(OpenAccount(id="open-7", account="7", currency="EUR"))
-    for n in range(3):
-        ledger.apply(TopUp(id=f"a-{n}", account="42", amount=eur("1")))
-        ledger.apply(TopUp(id=f"b-{n}", account="7", amount=eur("2")))
-    entries = ledger.entries("42")
-    assert [entry.operation.id for entry in entries] == ["open-42", "a-0", "a-1", "a-2"]
-    assert [entry.seq for entry in entries] == sorted(entry.seq for entry in entries)
-    assert [entry.receipt.seq for entry in entries] == [entry.seq for entry in entries]
-    assert [entry.operation.id for entry in ledger.entries("42", after=entries[1].seq)] == [
-        "a-1",
-        "a-2",
-    ]
-    assert ledger.entries("42", after=entries[-1].seq) == []
-    assert all(entry.recorded_at.endswith("Z") for entry in entries)
-    assert len(entries[0].recorded_at) == len("2025-01-31T12:00:00.000Z")
-    assert entries[2].encoded == encode_operation(entries[2].operation)
-    assert [e.receipt.balance.balance for e in ledger.entries("7")][1:] == [2, 4, 6]
 
 
 def test_entries_are_append_only(ledger: Ledger, schema: str, admin: psycopg.Connection) -> None:
@@ -260,18 +134,6 @@ def test_everything_survives_a_reopen_in_a_schema_with_an_odd_name(
         admin.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
             psycopg.sql.Identifier(schema)
         ))  # fmt: skip
-
-
-def test_apply_once_across_two_connections(store: PostgresStore, schema: str) -> None:
-    one, two = Ledger(store), Ledger(PostgresStore.open(URL, schema=schema))
-    one.apply(OpenAccount(id="o", account="42", currency="EUR"))
-    first = one.apply(TopUp(id="t", account="42", amount=eur("10")))
-    assert two.apply(TopUp(id="t", account="42", amount=eur("10"))) == first
-    with pytest.raises(OperationConflict):
-        two.apply(TopUp(id="t", account="42", amount=eur("20")))
-    assert one.balance("42").balance == two.balance("42").balance == Decimal("10.00")
-    assert len(one.entries("42")) == len(two.entries("42")) == 2
-    two.close()
 
 
 def test_an_id_applied_by_another_connection_after_the_lookup_is_not_applied_again(
@@ -319,7 +181,7 @@ def test_a_writer_waits_for_the_account_lock_then_replays_on_retry(
 ) -> None:
     other_store = PostgresStore.open(URL, schema=schema)
     other = Ledger(other_store)
-    other_pid = other_store._db.info.backend_pid
+    other_pid = other_store.database.connection.info.backend_pid
     hold = Hold(id="h", account="42", hold="m", amount=eur("3"))
     ledger.apply(TopUp(id="t", account="42", amount=eur("10")))
     with ThreadPoolExecutor(1) as pool, ledger.store.transaction() as tx:
@@ -343,7 +205,6 @@ RACER = """
 import random, sys
 import psycopg
 from rabbitry.billing import *
-from rabbitry.billing._postgres import PostgresStore
 url, schema, seed, gate = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 ledger = Ledger(PostgresStore.open(url, schema=schema))
 ops = [TopUp(id=f"t{n}", account="42", amount=Money.of("0.01", "EUR")) for n in range(200)]
@@ -421,7 +282,7 @@ def test_two_stores_opening_a_new_schema_together(schema: str) -> None:
 def test_a_lost_connection_is_unavailable_then_reopened(
     ledger: Ledger, store: PostgresStore, admin: psycopg.Connection
 ) -> None:
-    admin.execute("SELECT pg_terminate_backend(%s)", (store._db.info.backend_pid,))
+    admin.execute("SELECT pg_terminate_backend(%s)", (store.database.connection.info.backend_pid,))
     top_up = TopUp(id="t", account="42", amount=eur("1"))
     with pytest.raises(LedgerUnavailable, match=r"could not run a transaction.*retry it later"):
         ledger.apply(top_up)
@@ -450,108 +311,3 @@ def test_an_unreachable_database_is_unavailable_and_the_password_never_shows(
 def test_a_schema_must_be_named() -> None:
     with pytest.raises(ValueError, match=r"schema must name a PostgreSQL schema \(got ''\)"):
         PostgresStore.open("postgresql://app:s3cret@127.0.0.1/test", schema="")
-
-
-# open_ledger_store
-
-
-def test_open_sqlite_relative_to_the_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    store = open_ledger_store("sqlite:///var/ledger.db")
-    assert isinstance(store, SqliteStore)
-    Ledger(store).apply(OpenAccount(id="o", account="42", currency="EUR"))
-    store.close()
-    assert (tmp_path / "var" / "ledger.db").is_file()
-
-
-def test_open_sqlite_absolute_with_options(tmp_path: Path) -> None:
-    path = tmp_path / "a" / "b" / "ledger.db"
-    assert str(path).startswith("/")  # so "sqlite:///" + path has four slashes
-    store = open_ledger_store(f"SQLite:///{path}?synchronous=full&busy_timeout=0.25")
-    assert isinstance(store, SqliteStore)
-    assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
-    assert store._db.execute("PRAGMA busy_timeout").fetchone() == (250,)
-    store.close()
-    assert path.is_file()
-
-
-@pytest.fixture
-def database(admin: psycopg.Connection) -> Iterator[str]:
-    """A private database: `open_ledger_store` uses its "public" schema."""
-    name = f"ledger_test_{secrets.token_hex(6)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
-def test_open_postgresql(scheme: str, database: str) -> None:
-    store = open_ledger_store(f"{scheme}://postgres@127.0.0.1:5432/{database}")
-    assert isinstance(store, PostgresStore)
-    ledger = Ledger(store)
-    ledger.apply(OpenAccount(id="o", account="42", currency="EUR"))
-    assert ledger.apply(TopUp(id="t", account="42", amount=eur("1.5"))).seq == 2
-    with psycopg.connect(f"{SERVER}/{database}") as connection:
-        assert connection.execute("SELECT paid FROM public.accounts").fetchone() == (
-            Decimal("1.50"),
-        )
-    store.close()
-
-
-def test_open_postgresql_in_a_schema_given_in_the_url(schema: str) -> None:
-    store = open_ledger_store(f"{URL}?application_name=ledger-test&schema={schema}")
-    ledger = Ledger(store)
-    ledger.apply(OpenAccount(id="o", account="42", currency="EUR"))
-    with psycopg.connect(URL) as connection:
-        rows = connection.execute(f'SELECT account FROM "{schema}".accounts').fetchall()
-        assert rows == [("42",)]
-    store.close()
-
-
-def test_open_memory() -> None:
-    store = open_ledger_store("memory://")
-    assert isinstance(store, MemoryStore)
-    store.close()
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("mysql://app:s3cret@db/ledger", (
-            r"'mysql://\*\*\*@db/ledger' has no supported scheme \(got 'mysql'\); use"
-            r" sqlite:///relative/path\.db, sqlite:////absolute/path\.db,"
-            r" postgresql://user:password@host:5432/database \(or postgres://\) or memory://"
-        )),
-        ("var/ledger.db", r"'var/ledger\.db' has no supported scheme \(got ''\)"),
-        ("sqlite://", r"'sqlite://' names no SQLite file"),
-        ("sqlite:///", r"'sqlite:///' names no SQLite file"),
-        ("sqlite://host/ledger.db", r"'sqlite://host/ledger\.db' names no SQLite file"),
-        ("sqlite:///ledger.db?mode=ro", r"unknown options \['mode'\]; a sqlite URL takes only"),
-        ("sqlite:///ledger.db?synchronous=off", r"asks synchronous='off'; write synchronous=N"),
-        ("sqlite:///ledger.db?busy_timeout=-1", r"asks busy_timeout='-1'; write a number"),
-        ("sqlite:///ledger.db?busy_timeout=soon", r"asks busy_timeout='soon'"),
-        ("postgresql://app:s3cret@127.0.0.1/test?schema=", r"schema must name a PostgreSQL"),
-        ("memory://shared", r"'memory://shared' names an in-memory ledger"),
-    ],
-)  # fmt: skip
-def test_open_a_bad_url(url: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message) as caught:
-        open_ledger_store(url)
-    assert "s3cret" not in str(caught.value)
-
-
-@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
-def test_open_holds_lists_the_old_holds_that_still_hold_money(
-    kind: str, ledger: Ledger, tmp_path: Path
-) -> None:
-    if kind == "sqlite":
-        ledger = Ledger(SqliteStore.open(tmp_path / "ledger.db"))
-        ledger.apply(OpenAccount(id="open-42", account="42", currency="EUR"))
-    funded(ledger)
-    ledger.apply(Hold(id="h-1", account="42", hold="h-1", amount=eur("2")))
-    ledger.apply(Hold(id="h-2", account="42", hold="h-2", amount=eur("1")))
-    ledger.apply(Release(id="r-2", account="42", hold="h-2"))  # nothing left in h-2
-    assert ledger.open_holds(older_than=3600) == []
-    assert ledger.open_holds(older_than=-5) == [("42", "h-1")]

@@ -133,6 +133,14 @@ CASES = [
         "store.url",
         'store.url must be a sqlite:///path or postgresql://host/database URL (got "sqlite://")',
     ),
+    (
+        '[store]\nurl = "sqlite:///var/db.sqlite?synchronus=FULL"',
+        "store.url",
+        (
+            "store.url is not usable: store URL 'sqlite:///var/db.sqlite?synchronus=FULL' has"
+            " unknown options ['synchronus']; a sqlite URL takes only busy_timeout and synchronous"
+        ),
+    ),
     # rates and tax: decimal strings, never floats
     (
         '[rates]\n"+33" = 0.045',

@@ -99,9 +99,11 @@ async def test_a_ledger_outage_makes_settling_wait_in_the_retry_tiers(
 ) -> None:
     stores: list[FlakyStore] = []
 
-    def flaky(url: str) -> FlakyStore:
-        stores.append(FlakyStore(open_ledger_store(url)))
-        return stores[-1]
+    @contextmanager
+    def flaky(url: str) -> Iterator[FlakyStore]:
+        with open_ledger_store(url) as store:
+            stores.append(FlakyStore(store))
+            yield stores[-1]
 
     monkeypatch.setattr(daemon_module, "open_ledger_store", flaky)
     async with in_process_daemon(tmp_path) as daemon:
@@ -143,18 +145,19 @@ async def test_a_send_whose_records_cannot_be_written_gives_the_hold_back(
 
     failing: list[bool] = [True]
 
-    def records(url: str) -> Any:
-        store = open_records(url)
-        insert = store.insert_messages
+    @contextmanager
+    def records(url: str) -> Iterator[Any]:
+        with open_records(url) as store:
+            insert = store.insert_messages
 
-        def insert_messages(messages: Any) -> None:
-            if failing[0]:
-                failing[0] = False
-                raise LedgerUnavailable("the records database is full (simulated)")
-            insert(messages)
+            def insert_messages(messages: Any) -> None:
+                if failing[0]:
+                    failing[0] = False
+                    raise LedgerUnavailable("the records database is full (simulated)")
+                insert(messages)
 
-        store.insert_messages = insert_messages  # type: ignore[method-assign]
-        return store
+            store.insert_messages = insert_messages  # type: ignore[method-assign]
+            yield store
 
     monkeypatch.setattr(daemon_module, "open_records", records)
     async with in_process_daemon(tmp_path) as daemon:

@@ -47,7 +47,7 @@ from conf import Logging
 from rabbitry.billing import Ledger, MemoryStore, RateCard
 from rabbitry.config import loads_config
 from rabbitry.daemon import configure_logging, secrets_of
-from rabbitry.platform import Context, Names, open_records
+from rabbitry.platform import Context, Names, Records
 from supervisor import Backoff, Strategy, SupervisorSpec, open_supervisor, run_root, supervisor
 
 from .conftest import BoomError, Lab
@@ -380,7 +380,7 @@ async def test_the_correlation_id_survives_two_hops(
     output: Output, autojump_clock: MockClock
 ) -> None:
     seen: list[Envelope] = []
-    records = open_records("memory://")
+    records = Records.open(":memory:")
     async with open_memory_transport() as transport:
         await transport.declare(Topology(queues=[Queue("hop1"), Queue("hop2"), Queue("hop3")]))
         context = Context(

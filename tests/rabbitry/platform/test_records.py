@@ -1,6 +1,7 @@
-"""The platform's records, the same behaviours on SQLite (`Records`) and on the real PostgreSQL
-(`PostgresRecords` on 127.0.0.1:5432, database `test`, a fresh schema per test, dropped after);
-then what only PostgreSQL has (types, batches of 10,000, lost connections) and `open_records`.
+"""The platform's records, one suite of behaviours on SQLite (`Records`, in a file and in memory)
+and on the real PostgreSQL (`PostgresRecords` on 127.0.0.1:5432, database `test`, a fresh schema
+per test, dropped after); then what only PostgreSQL has (types, batches of 10,000, lost
+connections) and `open_records`.
 
 PostgreSQL must be running: these tests fail, not skip, without it."""
 
@@ -54,10 +55,14 @@ def postgres(schema: str) -> Iterator[PostgresRecords]:
     records.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "memory", "postgresql"])
 def records(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordsStore]:
     if request.param == "postgresql":
         yield request.getfixturevalue("postgres")
+        return
+    if request.param == "memory":
+        with open_records("memory://") as in_memory:
+            yield in_memory
         return
     store: RecordsStore = Records.open(tmp_path / "var" / "records.db")
     yield store
@@ -401,7 +406,8 @@ def test_a_lost_connection_is_unavailable_then_reopened(
     postgres: PostgresRecords, admin: psycopg.Connection
 ) -> None:
     postgres.create_account(account(1))
-    admin.execute("SELECT pg_terminate_backend(%s)", (postgres._db.info.backend_pid,))
+    pid = postgres.database.connection.info.backend_pid
+    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(LedgerUnavailable, match=r"could not run a transaction.*retry it later"):
         postgres.account("acc-1")
     assert postgres.account("acc-1") == account(1)
@@ -415,8 +421,11 @@ def test_a_lost_connection_is_unavailable_then_reopened(
     ],
 )
 def test_an_unreachable_database_never_shows_the_password(url: str, shown: str) -> None:
-    with pytest.raises(LedgerUnavailable, match="cannot connect to the records database") as caught:
-        open_records(url)
+    with (
+        pytest.raises(LedgerUnavailable, match="cannot connect to the records database") as caught,
+        open_records(url),
+    ):
+        pass  # pragma: no cover - opening raises
     assert shown in str(caught.value)
     assert "s3cret" not in str(caught.value)
     assert caught.value.__cause__ is None
@@ -432,10 +441,9 @@ def test_a_schema_must_be_named() -> None:
 
 def test_open_sqlite_is_the_ledgers_file(tmp_path: Path) -> None:
     path = tmp_path / "var" / "rabbitry.db"
-    records = open_records(f"SQLite:///{path}?synchronous=FULL")
-    assert isinstance(records, Records)
-    records.create_account(account(1))
-    records.close()
+    with open_records(f"SQLite:///{path}?synchronous=FULL") as records:
+        assert isinstance(records, Records)
+        records.create_account(account(1))
     assert [p.name for p in path.parent.iterdir() if p.suffix == ".db"] == ["rabbitry.db"]
     reopened = Records.open(path)
     assert reopened.account("acc-1") == account(1)
@@ -444,16 +452,16 @@ def test_open_sqlite_is_the_ledgers_file(tmp_path: Path) -> None:
 
 def test_open_relative_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    open_records("sqlite:///var/rabbitry.db").close()
+    with open_records("sqlite:///var/rabbitry.db"):
+        pass
     assert (tmp_path / "var" / "rabbitry.db").is_file()
 
 
 def test_open_memory() -> None:
-    records = open_records("memory://")
-    assert isinstance(records, Records)
-    records.create_account(account(1))
-    assert records.account("acc-1") == account(1)
-    records.close()
+    with open_records("memory://") as records:
+        assert isinstance(records, Records)
+        records.create_account(account(1))
+        assert records.account("acc-1") == account(1)
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "PostgreSQL"])
@@ -461,10 +469,9 @@ def test_open_postgresql_in_the_schema_the_url_names(
     scheme: str, schema: str, admin: psycopg.Connection
 ) -> None:
     url = URL.replace("postgresql", scheme, 1)
-    records = open_records(f"{url}?application_name=records-test&schema={schema}")
-    assert isinstance(records, PostgresRecords)
-    records.create_account(account(1), ["+3361000001"])
-    records.close()
+    with open_records(f"{url}?application_name=records-test&schema={schema}") as records:
+        assert isinstance(records, PostgresRecords)
+        records.create_account(account(1), ["+3361000001"])
     rows = admin.execute(f'SELECT id FROM "{schema}".platform_accounts').fetchall()
     assert rows == [("acc-1",)]
 
@@ -484,8 +491,8 @@ def test_open_postgresql_in_the_schema_the_url_names(
     ],
 )
 def test_open_a_bad_url(url: str, error: str) -> None:
-    with pytest.raises(ValueError, match=error) as caught:
-        open_records(url)
+    with pytest.raises(ValueError, match=error) as caught, open_records(url):
+        pass  # pragma: no cover - opening raises
     assert "s3cret" not in str(caught.value)
 
 
