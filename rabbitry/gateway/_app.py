@@ -21,9 +21,10 @@ body; a retry with the same key and the same request gets that answer again byte
 `idempotency_key_reused`, and a retry while the first is still running gets 409
 `idempotency_key_in_flight` (the in-flight set is in memory: one gateway process per scope).
 
-Errors are `{"error": {"code": ..., "message": ..., "field"?: ...}}`. A backend exception that is
-not an `ApiError` is logged with its traceback (method and path only, never headers) and answered
-500 `internal` without details.
+Errors are `{"error": {"code": ..., "message": ..., "field"?: ...}}`. A handler's refusal gets
+the status and code the table of rabbitry.gateway._errors gives its class; a backend exception
+the table does not list is logged with its traceback (method and path only, never headers) and
+answered 500 `internal` without details.
 """
 
 import hashlib
@@ -37,7 +38,7 @@ from urllib.parse import parse_qs
 import attrs
 
 from rabbitry.gateway import _ops
-from rabbitry.gateway._backend import ApiError, GatewayBackend, StoredResponse
+from rabbitry.gateway._backend import GatewayBackend, StoredResponse
 from rabbitry.gateway._bodies import (
     InvalidBody,
     decode_bonus,
@@ -46,6 +47,7 @@ from rabbitry.gateway._bodies import (
     decode_new_account,
     decode_send,
 )
+from rabbitry.gateway._errors import ApiError, refusal_of
 from rabbitry.gateway._http import (
     Answer,
     Call,
@@ -192,10 +194,13 @@ class GatewayApp:
         """The handler's answer, refusals included; other exceptions propagate (500)."""
         try:
             return await route.handler(self, call)
-        except ApiError as exc:
+        except (ApiError, InvalidBody) as exc:
             return error_answer(exc.status, exc.code, exc.message, field=exc.field)
-        except InvalidBody as exc:
-            return error_answer(exc.status, exc.code, exc.message, field=exc.field)
+        except Exception as exc:
+            refusal = refusal_of(exc)
+            if refusal is None:
+                raise
+            return error_answer(refusal.status, refusal.code, refusal.message)
 
 
 class _Body:

@@ -6,7 +6,7 @@
 
         async def send(self, account, request, *, request_id):
             if not self.can_pay(account, request):
-                raise ApiError(402, "insufficient_funds", "balance 0.20 EUR < price 0.35 EUR")
+                raise InsufficientFunds(account.id, price, available, "EUR")   # 402
             ...
             return {"messages": [...], "total_price": Decimal("0.35")}
 
@@ -16,9 +16,10 @@ The gateway is HTTP plumbing only: it authenticates, decodes and validates bodie
 idempotent retries and encodes answers; prices, balances, routes and records live behind this
 protocol. Answers are plain dicts encoded with msgspec (a `Decimal` becomes a JSON string).
 
-A backend refuses a request by raising `ApiError(status, code, message)`: the client gets
-`{"error": {"code": code, "message": message}}` with that status. Any other exception is a bug:
-the client gets a bare 500 and the traceback goes to the log.
+A backend refuses a request by raising a typed error: billing's, carriers', or the gateway's own
+(`NotFound`, `Unavailable`...); the table in rabbitry.gateway._errors decides the status and
+code, and the client gets `{"error": {"code": code, "message": str(error)}}`. Any other exception
+is a bug: the client gets a bare 500 and the traceback goes to the log.
 
 `request_id` (for `send`, `request_invoice`) and `operation` (for `add_funds`) are derived from the
 request's `Idempotency-Key` when it has one, so a retry after a crash re-uses the same ids and the
@@ -31,23 +32,6 @@ from typing import Literal, Protocol
 import msgspec
 
 from rabbitry.gateway._bodies import SendRequest
-
-
-class ApiError(Exception):
-    """A refusal the client should see: `ApiError(402, "insufficient_funds", "...")`.
-
-    `status` is an HTTP error status (400 to 599); `code` a stable snake_case word clients can
-    test; `message` one sentence for a human; `field` the body path it is about, if any.
-    """
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError(f"ApiError status must be an HTTP error, 400 to 599 (got {status!r})")
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 class AccountInfo(msgspec.Struct, frozen=True):

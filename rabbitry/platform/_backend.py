@@ -27,9 +27,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 import trio
 
-from broker import CallTimeout, PublishError, RemoteError, RpcClient
+from broker import CallTimeout, PublishError, RpcClient
 from rabbitry.billing import (
+    CurrencyMismatch,
+    InsufficientFunds,
+    InvalidMoney,
     InvalidNumber,
+    LedgerUnavailable,
     NoRoute,
     Receipt,
     UnknownAccount,
@@ -37,9 +41,19 @@ from rabbitry.billing import (
     invoice_id,
     segment,
 )
-from rabbitry.carriers import CarrierDown
-from rabbitry.carriers.http import InvalidWebhook, WebhookRefused
-from rabbitry.gateway import AccountInfo, ApiError, SendRequest, StoredResponse
+from rabbitry.billing import InvalidOperation as LedgerRefused
+from rabbitry.gateway import (
+    AccountInfo,
+    InvalidField,
+    InvalidJson,
+    NotFound,
+    NumberTaken,
+    SendRequest,
+    StoredResponse,
+    Unauthorized,
+    Unavailable,
+    Unsupported,
+)
 from rabbitry.platform._context import Context, now
 from rabbitry.platform._messages import (
     Fund,
@@ -68,6 +82,15 @@ if TYPE_CHECKING:
 
 BATCH_SIZE = 500
 RPC_TIMEOUT = 10.0
+ACCOUNT_ERRORS = (
+    InsufficientFunds,
+    UnknownAccount,
+    LedgerUnavailable,
+    LedgerRefused,
+    InvalidMoney,
+    CurrencyMismatch,
+)
+"""The refusals of an account actor that come back from its RPC as themselves."""
 
 
 def _money(amount: Decimal) -> str:
@@ -89,7 +112,7 @@ class PlatformBackend:
         self._admin_key = admin_key.encode()
         self.carriers = carriers or {}
         self.batch_size = batch_size
-        self.rpc = RpcClient(context.transport, context.codec)
+        self.rpc = RpcClient(context.transport, context.codec, errors=ACCOUNT_ERRORS)
 
     # Authentication
 
@@ -109,15 +132,13 @@ class PlatformBackend:
     ) -> dict[str, object]:
         platform_currency = self.context.currency
         if currency is not None and currency != platform_currency:
-            raise ApiError(
-                422,
-                "invalid_field",
-                f"currency: this platform's rates are in {platform_currency}, not {currency!r}",
+            raise CurrencyMismatch(
+                f"currency: this platform's rates are in {platform_currency}, not {currency!r}"
             )
         for index, number in enumerate(numbers):
             _check_number(number, f"numbers[{index}]")
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
-            raise ApiError(422, "invalid_field", "webhook_url: expected an http:// or https:// URL")
+            raise InvalidField("webhook_url: expected an http:// or https:// URL")
         account_id = f"acc_{secrets.token_hex(8)}"
         api_key = f"rk_{secrets.token_urlsafe(24)}"
         await self._ask(
@@ -139,14 +160,14 @@ class PlatformBackend:
                 numbers,
             )
         except DuplicateNumber as error:
-            raise ApiError(422, "number_taken", f"numbers: {error}") from None
+            raise NumberTaken(f"numbers: {error}") from None
         return {"id": account_id, "api_key": api_key, "currency": platform_currency}
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
     ) -> dict[str, object]:
         if self.context.records.account(account_id) is None:
-            raise ApiError(404, "not_found", f"no account {account_id!r}")
+            raise NotFound(f"no account {account_id!r}")
         value = _amount(amount)
         receipt = await self._ask(
             account_id,
@@ -167,7 +188,7 @@ class PlatformBackend:
         try:
             return _balance(self.context.ledger.balance(account.id))
         except UnknownAccount:
-            raise ApiError(404, "not_found", "no such account") from None
+            raise NotFound("no such account") from None
 
     async def send(
         self, account: AccountInfo, request: SendRequest, *, request_id: str
@@ -187,11 +208,11 @@ class PlatformBackend:
             _check_number(number, f"to[{index}]")
             carriers = context.route(number)
             if not carriers:
-                raise ApiError(422, "no_route", f"to[{index}]: no carrier serves {number!r}")
+                raise NoRoute(f"to[{index}]: no carrier serves {number!r}")
             try:
                 prefix, rate = context.rate_for(number, carriers[0])
             except NoRoute:
-                raise ApiError(422, "no_route", f"to[{index}]: no rate for {number!r}") from None
+                raise NoRoute(f"to[{index}]: no rate for {number!r}") from None
             price = prices.get((carriers[0], prefix))
             if price is None:
                 price = prices[carriers[0], prefix] = rate.amount * segments
@@ -280,11 +301,9 @@ class PlatformBackend:
                         )
                     )
         except* PublishError as group:
-            raise ApiError(
-                503,
-                "unavailable",
+            raise Unavailable(
                 "the messages could not be queued; retry with the same Idempotency-Key "
-                f"({group.exceptions[0]})",
+                f"({group.exceptions[0]})"
             ) from None
         return {"messages": answer, "total_price": _money(total), "currency": currency}
 
@@ -398,39 +417,29 @@ class PlatformBackend:
     ) -> dict[str, object]:
         side = self.carriers.get(carrier)
         if side is None:
-            raise ApiError(404, "not_found", f"no carrier {carrier!r}")
+            raise NotFound(f"no carrier {carrier!r}")
         handle = getattr(side.connector, "handle_webhook", None)
         if handle is not None:  # the carrier's own webhook: its connector checks the signature
-            try:
-                answer: dict[str, object] = await handle(kind, body, headers)
-            except WebhookRefused as error:
-                raise ApiError(401, "bad_signature", str(error)) from None
-            except InvalidWebhook as error:
-                raise ApiError(422, "invalid_webhook", str(error)) from None
-            except CarrierDown as error:
-                raise ApiError(503, "unavailable", str(error)) from None
+            # (it refuses with WebhookRefused, InvalidWebhook or CarrierDown)
+            answer: dict[str, object] = await handle(kind, body, headers)
             return answer
         if not admin:
-            raise ApiError(
-                401, "unauthorized", "this carrier takes traffic from the admin key only"
-            )
+            raise Unauthorized("this carrier takes traffic from the admin key only")
         if kind == "dlr":
-            raise ApiError(
-                422, "unsupported", f"carrier {carrier!r} does not take delivery reports by webhook"
-            )
+            raise Unsupported(f"carrier {carrier!r} does not take delivery reports by webhook")
         return await self._inject_inbound(carrier, body)
 
     async def _inject_inbound(self, carrier: str, body: bytes) -> dict[str, object]:
         try:
             fields = msgspec.json.decode(body)
         except msgspec.DecodeError:
-            raise ApiError(422, "invalid_json", "the body is not JSON") from None
+            raise InvalidJson("the body is not JSON") from None
         if not isinstance(fields, dict):
-            raise ApiError(422, "invalid_field", "expected a JSON object {from, to, text}")
+            raise InvalidField("expected a JSON object {from, to, text}")
         for name in ("from", "to", "text"):
             value = fields.get(name)
             if not isinstance(value, str) or (name != "text" and not value):
-                raise ApiError(422, "invalid_field", f"{name}: expected a non-empty string")
+                raise InvalidField(f"{name}: expected a non-empty string")
         _check_number(fields["to"], "to")
         message = InboundSms(
             id=f"in_{secrets.token_hex(12)}",
@@ -479,6 +488,7 @@ class PlatformBackend:
     # Helpers
 
     async def _ask(self, account: str, command: object) -> Receipt:
+        """The account's receipt; its refusals (`ACCOUNT_ERRORS`) come back as themselves."""
         context = self.context
         try:
             reply = await self.rpc.call(
@@ -487,23 +497,10 @@ class PlatformBackend:
                 routing_key=context.names.layout.routing_key(account),
                 timeout=RPC_TIMEOUT,
             )
-        except RemoteError as error:
-            kind = error.remote_type.rsplit(".", 1)[-1]
-            if kind == "InsufficientFunds":
-                raise ApiError(402, "insufficient_funds", error.remote_message) from None
-            if kind == "UnknownAccount":
-                raise ApiError(404, "not_found", error.remote_message) from None
-            if kind == "LedgerUnavailable":
-                raise ApiError(
-                    503, "unavailable", "the ledger is unavailable; retry with the same key"
-                ) from None
-            if kind in ("InvalidOperation", "InvalidMoney", "CurrencyMismatch"):
-                raise ApiError(422, "invalid_field", error.remote_message) from None
-            raise
+        except LedgerUnavailable:
+            raise Unavailable("the ledger is unavailable; retry with the same key") from None
         except (CallTimeout, PublishError) as error:
-            raise ApiError(
-                503, "unavailable", f"the account did not answer in time ({error})"
-            ) from None
+            raise Unavailable(f"the account did not answer in time ({error})") from None
         if not isinstance(reply, Receipt):
             raise TypeError(f"an account answered {type(reply).__name__}, not a Receipt")
         return reply
@@ -513,16 +510,16 @@ def _check_number(number: str, where: str) -> None:
     try:
         check_number(number)
     except InvalidNumber as error:
-        raise ApiError(422, "invalid_number", f"{where}: {error}") from None
+        raise InvalidNumber(f"{where}: {error}") from None
 
 
 def _amount(text: str) -> Decimal:
     try:
         value = Decimal(text)
     except (InvalidOperation, ValueError):
-        raise ApiError(422, "invalid_field", f"amount: {text!r} is not a decimal") from None
+        raise InvalidField(f"amount: {text!r} is not a decimal") from None
     if not value.is_finite() or value <= 0:
-        raise ApiError(422, "invalid_field", f"amount: expected a positive decimal, got {text!r}")
+        raise InvalidField(f"amount: expected a positive decimal, got {text!r}")
     return value
 
 

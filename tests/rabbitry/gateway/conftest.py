@@ -12,12 +12,13 @@ import trio
 
 from rabbitry.gateway import (
     AccountInfo,
-    ApiError,
     GatewayApp,
     GatewayBackend,
+    NotFound,
     OpsBackend,
     SendRequest,
     StoredResponse,
+    Unauthorized,
     serve_gateway,
 )
 
@@ -39,7 +40,7 @@ class FakeBackend:
         self.runs = 0
         self.gate: trio.Event | None = None  # when set up, `send` waits for it
         self.entered = trio.Event()  # `send` started
-        self.refuse: ApiError | None = None  # raised by `send`
+        self.refuse: Exception | None = None  # a refusal raised by `send`
         self.crash: Exception | None = None  # raised by `send`
         self.messages: dict[tuple[str, str], dict[str, object]] = {
             ("acc-acme", "msg-1"): {
@@ -73,7 +74,7 @@ class FakeBackend:
     ) -> dict[str, object]:
         self.calls.append(("add_funds", account_id, amount, reference, bonus, operation))
         if account_id != "acc-acme":
-            raise ApiError(404, "not_found", f"no account {account_id!r}")
+            raise NotFound(f"no account {account_id!r}")
         return {"balance": Decimal("20.00"), "bonus": Decimal("0.00"), "currency": "EUR"}
 
     async def balance(self, account: AccountInfo) -> dict[str, object]:
@@ -134,7 +135,7 @@ class FakeBackend:
         admin: bool,
     ) -> dict[str, object]:
         if not admin and "x-rabbitry-signature" not in headers:
-            raise ApiError(401, "unauthorized", "not signed")
+            raise Unauthorized("not signed")
         self.calls.append((f"carrier_{kind}", carrier, json.loads(body)))
         return {"accepted": True}
 
