@@ -38,6 +38,7 @@ from urllib.parse import parse_qs
 import attrs
 
 from rabbitry.gateway import _ops
+from rabbitry.gateway._answers import InboundList
 from rabbitry.gateway._backend import GatewayBackend, StoredResponse
 from rabbitry.gateway._bodies import (
     InvalidBody,
@@ -323,7 +324,8 @@ async def _inbound(backend: GatewayBackend, call: Call) -> Answer:
     if not given.isdigit() or not lowest <= int(given) <= highest:
         message = f"limit must be a whole number from {lowest} to {highest} (got {given!r})"
         raise ApiError(422, "invalid_field", message, field="limit")
-    return json_answer(200, {"messages": await backend.inbound(call.account, limit=int(given))})
+    messages = await backend.inbound(call.account, limit=int(given))
+    return json_answer(200, InboundList(messages))
 
 
 async def _request_invoice(backend: GatewayBackend, call: Call) -> Answer:

@@ -22,14 +22,16 @@ import secrets
 import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import msgspec
 import trio
 
 from broker import CallTimeout, PublishError, RpcClient
 from rabbitry.billing import (
+    Balance,
     CurrencyMismatch,
+    Encoding,
     InsufficientFunds,
     InvalidMoney,
     InvalidNumber,
@@ -43,16 +45,28 @@ from rabbitry.billing import (
 )
 from rabbitry.billing import InvalidOperation as LedgerRefused
 from rabbitry.gateway import (
+    AccountCreated,
     AccountInfo,
+    BalanceView,
+    EventView,
+    InboundView,
     InvalidField,
     InvalidJson,
+    InvoiceDocument,
+    InvoiceState,
+    InvoiceStatus,
+    MessageStatus,
+    MessageView,
     NotFound,
     NumberTaken,
+    QueuedMessage,
+    SendAnswer,
     SendRequest,
     StoredResponse,
     Unauthorized,
     Unavailable,
     Unsupported,
+    WebhookAnswer,
 )
 from rabbitry.platform._context import Context, now
 from rabbitry.platform._messages import (
@@ -92,9 +106,9 @@ ACCOUNT_ERRORS = (
 )
 """The refusals of an account actor that come back from its RPC as themselves."""
 
-
-def _money(amount: Decimal) -> str:
-    return str(amount)
+_STATUSES: dict[str, MessageStatus] = {status: status for status in get_args(MessageStatus)}
+_INVOICE_STATES: dict[str, InvoiceState] = {state: state for state in get_args(InvoiceState)}
+_INVOICE = msgspec.json.Decoder(InvoiceDocument)
 
 
 class PlatformBackend:
@@ -129,7 +143,7 @@ class PlatformBackend:
 
     async def create_account(
         self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
-    ) -> dict[str, object]:
+    ) -> AccountCreated:
         platform_currency = self.context.currency
         if currency is not None and currency != platform_currency:
             raise CurrencyMismatch(
@@ -161,11 +175,11 @@ class PlatformBackend:
             )
         except DuplicateNumber as error:
             raise NumberTaken(f"numbers: {error}") from None
-        return {"id": account_id, "api_key": api_key, "currency": platform_currency}
+        return AccountCreated(id=account_id, api_key=api_key, currency=platform_currency)
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
-    ) -> dict[str, object]:
+    ) -> BalanceView:
         if self.context.records.account(account_id) is None:
             raise NotFound(f"no account {account_id!r}")
         value = _amount(amount)
@@ -184,7 +198,7 @@ class PlatformBackend:
 
     # Customer
 
-    async def balance(self, account: AccountInfo) -> dict[str, object]:
+    async def balance(self, account: AccountInfo) -> BalanceView:
         try:
             return _balance(self.context.ledger.balance(account.id))
         except UnknownAccount:
@@ -192,7 +206,7 @@ class PlatformBackend:
 
     async def send(
         self, account: AccountInfo, request: SendRequest, *, request_id: str
-    ) -> dict[str, object]:
+    ) -> SendAnswer:
         context = self.context
         split = segment(request.text)
         encoding = split.encoding.value
@@ -201,7 +215,7 @@ class PlatformBackend:
         prices: dict[tuple[str, str], Decimal] = {}
         per_carrier: dict[str, list[SendItem]] = {}
         records: list[MessageRecord] = []
-        answer: list[dict[str, object]] = []
+        answer: list[QueuedMessage] = []
         total = Decimal(0)
         created = now()
         for index, number in enumerate(request.to):
@@ -250,14 +264,13 @@ class PlatformBackend:
                 )
             )
             answer.append(
-                {
-                    "id": message_id,
-                    "to": number,
-                    "segments": segments,
-                    "encoding": encoding,
-                    "price": _money(price),
-                    "status": "queued",
-                }
+                QueuedMessage(
+                    id=message_id,
+                    to=number,
+                    segments=segments,
+                    encoding=split.encoding,
+                    price=price,
+                )
             )
         hold = send_hold_id(request_id)
         if total > 0:
@@ -305,7 +318,7 @@ class PlatformBackend:
                 "the messages could not be queued; retry with the same Idempotency-Key "
                 f"({group.exceptions[0]})"
             ) from None
-        return {"messages": answer, "total_price": _money(total), "currency": currency}
+        return SendAnswer(messages=answer, total_price=total, currency=currency)
 
     async def _release(self, account: str, hold: str, records: list[MessageRecord]) -> None:
         outcomes = Outcomes(
@@ -329,52 +342,49 @@ class PlatformBackend:
         with trio.move_on_after(RPC_TIMEOUT):
             await self.context.tell_account(account, outcomes, message_id=f"unqueued-{hold}")
 
-    async def message(self, account: AccountInfo, message_id: str) -> dict[str, object] | None:
+    async def message(self, account: AccountInfo, message_id: str) -> MessageView | None:
         found = self.context.records.message(account.id, message_id)
         if found is None:
             return None
         record, events = found
-        view: dict[str, object] = {
-            "id": record.id,
-            "to": record.to,
-            "from": record.sender,
-            "status": record.status,
-            "segments": record.segments,
-            "encoding": record.encoding,
-            "price": _money(record.price),
-            "carrier": record.carrier or None,
-            "events": [
-                {
-                    "status": e.status,
-                    "at": e.at,
-                    "carrier": e.carrier or None,
-                    "error": e.error or None,
-                }
+        return MessageView(
+            id=record.id,
+            to=record.to,
+            sender=record.sender,
+            status=_STATUSES[record.status],
+            segments=record.segments,
+            encoding=Encoding(record.encoding),
+            price=record.price,
+            carrier=record.carrier or None,
+            events=[
+                EventView(
+                    status=_STATUSES[e.status],
+                    at=e.at,
+                    carrier=e.carrier or None,
+                    error=e.error or None,
+                )
                 for e in events
             ],
-        }
-        if record.error:
-            view["error"] = record.error
-        if record.client_ref:
-            view["client_ref"] = record.client_ref
-        return view
+            error=record.error,
+            client_ref=record.client_ref,
+        )
 
-    async def inbound(self, account: AccountInfo, *, limit: int) -> list[dict[str, object]]:
+    async def inbound(self, account: AccountInfo, *, limit: int) -> list[InboundView]:
         return [
-            {
-                "id": r.id,
-                "from": r.sender,
-                "to": r.to,
-                "text": r.text,
-                "carrier": r.carrier,
-                "received_at": r.received_at,
-            }
+            InboundView(
+                id=r.id,
+                sender=r.sender,
+                to=r.to,
+                text=r.text,
+                carrier=r.carrier,
+                received_at=r.received_at,
+            )
             for r in self.context.records.inbound(account.id, limit)
         ]
 
     async def request_invoice(
         self, account: AccountInfo, period: str, *, request_id: str
-    ) -> dict[str, object]:
+    ) -> InvoiceStatus:
         invoice = invoice_id(account.id, period)
         existing = self.context.records.invoice(account.id, invoice)
         if existing is None:
@@ -388,17 +398,19 @@ class PlatformBackend:
                 routing_key=self.context.names.invoices_key,
                 message_id=f"invoice-{invoice}-{request_id}",
             )
-        status = "ready" if existing is not None and existing.status == "ready" else "pending"
-        return {"id": invoice, "status": status, "period": period}
+        ready = existing is not None and existing.status == "ready"
+        return InvoiceStatus(id=invoice, status="ready" if ready else "pending", period=period)
 
-    async def invoice(self, account: AccountInfo, invoice_id: str) -> dict[str, object] | None:
+    async def invoice(
+        self, account: AccountInfo, invoice_id: str
+    ) -> InvoiceStatus | InvoiceDocument | None:
         record = self.context.records.invoice(account.id, invoice_id)
         if record is None:
             return None
         if record.status != "ready" or record.document is None:
-            return {"id": record.id, "status": record.status, "period": record.period}
-        document: dict[str, object] = msgspec.json.decode(record.document)
-        return {"status": "ready", **document}
+            status = _INVOICE_STATES[record.status]
+            return InvoiceStatus(id=record.id, status=status, period=record.period)
+        return _INVOICE.decode(record.document)
 
     async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
         record = self.context.records.invoice(account.id, invoice_id)
@@ -414,7 +426,7 @@ class PlatformBackend:
         headers: Mapping[str, str],
         *,
         admin: bool,
-    ) -> dict[str, object]:
+    ) -> WebhookAnswer:
         side = self.carriers.get(carrier)
         if side is None:
             raise NotFound(f"no carrier {carrier!r}")
@@ -422,14 +434,14 @@ class PlatformBackend:
         if handle is not None:  # the carrier's own webhook: its connector checks the signature
             # (it refuses with WebhookRefused, InvalidWebhook or CarrierDown)
             answer: dict[str, object] = await handle(kind, body, headers)
-            return answer
+            return msgspec.convert(answer, WebhookAnswer)
         if not admin:
             raise Unauthorized("this carrier takes traffic from the admin key only")
         if kind == "dlr":
             raise Unsupported(f"carrier {carrier!r} does not take delivery reports by webhook")
         return await self._inject_inbound(carrier, body)
 
-    async def _inject_inbound(self, carrier: str, body: bytes) -> dict[str, object]:
+    async def _inject_inbound(self, carrier: str, body: bytes) -> WebhookAnswer:
         try:
             fields = msgspec.json.decode(body)
         except msgspec.DecodeError:
@@ -452,7 +464,7 @@ class PlatformBackend:
         await self.context.publish(
             message, routing_key=self.context.names.inbound_key, message_id=message.id
         )
-        return {"id": message.id, "status": "received"}
+        return WebhookAnswer(id=message.id, status="received")
 
     # Idempotency
 
@@ -523,10 +535,7 @@ def _amount(text: str) -> Decimal:
     return value
 
 
-def _balance(balance: Any) -> dict[str, object]:
-    return {
-        "balance": _money(balance.balance),
-        "bonus": _money(balance.bonus),
-        "held": _money(balance.held),
-        "currency": balance.currency,
-    }
+def _balance(balance: Balance) -> BalanceView:
+    return BalanceView(
+        balance=balance.balance, bonus=balance.bonus, held=balance.held, currency=balance.currency
+    )
