@@ -314,7 +314,7 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     children.append(
         ChildSpec(
             name="hold-reaper",
-            start=functools.partial(run_reaper, context),
+            start=functools.partial(run_reaper, context.ledger, context.records, context.accounts),
             backoff=Backoff.exponential(min=1.0, max=60.0),
         )
     )

@@ -113,7 +113,7 @@ class AccountActor(ConsumerActor):
     async def _answer(self, reply: Any) -> None:
         inbound = current_inbound()
         if inbound is not None and inbound.envelope.reply_to:
-            await self.context.transport.reply(inbound.delivery, reply)
+            await self.context.publisher.reply(inbound.delivery, reply)
 
     async def _settle(self, outcomes: Outcomes) -> None:
         operations: list[Operation] = []

@@ -1,7 +1,7 @@
 """The batcher: many small items, one confirmed broker message per batch, each caller told when
 its own item is safe.
 
-    reports = Batcher(lambda items: context.publish(Reports(items=tuple(items)), ...))
+    reports = Batcher(lambda items: publisher.publish(Reports(items=tuple(items)), ...))
     async with trio.open_nursery() as nursery:
         await nursery.start(reports.run)
         await reports.put(report)       # returns once the batch holding it was confirmed

@@ -89,7 +89,7 @@ async def publish_callbacks(context: Context, callbacks: list[Callback]) -> None
         for callback in callbacks:
             nursery.start_soon(
                 functools.partial(
-                    context.publish,
+                    context.publisher.publish,
                     callback,
                     routing_key=context.names.callbacks_key,
                     message_id=callback.id,

@@ -128,7 +128,7 @@ class CarrierSide:
             self.auth_failures = 0
 
     async def _publish_reports(self, items: list[Report]) -> None:
-        await self.context.publish(
+        await self.context.publisher.publish(
             Reports(items=tuple(items)), routing_key=self.context.names.reports_key
         )
 
@@ -143,7 +143,7 @@ class CarrierSide:
                 carrier=self.name,
                 at=now(),
             )
-            await self.context.publish(
+            await self.context.publisher.publish(
                 inbound, routing_key=self.context.names.inbound_key, message_id=inbound.id
             )
             return
@@ -273,14 +273,16 @@ class CarrierActor(ConsumerActor):
                 )
                 nursery.start_soon(
                     functools.partial(
-                        context.tell_account, batch.account, settle, message_id=_new_id()
+                        context.accounts.tell, batch.account, settle, message_id=_new_id()
                     )
                 )
             for carrier, items in failover.items():
                 moved = msgspec.structs.replace(batch, items=tuple(items))
                 nursery.start_soon(
                     functools.partial(
-                        context.publish, moved, routing_key=context.names.send_key(carrier)
+                        context.publisher.publish,
+                        moved,
+                        routing_key=context.names.send_key(carrier),
                     )
                 )
             if retry:
@@ -292,12 +294,11 @@ class CarrierActor(ConsumerActor):
         context = self.side.context
         retry = context.names.retry_layout(context.schedule)
         delay = context.schedule.delay(attempt + 1)
-        envelope = msgspec.structs.replace(context.envelope(batch), attempt=attempt + 1)
-        await context.transport.publish(
+        envelope = msgspec.structs.replace(context.publisher.envelope(batch), attempt=attempt + 1)
+        await context.publisher.publish_envelope(
             envelope,
             exchange=retry.tier(context.names.exchange, delay),
             routing_key=context.names.send_key(self.side.name),
-            timeout=context.publish_timeout,
         )
 
 

@@ -1,7 +1,10 @@
 """Invoice jobs: one job actor per (account, period), building the invoice once from the ledger.
 
-    POST /v1/invoices {"period": "2026-11"}  ->  InvoiceJob on sms.invoices  ->  InvoicesActor
-        -> jobs.ref("acc_1/2026-11").ask(job)  ->  InvoiceJobActor: entries -> JSON + PDF, stored
+    POST /v1/invoices {"period": "2026-11"}  ->  request_invoice: InvoiceJob on sms.invoices
+        -> InvoicesActor -> jobs.ref("acc_1/2026-11").ask(job)
+        -> InvoiceJobActor: entries -> JSON + PDF, stored
+
+`request_invoice` records the invoice as pending and queues its job, unless it is ready already.
 
 Idempotent: the invoice id is `inv-<account>-<period>`; a ready invoice is never rebuilt (a rerun
 answers with the stored document, whose number and totals never change), and two requests for
@@ -12,15 +15,51 @@ gap-free sequential number per series is left for later: see the issue notes).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from actors import Actor, ConsumerActor, Entities
-from rabbitry.billing import build_invoice, encode_invoice, render_pdf
+from rabbitry.billing import build_invoice, encode_invoice, invoice_id, render_pdf
 from rabbitry.platform._context import Context, now
+from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import InvoiceJob
+from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import InvoiceRecord
 
 JOB_TIMEOUT = 120.0
+
+
+class InvoiceLog(Protocol):
+    """What requesting an invoice reads and writes of the records."""
+
+    def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
+
+    def save_invoice(self, record: InvoiceRecord, at: float) -> None: ...
+
+
+async def request_invoice(
+    records: InvoiceLog,
+    publisher: Publisher,
+    names: Names,
+    account: str,
+    period: str,
+    *,
+    request_id: str,
+) -> InvoiceRecord:
+    """The invoice of `account`'s `period` ("YYYY-MM"): its record as it was if it is ready,
+    else pending, with its job queued (again: a job for a ready invoice changes nothing)."""
+    invoice = invoice_id(account, period)
+    existing = records.invoice(account, invoice)
+    if existing is not None and existing.status == "ready":
+        return existing
+    pending = InvoiceRecord(id=invoice, account=account, period=period, status="pending")
+    if existing is None:
+        records.save_invoice(pending, now())
+    await publisher.publish(
+        InvoiceJob(account=account, period=period, invoice=invoice),
+        routing_key=names.invoices_key,
+        message_id=f"invoice-{invoice}-{request_id}",
+    )
+    return pending
 
 
 class InvoiceJobActor(Actor):

@@ -104,6 +104,10 @@ class OpenAccountCommand(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Ope
     operation: str
 
 
+AccountRequest = OpenAccountCommand | Fund | HoldFunds
+"""The RPCs an account actor answers with a ledger receipt."""
+
+
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     """What a carrier did with one SMS: accepted (capture) or failed for good (release)."""
 

@@ -7,16 +7,22 @@
   destination number (once per id) and POSTed to the account's webhook_url through the callback
   queue. An SMS for a number nobody owns is refused as `UnknownNumber`, a permanent failure: it is
   parked with that reason, where an operator sees it (nothing is dropped).
+- `inject_inbound` queues an SMS handed in for a carrier that has no inbound webhook of its own
+  (the admin's injected traffic), as if that carrier had received it.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from actors import ConsumerActor
+from rabbitry.billing import InvalidNumber, check_number
 from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
 from rabbitry.platform._context import Context, Services, now
+from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import InboundSms, Reports
+from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import InboundRecord, StatusChange
 
 
@@ -103,3 +109,19 @@ class InboundActor(ConsumerActor):
         account = records.account(owner)
         if account is not None and account.webhook_url:
             await publish_callbacks(self.context, [inbound_callback(record, account.webhook_url)])
+
+
+async def inject_inbound(
+    publisher: Publisher, names: Names, *, carrier: str, sender: str, to: str, text: str
+) -> InboundSms:
+    """Queues an SMS from `sender` to our number `to` as received by `carrier`; returns it once
+    confirmed. Raises InvalidNumber (naming `to`) when `to` is not E.164."""
+    try:
+        check_number(to)
+    except InvalidNumber as error:
+        raise InvalidNumber(f"to: {error}") from None
+    message = InboundSms(
+        id=f"in_{secrets.token_hex(12)}", sender=sender, to=to, text=text, carrier=carrier, at=now()
+    )
+    await publisher.publish(message, routing_key=names.inbound_key, message_id=message.id)
+    return message
