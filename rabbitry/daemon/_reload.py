@@ -105,9 +105,12 @@ class Reloader:
             if carrier.name in old:
                 await self.root.terminate_child(f"carrier.{carrier.name}")
             side = CarrierSide(
-                context,
                 carrier.name,
                 load_connector(carrier.plugin)(carrier.name, carrier.options),
+                publisher=context.publisher,
+                accounts=context.accounts,
+                names=context.names,
+                schedule=context.schedule,
                 tps=carrier.tps,
                 window=carrier.window,
                 max_attempts=context.schedule.max_attempts,

@@ -149,9 +149,12 @@ async def run_daemon(
             )
             sides = {
                 c.name: CarrierSide(
-                    context,
                     c.name,
                     load_connector(c.plugin)(c.name, c.options),
+                    publisher=context.publisher,
+                    accounts=context.accounts,
+                    names=names,
+                    schedule=schedule,
                     tps=c.tps,
                     window=c.window,
                     max_attempts=schedule.max_attempts,

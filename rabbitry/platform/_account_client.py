@@ -4,6 +4,7 @@ write the money.
     accounts = AccountClient(publisher, names)
     receipt = await accounts.ask(HoldFunds(account="acc_1", hold=..., amount=..., ...))
     await accounts.tell("acc_1", outcomes, message_id="settle-3f2a")
+    await accounts.settled("acc_1", ["msg_1_0", "msg_1_1"])      # frozenset({"msg_1_0"})
 
 Both go to the account's partition queue (`accounts.<i>`, the stable hash of its id), which one
 daemon at a time consumes, one command at a time per account. `ask` is an RPC answered with the
@@ -11,10 +12,13 @@ ledger's receipt; the account's refusals come back as themselves (`ACCOUNT_ERROR
 `InsufficientFunds`, `UnknownAccount`...), except that a ledger the account could not reach, an
 account that did not answer within `timeout` or a request that could not be published raise
 `Unavailable` (the caller may retry with the same operation ids, which apply once). `tell` is a
-confirmed publish, answered by nobody.
+confirmed publish, answered by nobody. `settled` asks which messages have their outcome in the
+ledger; queued behind the commands before it, it sees every `Outcomes` already told.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import attrs
 
@@ -30,7 +34,7 @@ from rabbitry.billing import (
 )
 from rabbitry.gateway import Unavailable
 from rabbitry.platform._layout import Names
-from rabbitry.platform._messages import AccountRequest
+from rabbitry.platform._messages import AccountRequest, Settled, SettledQuery
 from rabbitry.platform._publisher import Publisher
 
 RPC_TIMEOUT = 10.0
@@ -83,3 +87,19 @@ class AccountClient:
             routing_key=self.names.layout.routing_key(account),
             message_id=message_id,
         )
+
+    async def settled(self, account: str, messages: Iterable[str]) -> frozenset[str]:
+        """Those of `messages` whose capture or release `account`'s ledger holds.
+
+        Raises what the account raised (`LedgerUnavailable`...), CallTimeout or PublishError:
+        the caller's failure policy retries them.
+        """
+        reply = await self.rpc.call(
+            SettledQuery(account=account, messages=tuple(messages)),
+            exchange=self.names.accounts,
+            routing_key=self.names.layout.routing_key(account),
+            timeout=self.timeout,
+        )
+        if not isinstance(reply, Settled):
+            raise TypeError(f"an account answered {type(reply).__name__}, not Settled")
+        return frozenset(reply.messages)

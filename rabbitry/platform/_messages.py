@@ -10,6 +10,7 @@ The flow (see rabbitry.platform's docstring):
     gateway --HoldFunds (RPC)--> account           (one hold for the whole request)
     gateway --SendBatch--> carrier.<name>          (queue per carrier, items of one account)
     carrier --Outcomes--> account                  (captures for accepted, releases for rejected)
+    carrier --SettledQuery (RPC)--> account        (a redelivered batch: what is settled already?)
     carrier --Reports--> sms.reports               (delivery reports -> status, callbacks)
     carrier --InboundSms--> sms.inbound            (-> owner account's records and webhook)
     status  --Callback--> sms.callbacks            (POSTed to the customer, retried by tiers)
@@ -104,6 +105,20 @@ class OpenAccountCommand(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Ope
     operation: str
 
 
+class SettledQuery(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SettledQuery"):
+    """RPC to an account: which of `messages` have their outcome settled (captured or released)?
+    Answered by `Settled`."""
+
+    account: str
+    messages: tuple[str, ...]
+
+
+class Settled(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Settled"):
+    """The answer to a `SettledQuery`: the messages whose capture or release the ledger holds."""
+
+    messages: tuple[str, ...]
+
+
 AccountRequest = OpenAccountCommand | Fund | HoldFunds
 """The RPCs an account actor answers with a ledger receipt."""
 
@@ -188,4 +203,6 @@ MESSAGE_TYPES: tuple[type, ...] = (
     ReleaseHold,
     Reports,
     SendBatch,
+    Settled,
+    SettledQuery,
 )

@@ -5,7 +5,7 @@ from typing import Any
 import attrs
 
 from rabbitry.billing import Hold, Ledger, MemoryStore, Money, OpenAccount, TopUp
-from rabbitry.platform import AccountActor, Records, ReleaseHold, reap_once
+from rabbitry.platform import AccountActor, Names, Records, ReleaseHold, reap_once
 from rabbitry.platform._records import MessageRecord
 
 
@@ -60,7 +60,14 @@ async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> Non
         operation="reap-hold-orphan0000000000000000000",
     )
     # The account actor applies it (once, whatever is told twice).
-    actor = AccountActor("a1", platform)  # type: ignore[arg-type]
+    actor = AccountActor(
+        "a1",
+        ledger=ledger,
+        records=records,
+        publisher=platform,  # type: ignore[arg-type]
+        names=Names(),
+        currency=platform.currency,
+    )
     ledger.apply(actor._operation(release))
     ledger.apply(actor._operation(release))
     balance = ledger.balance("a1")
