@@ -260,12 +260,16 @@ class _Body:
 
 Handler = Callable[[GatewayBackend, Call], Awaitable[Answer]]
 
+Access = Literal["public", "carrier", "admin", "customer"]
+"""Who may call a route: anyone; a carrier (its connector checks the webhook's signature); the
+admin key; an account's API key."""
+
 
 @attrs.frozen
 class _Route:
     method: str
     path: re.Pattern[str]
-    access: str  # "public", "admin" or "customer"
+    access: Access
     handler: Callable[[GatewayApp, Call], Awaitable[Answer]]
     operations: bool  # an operations route: there only when the app has an `OpsBackend`
 
@@ -368,7 +372,7 @@ async def _carrier_webhook(
     return json_answer(200, answer)
 
 
-def _r(method: str, path: str, access: str, handler: Handler) -> _Route:
+def _r(method: str, path: str, access: Access, handler: Handler) -> _Route:
     """A route; `{name}` in `path` matches one path segment (up to a literal that follows)."""
 
     async def run(app: GatewayApp, call: Call) -> Answer:
@@ -377,7 +381,7 @@ def _r(method: str, path: str, access: str, handler: Handler) -> _Route:
     return _Route(method, _pattern(path), access, run, operations=False)
 
 
-def _o(method: str, path: str, access: str, handler: OpsHandler) -> _Route:
+def _o(method: str, path: str, access: Access, handler: OpsHandler) -> _Route:
     """An operations route (see `_r`), served only by an app with an `OpsBackend`."""
 
     async def run(app: GatewayApp, call: Call) -> Answer:

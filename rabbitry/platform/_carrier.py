@@ -41,7 +41,7 @@ import functools
 import logging
 import uuid
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
@@ -330,7 +330,7 @@ def _next_carrier(item: SendItem, current: str) -> str | None:
 
 def _outcome(
     item: SendItem,
-    status: Any,
+    status: Literal["sent", "failed"],
     carrier: str,
     at: float,
     carrier_ids: tuple[str, ...],

@@ -21,10 +21,10 @@ from typing import Literal
 
 import msgspec
 
-Status = Literal["queued", "sent", "delivered", "undelivered", "failed"]
-"""A message's status; `delivered`, `undelivered` and `failed` are final."""
+from rabbitry.billing import Encoding
 
 FINAL_STATUSES: frozenset[str] = frozenset({"delivered", "undelivered", "failed"})
+"""The statuses (of `rabbitry.gateway.MessageStatus`) after which a message changes no more."""
 
 
 def send_message_id(request_id: str, index: int) -> str:
@@ -51,7 +51,7 @@ class SendItem(msgspec.Struct, frozen=True, kw_only=True):
     sender: str
     text: str
     segments: int
-    encoding: str  # "gsm7" | "ucs2"
+    encoding: Encoding
     price: Decimal
     prefix: str  # the rate-card prefix that priced it ("" for the default rate)
     carriers: tuple[str, ...]  # the route: failover order; items[0] is tried first
@@ -60,7 +60,9 @@ class SendItem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SendBatch(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SendBatch"):
-    """SMS of one account and one hold, for one carrier; `attempt` counts carrier retries."""
+    """SMS of one account and one hold, for one carrier (the first of each item's route that
+    has not failed it yet); the envelope's `attempt` counts the batch's trips through the retry
+    tiers."""
 
     account: str
     hold: str

@@ -190,7 +190,7 @@ class Sender:
                 sender=outgoing.sender,
                 text=outgoing.text,
                 segments=segments,
-                encoding=split.encoding.value,
+                encoding=split.encoding,
                 price=price,
                 prefix=prefix,
                 carriers=carriers,

@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from broker import PublishTimeout
-from rabbitry.billing import InsufficientFunds, InvalidNumber, Money, NoRoute, RateCard
+from rabbitry.billing import Encoding, InsufficientFunds, InvalidNumber, Money, NoRoute, RateCard
 from rabbitry.gateway import Unavailable
 from rabbitry.platform import (
     HoldFunds,
@@ -19,6 +19,8 @@ from rabbitry.platform import (
     Records,
     SendBatch,
     Sender,
+    SendItem,
+    platform_codec,
 )
 
 TEXT = "hello"  # one GSM-7 segment
@@ -193,3 +195,23 @@ async def test_a_free_send_holds_nothing(flow: Flow) -> None:
     assert sent.total == 0
     assert flow.accounts.asked == []
     assert len(flow.publisher.published) == 1
+
+
+def test_a_send_items_encoding_travels_as_the_word_it_was() -> None:
+    codec = platform_codec()
+    item = SendItem(
+        id="m",
+        to=FRANCE[0],
+        sender="Acme",
+        text=UCS2,
+        segments=1,
+        encoding=Encoding.UCS2,
+        price=Decimal("0.05"),
+        prefix="+33",
+        carriers=("fr",),
+    )
+    envelope = codec.encode(SendBatch(account="a", hold="h", currency="EUR", items=(item,)))
+    assert b'"encoding":"ucs2"' in envelope.body
+    decoded = codec.decode(envelope)
+    assert isinstance(decoded, SendBatch)
+    assert decoded.items == (item,)
