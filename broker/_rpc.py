@@ -13,15 +13,32 @@ with a :class:`RemoteFailure` when the handler raised; the client decodes the fi
 :class:`RemoteError` for the second. A reply that comes after its call gave up is dropped by the
 transport and counted in its ``statistics().late_replies``.
 
+A caller that knows the errors a service refuses with names their classes, and gets them back as
+themselves instead of a RemoteError to pick apart::
+
+    client = RpcClient(transport, codec, errors=(InsufficientFunds, UnknownAccount))
+    try:
+        await client.call(Hold(...), routing_key="accounts", timeout=2.0)
+    except InsufficientFunds as exc:       # str(exc) is the remote message
+        ...
+
+A failure matches a named class by its qualified name (``module.QualName``, what
+:attr:`RemoteFailure.type` carries), so both sides must name the class alike: a subclass, or a
+class another version moved, comes back as RemoteError. The error is rebuilt without calling its
+``__init__`` (its arguments did not travel, only its message): ``str(exc)`` and ``exc.args`` are
+the remote message, attributes its ``__init__`` sets are absent; its ``__cause__`` is the
+RemoteError, which names the service.
+
 Both sides register :class:`RemoteFailure` (and the ``None`` reply) with their codec themselves.
-Raises CallTimeout when no reply came in time, RemoteError for a remote failure,
-UndecodableMessage for a reply the codec cannot read, and the PublishError subclasses.
+Raises CallTimeout when no reply came in time, a named error class or RemoteError for a remote
+failure, UndecodableMessage for a reply the codec cannot read, and the PublishError subclasses.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 
 import attrs
 import msgspec
@@ -85,6 +102,14 @@ def qualified_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def rebuild_error(cls: type[Exception], message: str) -> Exception:
+    """An instance of ``cls`` whose message is ``message``, made without calling its
+    ``__init__`` (whose arguments may be others than a message)."""
+    error = cls.__new__(cls, message)
+    error.args = (message,)
+    return error
+
+
 def encode_failure(codec: Codec, error: BaseException, *, service: str = "") -> Envelope:
     """The error reply for ``error`` (its type and message, never its traceback)."""
     register_rpc_types(codec)
@@ -116,11 +141,18 @@ class RpcStatistics:
 
 
 class RpcClient:
-    """Calls services through ``transport``, encoding with ``codec``; share one across tasks."""
+    """Calls services through ``transport``, encoding with ``codec``; share one across tasks.
 
-    def __init__(self, transport: Transport, codec: Codec) -> None:
+    ``errors`` are the exception classes a remote failure is raised as when it names one of them
+    (see the module docstring); any other failure is a :class:`RemoteError`.
+    """
+
+    def __init__(
+        self, transport: Transport, codec: Codec, *, errors: Iterable[type[Exception]] = ()
+    ) -> None:
         self.transport = transport
         self.codec = codec
+        self.errors: dict[str, type[Exception]] = {qualified_name(cls): cls for cls in errors}
         register_rpc_types(codec)
         self._calls = self._replies = self._remote_errors = self._timeouts = 0
 
@@ -134,7 +166,8 @@ class RpcClient:
     ) -> object:
         """Send ``message`` as a request and return the decoded reply.
 
-        Raises RemoteError when the handler raised, CallTimeout when no reply came within
+        Raises the handler's error when its class is one of ``errors``, RemoteError when the
+        handler raised anything else, CallTimeout when no reply came within
         ``timeout`` seconds (the request expires in the queue then too), UndecodableMessage for a
         reply of an unregistered type, and the errors of :meth:`~broker.Transport.call`.
         """
@@ -156,12 +189,16 @@ class RpcClient:
         if isinstance(decoded, RemoteFailure) and reply.type == REMOTE_FAILURE_TYPE:
             self._remote_errors += 1
             where = f" in service {decoded.service!r}" if decoded.service else ""
-            raise RemoteError(
+            remote = RemoteError(
                 f"the handler of {type(message).__name__}{where} raised {decoded.type}: "
                 f"{decoded.message}; handle RemoteError (remote_type {decoded.type!r}) or fix the "
                 f"request",
                 decoded,
             )
+            named = self.errors.get(decoded.type)
+            if named is not None:
+                raise rebuild_error(named, decoded.message) from remote
+            raise remote
         return decoded
 
     def statistics(self) -> RpcStatistics:

@@ -5,7 +5,7 @@ The rooms, each allowed to import only those on the floors below it (ARCHITECTUR
 
     runtime       conf <- broker <- actors <- supervisor
     application   rabbitry.compat (the old module names, for one release) <- rabbitry.storage
-                  <- rabbitry.config <- rabbitry.billing <- rabbitry.carriers, rabbitry.gateway
+                  <- rabbitry.config <- rabbitry.billing <- rabbitry.carriers <- rabbitry.gateway
                   <- rabbitry.platform <- rabbitry.daemon <- rabbitry.cli <- rabbitry (the entry
                   point)
 """
@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "rabbitry.config": {*RUNTIME, *APPLICATION[:2]},
     "rabbitry.billing": {*RUNTIME, *APPLICATION[:3]},
     "rabbitry.carriers": {*RUNTIME, *APPLICATION[:4]},
-    "rabbitry.gateway": {*RUNTIME, *APPLICATION[:4]},
+    "rabbitry.gateway": {*RUNTIME, *APPLICATION[:5]},
     "rabbitry.platform": {*RUNTIME, *APPLICATION[:6]},
     "rabbitry.daemon": {*RUNTIME, *APPLICATION[:7]},
     "rabbitry.cli": {*RUNTIME, *APPLICATION[:8]},

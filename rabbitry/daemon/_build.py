@@ -102,9 +102,12 @@ def routes(config: Config) -> tuple[tuple[str, tuple[str, ...]], ...]:
 def carrier_side(context: Context, carrier: Carrier) -> CarrierSide:
     """The carrier's connector (its plugin, built with its options) and its limits."""
     return CarrierSide(
-        context,
         carrier.name,
         load_connector(carrier.plugin)(carrier.name, carrier.options),
+        publisher=context.publisher,
+        accounts=context.accounts,
+        names=context.names,
+        schedule=context.schedule,
         tps=carrier.tps,
         window=carrier.window,
         max_attempts=context.schedule.max_attempts,

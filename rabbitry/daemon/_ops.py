@@ -223,7 +223,7 @@ class DaemonOps:
             answer = await self.backend.request_invoice(
                 account, period, request_id=f"run-{period}-{int(time.time())}"
             )
-            invoices.append({"account": record.id, "id": answer["id"], "status": answer["status"]})
+            invoices.append({"account": record.id, "id": answer.id, "status": answer.status})
         return {"period": period, "invoices": invoices}
 
     async def invoice_status(self, account: str, invoice: str) -> dict[str, object] | None:

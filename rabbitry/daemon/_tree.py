@@ -244,7 +244,15 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     ]
     children += [carrier_branch(parts, side) for side in parts.carriers.values()]
     jobs = entities(
-        "invoice-jobs", functools.partial(InvoiceJobActor, context=context), concurrency=2
+        "invoice-jobs",
+        functools.partial(
+            InvoiceJobActor,
+            records=context.records,
+            ledger=context.ledger,
+            tax_rate=context.tax_rate,
+            currency=context.currency,
+        ),
+        concurrency=2,
     )
     children.append(jobs)
     children += _queue_pair(
@@ -256,7 +264,7 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     children.append(
         ChildSpec(
             name="hold-reaper",
-            start=functools.partial(run_reaper, context),
+            start=functools.partial(run_reaper, context.ledger, context.records, context.accounts),
             backoff=Backoff.exponential(min=1.0, max=60.0),
         )
     )
@@ -278,4 +286,11 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
 
 
 def _account(context: Context, account_id: str) -> AccountActor:
-    return AccountActor(account_id, context)
+    return AccountActor(
+        account_id,
+        ledger=context.ledger,
+        records=context.records,
+        publisher=context.publisher,
+        names=context.names,
+        currency=context.currency,
+    )

@@ -21,9 +21,10 @@ body; a retry with the same key and the same request gets that answer again byte
 `idempotency_key_reused`, and a retry while the first is still running gets 409
 `idempotency_key_in_flight` (the in-flight set is in memory: one gateway process per scope).
 
-Errors are `{"error": {"code": ..., "message": ..., "field"?: ...}}`. A backend exception that is
-not an `ApiError` is logged with its traceback (method and path only, never headers) and answered
-500 `internal` without details.
+Errors are `{"error": {"code": ..., "message": ..., "field"?: ...}}`. A handler's refusal gets
+the status and code the table of rabbitry.gateway._errors gives its class; a backend exception
+the table does not list is logged with its traceback (method and path only, never headers) and
+answered 500 `internal` without details.
 """
 
 import hashlib
@@ -37,7 +38,8 @@ from urllib.parse import parse_qs
 import attrs
 
 from rabbitry.gateway import _ops
-from rabbitry.gateway._backend import ApiError, GatewayBackend, StoredResponse
+from rabbitry.gateway._answers import InboundList
+from rabbitry.gateway._backend import GatewayBackend, StoredResponse
 from rabbitry.gateway._bodies import (
     InvalidBody,
     decode_bonus,
@@ -46,6 +48,7 @@ from rabbitry.gateway._bodies import (
     decode_new_account,
     decode_send,
 )
+from rabbitry.gateway._errors import ApiError, refusal_of
 from rabbitry.gateway._http import (
     Answer,
     Call,
@@ -192,10 +195,13 @@ class GatewayApp:
         """The handler's answer, refusals included; other exceptions propagate (500)."""
         try:
             return await route.handler(self, call)
-        except ApiError as exc:
+        except (ApiError, InvalidBody) as exc:
             return error_answer(exc.status, exc.code, exc.message, field=exc.field)
-        except InvalidBody as exc:
-            return error_answer(exc.status, exc.code, exc.message, field=exc.field)
+        except Exception as exc:
+            refusal = refusal_of(exc)
+            if refusal is None:
+                raise
+            return error_answer(refusal.status, refusal.code, refusal.message)
 
 
 class _Body:
@@ -254,12 +260,16 @@ class _Body:
 
 Handler = Callable[[GatewayBackend, Call], Awaitable[Answer]]
 
+Access = Literal["public", "carrier", "admin", "customer"]
+"""Who may call a route: anyone; a carrier (its connector checks the webhook's signature); the
+admin key; an account's API key."""
+
 
 @attrs.frozen
 class _Route:
     method: str
     path: re.Pattern[str]
-    access: str  # "public", "admin" or "customer"
+    access: Access
     handler: Callable[[GatewayApp, Call], Awaitable[Answer]]
     operations: bool  # an operations route: there only when the app has an `OpsBackend`
 
@@ -318,7 +328,8 @@ async def _inbound(backend: GatewayBackend, call: Call) -> Answer:
     if not given.isdigit() or not lowest <= int(given) <= highest:
         message = f"limit must be a whole number from {lowest} to {highest} (got {given!r})"
         raise ApiError(422, "invalid_field", message, field="limit")
-    return json_answer(200, {"messages": await backend.inbound(call.account, limit=int(given))})
+    messages = await backend.inbound(call.account, limit=int(given))
+    return json_answer(200, InboundList(messages))
 
 
 async def _request_invoice(backend: GatewayBackend, call: Call) -> Answer:
@@ -361,7 +372,7 @@ async def _carrier_webhook(
     return json_answer(200, answer)
 
 
-def _r(method: str, path: str, access: str, handler: Handler) -> _Route:
+def _r(method: str, path: str, access: Access, handler: Handler) -> _Route:
     """A route; `{name}` in `path` matches one path segment (up to a literal that follows)."""
 
     async def run(app: GatewayApp, call: Call) -> Answer:
@@ -370,7 +381,7 @@ def _r(method: str, path: str, access: str, handler: Handler) -> _Route:
     return _Route(method, _pattern(path), access, run, operations=False)
 
 
-def _o(method: str, path: str, access: str, handler: OpsHandler) -> _Route:
+def _o(method: str, path: str, access: Access, handler: OpsHandler) -> _Route:
     """An operations route (see `_r`), served only by an app with an `OpsBackend`."""
 
     async def run(app: GatewayApp, call: Call) -> Answer:

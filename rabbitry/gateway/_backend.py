@@ -6,19 +6,21 @@
 
         async def send(self, account, request, *, request_id):
             if not self.can_pay(account, request):
-                raise ApiError(402, "insufficient_funds", "balance 0.20 EUR < price 0.35 EUR")
+                raise InsufficientFunds(account.id, price, available, "EUR")   # 402
             ...
-            return {"messages": [...], "total_price": Decimal("0.35")}
+            return SendAnswer(messages=[...], total_price=Decimal("0.35"), currency="EUR")
 
     app = GatewayApp(Platform(...))
 
 The gateway is HTTP plumbing only: it authenticates, decodes and validates bodies, replays
 idempotent retries and encodes answers; prices, balances, routes and records live behind this
-protocol. Answers are plain dicts encoded with msgspec (a `Decimal` becomes a JSON string).
+protocol. Answers are the Structs of rabbitry.gateway._answers (a `Decimal` becomes a JSON
+string).
 
-A backend refuses a request by raising `ApiError(status, code, message)`: the client gets
-`{"error": {"code": code, "message": message}}` with that status. Any other exception is a bug:
-the client gets a bare 500 and the traceback goes to the log.
+A backend refuses a request by raising a typed error: billing's, carriers', or the gateway's own
+(`NotFound`, `Unavailable`...); the table in rabbitry.gateway._errors decides the status and
+code, and the client gets `{"error": {"code": code, "message": str(error)}}`. Any other exception
+is a bug: the client gets a bare 500 and the traceback goes to the log.
 
 `request_id` (for `send`, `request_invoice`) and `operation` (for `add_funds`) are derived from the
 request's `Idempotency-Key` when it has one, so a retry after a crash re-uses the same ids and the
@@ -30,24 +32,17 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from rabbitry.gateway._answers import (
+    AccountCreated,
+    BalanceView,
+    InboundView,
+    InvoiceDocument,
+    InvoiceStatus,
+    MessageView,
+    SendAnswer,
+    WebhookAnswer,
+)
 from rabbitry.gateway._bodies import SendRequest
-
-
-class ApiError(Exception):
-    """A refusal the client should see: `ApiError(402, "insufficient_funds", "...")`.
-
-    `status` is an HTTP error status (400 to 599); `code` a stable snake_case word clients can
-    test; `message` one sentence for a human; `field` the body path it is about, if any.
-    """
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError(f"ApiError status must be an HTTP error, 400 to 599 (got {status!r})")
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 class AccountInfo(msgspec.Struct, frozen=True):
@@ -84,42 +79,44 @@ class GatewayBackend(Protocol):
 
     async def create_account(
         self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
-    ) -> dict[str, object]:
-        """Opens an account; answers `{"id": ..., "api_key": ...}`."""
+    ) -> AccountCreated:
+        """Opens an account (in the platform's currency); answers its id and API key."""
         ...
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
-    ) -> dict[str, object]:
+    ) -> BalanceView:
         """Credits `amount` (a decimal string) as paid funds or bonus; answers the balance."""
         ...
 
-    async def balance(self, account: AccountInfo) -> dict[str, object]:
-        """`{"balance": ..., "bonus": ..., "currency": ...}`."""
+    async def balance(self, account: AccountInfo) -> BalanceView:
+        """The account's paid, bonus and held money."""
         ...
 
     async def send(
         self, account: AccountInfo, request: SendRequest, *, request_id: str
-    ) -> dict[str, object]:
-        """Prices, holds and queues the messages; answers `{"messages": [...], "total_price"}`."""
+    ) -> SendAnswer:
+        """Prices, holds and queues the messages; answers them with their total price."""
         ...
 
-    async def message(self, account: AccountInfo, message_id: str) -> dict[str, object] | None:
+    async def message(self, account: AccountInfo, message_id: str) -> MessageView | None:
         """One of the account's messages with its events; None if not the account's."""
         ...
 
-    async def inbound(self, account: AccountInfo, *, limit: int) -> list[dict[str, object]]:
+    async def inbound(self, account: AccountInfo, *, limit: int) -> list[InboundView]:
         """The account's latest inbound messages, at most `limit`."""
         ...
 
     async def request_invoice(
         self, account: AccountInfo, period: str, *, request_id: str
-    ) -> dict[str, object]:
-        """Starts the invoice of `period` ("YYYY-MM"); answers `{"id": ..., "status": ...}`."""
+    ) -> InvoiceStatus:
+        """Starts the invoice of `period` ("YYYY-MM") unless it is ready; answers its status."""
         ...
 
-    async def invoice(self, account: AccountInfo, invoice_id: str) -> dict[str, object] | None:
-        """One of the account's invoices; None if not the account's."""
+    async def invoice(
+        self, account: AccountInfo, invoice_id: str
+    ) -> InvoiceStatus | InvoiceDocument | None:
+        """One of the account's invoices (its document once ready); None if not the account's."""
         ...
 
     async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
@@ -134,7 +131,7 @@ class GatewayBackend(Protocol):
         headers: Mapping[str, str],
         *,
         admin: bool,
-    ) -> dict[str, object]:
+    ) -> WebhookAnswer:
         """A delivery report or inbound SMS that carrier `carrier` POSTed, in its own format.
 
         `body` and `headers` are raw: the carrier's connector checks the signature over the exact

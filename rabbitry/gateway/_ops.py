@@ -49,8 +49,8 @@ import attrs
 import msgspec
 import trio
 
-from rabbitry.gateway._backend import ApiError
 from rabbitry.gateway._bodies import decode_body, decode_invoice_request
+from rabbitry.gateway._errors import ApiError
 from rabbitry.gateway._http import Answer, Call, Receive, Send, encoder, json_answer
 
 EVENTS_INTERVAL = 1.0

@@ -2,18 +2,14 @@
 as actors exchanging messages through RabbitMQ (see rabbitry.platform._messages for the flow)."""
 
 from rabbitry.platform._account import AccountActor, account_of
+from rabbitry.platform._account_client import ACCOUNT_ERRORS, AccountClient
 from rabbitry.platform._backend import PlatformBackend
 from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
 from rabbitry.platform._carrier import CarrierActor, CarrierSide
-from rabbitry.platform._context import (
-    Context,
-    Names,
-    Services,
-    platform_codec,
-    platform_topology,
-)
-from rabbitry.platform._invoices import InvoiceJobActor, InvoicesActor
+from rabbitry.platform._context import Context, Services
+from rabbitry.platform._invoices import InvoiceJobActor, InvoicesActor, request_invoice
+from rabbitry.platform._layout import Names, platform_codec, platform_topology
 from rabbitry.platform._messages import (
     FINAL_STATUSES,
     Callback,
@@ -31,15 +27,26 @@ from rabbitry.platform._messages import (
     SendItem,
 )
 from rabbitry.platform._open_records import PostgresRecords, Records, open_records
+from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._reaper import reap_once, run_reaper
 from rabbitry.platform._records import hash_key
 from rabbitry.platform._records_sql import SqlRecords
 from rabbitry.platform._records_store import RecordsStore
-from rabbitry.platform._status import InboundActor, ReportsActor, UnknownNumber, UnmatchedReport
+from rabbitry.platform._send import BATCH_SIZE, Outgoing, Pricing, Sender, Sent
+from rabbitry.platform._status import (
+    InboundActor,
+    ReportsActor,
+    UnknownNumber,
+    UnmatchedReport,
+    inject_inbound,
+)
 
 __all__ = [
+    "ACCOUNT_ERRORS",
+    "BATCH_SIZE",
     "FINAL_STATUSES",
     "AccountActor",
+    "AccountClient",
     "Batcher",
     "Callback",
     "CallbackActor",
@@ -59,8 +66,11 @@ __all__ = [
     "OpenAccountCommand",
     "Outcome",
     "Outcomes",
+    "Outgoing",
     "PlatformBackend",
     "PostgresRecords",
+    "Pricing",
+    "Publisher",
     "Records",
     "RecordsStore",
     "ReleaseHold",
@@ -69,15 +79,19 @@ __all__ = [
     "ReportsActor",
     "SendBatch",
     "SendItem",
+    "Sender",
+    "Sent",
     "Services",
     "SqlRecords",
     "UnknownNumber",
     "UnmatchedReport",
     "account_of",
     "hash_key",
+    "inject_inbound",
     "open_records",
     "platform_codec",
     "platform_topology",
     "reap_once",
+    "request_invoice",
     "run_reaper",
 ]

@@ -1,13 +1,17 @@
 """The account actor: the single writer of one account's money, one entity per account id.
 
-    accounts = Entities("account", lambda account_id: AccountActor(account_id, context))
-    run_partitioned(transport, names.layout, accounts, key_of=account_of, codec=context.codec)
+    accounts = Entities("account", lambda account_id: AccountActor(
+        account_id, ledger=ledger, records=records, publisher=publisher, names=names,
+        currency="EUR"))
+    run_partitioned(transport, names.layout, accounts, key_of=account_of, codec=codec)
 
 Commands arrive on the account's partition queue (single active consumer across daemons, so one
 daemon at a time owns an account, and one actor in it handles one command at a time):
 
 - `OpenAccountCommand`, `Fund`, `HoldFunds` are requests: the answer is the ledger receipt, or
   the ledger's refusal (`InsufficientFunds`, `UnknownAccount`...) sent back as a remote failure;
+- `SettledQuery` is a request too: which of its messages have their capture or release in the
+  ledger (a carrier asks before it submits a redelivered batch again);
 - `Outcomes` settles a batch: captures for what carriers accepted, releases for what failed for
   good, applied in one ledger transaction; then the messages' statuses move and the customer's
   callbacks are queued.
@@ -15,15 +19,19 @@ daemon at a time owns an account, and one actor in it handles one command at a t
 Every ledger operation id is derived from the message it settles (`capture-<message id>`), so a
 redelivered or retried command is applied once. A failure to reach the ledger
 (`LedgerUnavailable`) makes an `Outcomes` wait in the retry tiers and try again later.
+
+The actor is given the ledger (it alone writes the account's money), what settling writes of
+the records (statuses and carrier ids), and a publisher for its answers and callbacks.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from actors import ConsumerActor, count, current_inbound
-from broker import encode_failure, encode_reply
+from broker import Envelope, encode_failure, encode_reply
 from rabbitry.billing import (
     BonusGrant,
     Capture,
@@ -31,23 +39,46 @@ from rabbitry.billing import (
     Money,
     OpenAccount,
     Operation,
+    Receipt,
     Release,
     SmsError,
     TopUp,
     kind_of,
 )
 from rabbitry.platform._callbacks import publish_callbacks, status_callbacks
-from rabbitry.platform._context import Context, now
+from rabbitry.platform._context import now
+from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import (
     Fund,
     HoldFunds,
     OpenAccountCommand,
     Outcomes,
     ReleaseHold,
+    Settled,
+    SettledQuery,
 )
-from rabbitry.platform._records import StatusChange
+from rabbitry.platform._publisher import Publisher
+from rabbitry.platform._records import Changed, StatusChange
 
 _log = logging.getLogger("rabbitry.platform.account")
+
+
+class AccountLedger(Protocol):
+    """What an account actor does with the ledger: apply its operations, see what is applied."""
+
+    def apply(self, operation: Operation) -> Receipt: ...
+
+    def apply_many(self, operations: Iterable[Operation]) -> list[Receipt | SmsError]: ...
+
+    def applied(self, operation_id: str) -> bool: ...
+
+
+class SettledRecords(Protocol):
+    """What settling writes of the records: carrier ids, then statuses."""
+
+    def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None: ...
+
+    def apply_statuses(self, changes: Iterable[StatusChange]) -> list[Changed]: ...
 
 
 def account_of(message: object) -> str:
@@ -58,36 +89,58 @@ def account_of(message: object) -> str:
     return account
 
 
+def capture_id(message: str) -> str:
+    """The ledger operation that captures `message`'s price."""
+    return f"capture-{message}"
+
+
+def release_id(message: str) -> str:
+    """The ledger operation that gives `message`'s price back."""
+    return f"release-{message}"
+
+
 class AccountActor(ConsumerActor):
     """One account (see the module docstring)."""
 
-    __slots__ = ("account", "context")
+    __slots__ = ("account", "currency", "ledger", "names", "publisher", "records")
 
-    def __init__(self, account: str, context: Context) -> None:
+    def __init__(
+        self,
+        account: str,
+        *,
+        ledger: AccountLedger,
+        records: SettledRecords,
+        publisher: Publisher,
+        names: Names,
+        currency: str,
+    ) -> None:
         self.account = account
-        self.context = context
+        self.ledger = ledger
+        self.records = records
+        self.publisher = publisher
+        self.names = names
+        self.currency = currency
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Outcomes):
             await self._settle(message)
             return None
+        if isinstance(message, SettledQuery):
+            return await self._answer_settled(message)
         operation = self._operation(message)
         try:
-            result: object = self.context.ledger.apply(operation)
+            result: object = self.ledger.apply(operation)
         except Exception as error:  # noqa: BLE001 - a request is answered, never retried by tiers
             # The caller owns the retry of a request (it knows its deadline): a hold retried
             # from a tier after the caller gave up would hold money for nothing.
-            if not isinstance(error, SmsError):
-                _log.exception("account %s: %s failed", self.account, operation.id)
             count("account_refusals", kind_of(operation))
-            await self._answer(encode_failure(self.context.codec, error, service="accounts"))
+            await self._refuse(error, operation.id)
             return None
         count("account_operations", kind_of(operation))
-        await self._answer(encode_reply(self.context.codec, result))
+        await self._answer(encode_reply(self.publisher.codec, result))
         return result
 
     def _operation(self, message: object) -> Operation:
-        currency = self.context.currency
         if isinstance(message, HoldFunds):
             amount = Money.of(message.amount, message.currency)
             return Hold(
@@ -106,14 +159,37 @@ class AccountActor(ConsumerActor):
             return Release(id=message.operation, account=self.account, hold=message.hold)
         if isinstance(message, OpenAccountCommand):
             return OpenAccount(
-                id=message.operation, account=self.account, currency=message.currency or currency
+                id=message.operation,
+                account=self.account,
+                currency=message.currency or self.currency,
             )
         raise TypeError(f"an account does not handle {type(message).__name__}")
 
-    async def _answer(self, reply: Any) -> None:
+    async def _answer_settled(self, query: SettledQuery) -> Settled | None:
+        try:
+            settled = Settled(
+                messages=tuple(
+                    message
+                    for message in query.messages
+                    if self.ledger.applied(capture_id(message))
+                    or self.ledger.applied(release_id(message))
+                )
+            )
+        except Exception as error:  # noqa: BLE001 - answered: the asking carrier retries
+            await self._refuse(error, "settled query")
+            return None
+        await self._answer(encode_reply(self.publisher.codec, settled))
+        return settled
+
+    async def _refuse(self, error: Exception, what: str) -> None:
+        if not isinstance(error, SmsError):
+            _log.exception("account %s: %s failed", self.account, what)
+        await self._answer(encode_failure(self.publisher.codec, error, service="accounts"))
+
+    async def _answer(self, reply: Envelope) -> None:
         inbound = current_inbound()
-        if inbound is not None and inbound.envelope.reply_to:
-            await self.context.transport.reply(inbound.delivery, reply)
+        if inbound.envelope.reply_to:
+            await self.publisher.reply(inbound.delivery, reply)
 
     async def _settle(self, outcomes: Outcomes) -> None:
         operations: list[Operation] = []
@@ -122,7 +198,7 @@ class AccountActor(ConsumerActor):
             if item.status == "sent":
                 operations.append(
                     Capture(
-                        id=f"capture-{item.id}",
+                        id=capture_id(item.id),
                         account=self.account,
                         hold=outcomes.hold,
                         amount=amount,
@@ -134,13 +210,13 @@ class AccountActor(ConsumerActor):
             else:
                 operations.append(
                     Release(
-                        id=f"release-{item.id}",
+                        id=release_id(item.id),
                         account=self.account,
                         hold=outcomes.hold,
                         amount=amount,
                     )
                 )
-        results = self.context.ledger.apply_many(operations)
+        results = self.ledger.apply_many(operations)
         for operation, result in zip(operations, results, strict=True):
             count("account_operations", kind_of(operation))
             if isinstance(result, SmsError):
@@ -158,12 +234,11 @@ class AccountActor(ConsumerActor):
             )
             for item in outcomes.items
         ]
-        records = self.context.records
-        records.remember_carrier_ids(
+        self.records.remember_carrier_ids(
             (item.carrier, carrier_id, item.id)
             for item in outcomes.items
             if item.status == "sent"
             for carrier_id in item.carrier_ids
         )
-        changed = records.apply_statuses(changes)
-        await publish_callbacks(self.context, status_callbacks(changed))
+        changed = self.records.apply_statuses(changes)
+        await publish_callbacks(self.publisher, self.names, status_callbacks(changed))

@@ -1,14 +1,14 @@
-"""The platform behind the HTTP gateway: what each API call does, as messages through RabbitMQ.
+"""The platform behind the HTTP gateway: each API call translated into the platform's flows.
 
     backend = PlatformBackend(context, admin_key=config.http.admin_key.reveal(), carriers=sides)
     app = GatewayApp(backend)
 
-A send (`POST /v1/sms`) prices every recipient (the text is segmented once), routes it (longest
-destination prefix, failover order), asks the account's actor to hold the whole total in one RPC,
-records the messages as queued and publishes them as `SendBatch`es of up to `batch_size` items
-per carrier, all confirmed before the 202. Ids derive from the request id, which derives from the
-`Idempotency-Key`: a client that retries after a timeout gets the same message ids, the same hold
-(applied once) and no second send.
+The backend turns the gateway's requests into the platform's terms and the platform's results
+into the gateway's answers (rabbitry.gateway's Structs); the work is the platform's: a send is
+`Sender.send` (rabbitry.platform._send), an invoice `request_invoice`, an injected inbound SMS
+`inject_inbound`, money moves are asked of the account actors (`AccountClient`). Refusals are
+typed errors (billing's, carriers', the gateway's `NotFound`...): the gateway decides their
+statuses.
 
 Reads (`GET /v1/balance`, `/v1/sms/{id}`, `/v1/inbound`, invoices) come from the stores, scoped to
 the caller's account: another account's id is simply not found.
@@ -16,62 +16,59 @@ the caller's account: another account's id is simply not found.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import secrets
 import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import msgspec
-import trio
 
-from broker import CallTimeout, PublishError, RemoteError, RpcClient
 from rabbitry.billing import (
+    Balance,
+    CurrencyMismatch,
+    Encoding,
     InvalidNumber,
-    NoRoute,
-    Receipt,
     UnknownAccount,
     check_number,
-    invoice_id,
-    segment,
 )
-from rabbitry.carriers import CarrierDown
-from rabbitry.carriers.http import InvalidWebhook, WebhookRefused
-from rabbitry.gateway import AccountInfo, ApiError, SendRequest, StoredResponse
+from rabbitry.gateway import (
+    AccountCreated,
+    AccountInfo,
+    BalanceView,
+    EventView,
+    InboundView,
+    InvalidField,
+    InvalidJson,
+    InvoiceDocument,
+    InvoiceState,
+    InvoiceStatus,
+    MessageStatus,
+    MessageView,
+    NotFound,
+    NumberTaken,
+    QueuedMessage,
+    SendAnswer,
+    SendRequest,
+    StoredResponse,
+    Unauthorized,
+    Unsupported,
+    WebhookAnswer,
+)
 from rabbitry.platform._context import Context, now
-from rabbitry.platform._messages import (
-    Fund,
-    HoldFunds,
-    InboundSms,
-    InvoiceJob,
-    OpenAccountCommand,
-    Outcome,
-    Outcomes,
-    SendBatch,
-    SendItem,
-    send_hold_id,
-    send_message_id,
-)
-from rabbitry.platform._records import (
-    AccountRecord,
-    DuplicateNumber,
-    InvoiceRecord,
-    MessageRecord,
-    StoredAnswer,
-    hash_key,
-)
+from rabbitry.platform._invoices import request_invoice
+from rabbitry.platform._messages import Fund, OpenAccountCommand
+from rabbitry.platform._records import AccountRecord, DuplicateNumber, StoredAnswer, hash_key
+from rabbitry.platform._send import BATCH_SIZE, Outgoing, Sender
+from rabbitry.platform._status import inject_inbound
 
 if TYPE_CHECKING:
     from rabbitry.platform._carrier import CarrierSide
 
-BATCH_SIZE = 500
-RPC_TIMEOUT = 10.0
-
-
-def _money(amount: Decimal) -> str:
-    return str(amount)
+_STATUSES: dict[str, MessageStatus] = {status: status for status in get_args(MessageStatus)}
+_INVOICE_STATES: dict[str, InvoiceState] = {state: state for state in get_args(InvoiceState)}
+_INVOICE = msgspec.json.Decoder(InvoiceDocument)
 
 
 class PlatformBackend:
@@ -88,8 +85,14 @@ class PlatformBackend:
         self.context = context
         self._admin_key = admin_key.encode()
         self.carriers = carriers or {}
-        self.batch_size = batch_size
-        self.rpc = RpcClient(context.transport, context.codec)
+        self.sender = Sender(
+            context,
+            context.accounts,
+            context.records,
+            context.publisher,
+            context.names,
+            batch_size=batch_size,
+        )
 
     # Authentication
 
@@ -106,22 +109,19 @@ class PlatformBackend:
 
     async def create_account(
         self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
-    ) -> dict[str, object]:
+    ) -> AccountCreated:
         platform_currency = self.context.currency
         if currency is not None and currency != platform_currency:
-            raise ApiError(
-                422,
-                "invalid_field",
-                f"currency: this platform's rates are in {platform_currency}, not {currency!r}",
+            raise CurrencyMismatch(
+                f"currency: this platform's rates are in {platform_currency}, not {currency!r}"
             )
         for index, number in enumerate(numbers):
             _check_number(number, f"numbers[{index}]")
         if webhook_url and not webhook_url.startswith(("http://", "https://")):
-            raise ApiError(422, "invalid_field", "webhook_url: expected an http:// or https:// URL")
+            raise InvalidField("webhook_url: expected an http:// or https:// URL")
         account_id = f"acc_{secrets.token_hex(8)}"
         api_key = f"rk_{secrets.token_urlsafe(24)}"
-        await self._ask(
-            account_id,
+        await self.context.accounts.ask(
             OpenAccountCommand(
                 account=account_id, currency=platform_currency, operation=f"open-{account_id}"
             ),
@@ -139,20 +139,18 @@ class PlatformBackend:
                 numbers,
             )
         except DuplicateNumber as error:
-            raise ApiError(422, "number_taken", f"numbers: {error}") from None
-        return {"id": account_id, "api_key": api_key, "currency": platform_currency}
+            raise NumberTaken(f"numbers: {error}") from None
+        return AccountCreated(id=account_id, api_key=api_key, currency=platform_currency)
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
-    ) -> dict[str, object]:
+    ) -> BalanceView:
         if self.context.records.account(account_id) is None:
-            raise ApiError(404, "not_found", f"no account {account_id!r}")
-        value = _amount(amount)
-        receipt = await self._ask(
-            account_id,
+            raise NotFound(f"no account {account_id!r}")
+        receipt = await self.context.accounts.ask(
             Fund(
                 account=account_id,
-                amount=value,
+                amount=_amount(amount),
                 currency=self.context.currency,
                 operation=f"{'bonus' if bonus else 'funds'}-{operation}",
                 bonus=bonus,
@@ -163,223 +161,101 @@ class PlatformBackend:
 
     # Customer
 
-    async def balance(self, account: AccountInfo) -> dict[str, object]:
+    async def balance(self, account: AccountInfo) -> BalanceView:
         try:
             return _balance(self.context.ledger.balance(account.id))
         except UnknownAccount:
-            raise ApiError(404, "not_found", "no such account") from None
+            raise NotFound("no such account") from None
 
     async def send(
         self, account: AccountInfo, request: SendRequest, *, request_id: str
-    ) -> dict[str, object]:
-        context = self.context
-        split = segment(request.text)
-        encoding = split.encoding.value
-        segments = split.segments
-        currency = context.currency
-        prices: dict[tuple[str, str], Decimal] = {}
-        per_carrier: dict[str, list[SendItem]] = {}
-        records: list[MessageRecord] = []
-        answer: list[dict[str, object]] = []
-        total = Decimal(0)
-        created = now()
-        for index, number in enumerate(request.to):
-            _check_number(number, f"to[{index}]")
-            carriers = context.route(number)
-            if not carriers:
-                raise ApiError(422, "no_route", f"to[{index}]: no carrier serves {number!r}")
-            try:
-                prefix, rate = context.rate_for(number, carriers[0])
-            except NoRoute:
-                raise ApiError(422, "no_route", f"to[{index}]: no rate for {number!r}") from None
-            price = prices.get((carriers[0], prefix))
-            if price is None:
-                price = prices[carriers[0], prefix] = rate.amount * segments
-            total += price
-            message_id = send_message_id(request_id, index)
-            item = SendItem(
-                id=message_id,
-                to=number,
-                sender=request.sender,
-                text=request.text,
-                segments=segments,
-                encoding=encoding,
-                price=price,
-                prefix=prefix,
-                carriers=carriers,
-                callback_url=request.callback_url or "",
-                client_ref=request.client_ref or "",
-            )
-            per_carrier.setdefault(carriers[0], []).append(item)
-            records.append(
-                MessageRecord(
-                    id=message_id,
-                    account=account.id,
-                    batch=request_id,
-                    to=number,
-                    sender=request.sender,
-                    segments=segments,
-                    encoding=encoding,
-                    price=price,
-                    prefix=prefix,
-                    client_ref=item.client_ref,
-                    callback_url=item.callback_url,
-                    created_at=created,
-                    updated_at=created,
-                )
-            )
-            answer.append(
-                {
-                    "id": message_id,
-                    "to": number,
-                    "segments": segments,
-                    "encoding": encoding,
-                    "price": _money(price),
-                    "status": "queued",
-                }
-            )
-        hold = send_hold_id(request_id)
-        if total > 0:
-            await self._ask(
-                account.id,
-                HoldFunds(
-                    account=account.id,
-                    hold=hold,
-                    amount=total,
-                    currency=currency,
-                    operation=hold,
-                ),
-            )
-        try:
-            context.records.insert_messages(records)
-        except Exception:
-            # Nothing was queued: give the hold back (once: the release ids are the messages').
-            if total > 0:
-                await self._release(account.id, hold, records)
-            raise
-        batches = [
-            SendBatch(
-                account=account.id,
-                hold=hold,
-                currency=currency,
-                items=tuple(items[start : start + self.batch_size]),
-            )
-            for items in per_carrier.values()
-            for start in range(0, len(items), self.batch_size)
-        ]
-        try:
-            async with trio.open_nursery() as nursery:
-                for sequence, batch in enumerate(batches):
-                    carrier = batch.items[0].carriers[0]
-                    nursery.start_soon(
-                        functools.partial(
-                            context.publish,
-                            batch,
-                            routing_key=context.names.send_key(carrier),
-                            message_id=f"send-{request_id}-{sequence}",
-                        )
-                    )
-        except* PublishError as group:
-            raise ApiError(
-                503,
-                "unavailable",
-                "the messages could not be queued; retry with the same Idempotency-Key "
-                f"({group.exceptions[0]})",
-            ) from None
-        return {"messages": answer, "total_price": _money(total), "currency": currency}
-
-    async def _release(self, account: str, hold: str, records: list[MessageRecord]) -> None:
-        outcomes = Outcomes(
-            account=account,
-            hold=hold,
-            currency=self.context.currency,
-            items=tuple(
-                Outcome(
-                    id=record.id,
-                    status="failed",
-                    carrier="",
-                    price=record.price,
-                    segments=record.segments,
-                    prefix=record.prefix,
-                    error="not queued: the records could not be written",
-                    at=now(),
-                )
-                for record in records
-            ),
+    ) -> SendAnswer:
+        outgoing = Outgoing(
+            to=request.to,
+            sender=request.sender,
+            text=request.text,
+            client_ref=request.client_ref or "",
+            callback_url=request.callback_url or "",
         )
-        with trio.move_on_after(RPC_TIMEOUT):
-            await self.context.tell_account(account, outcomes, message_id=f"unqueued-{hold}")
+        sent = await self.sender.send(account.id, outgoing, request_id=request_id)
+        messages = [
+            QueuedMessage(
+                id=record.id,
+                to=record.to,
+                segments=record.segments,
+                encoding=Encoding(record.encoding),
+                price=record.price,
+            )
+            for record in sent.messages
+        ]
+        return SendAnswer(messages=messages, total_price=sent.total, currency=sent.currency)
 
-    async def message(self, account: AccountInfo, message_id: str) -> dict[str, object] | None:
+    async def message(self, account: AccountInfo, message_id: str) -> MessageView | None:
         found = self.context.records.message(account.id, message_id)
         if found is None:
             return None
         record, events = found
-        view: dict[str, object] = {
-            "id": record.id,
-            "to": record.to,
-            "from": record.sender,
-            "status": record.status,
-            "segments": record.segments,
-            "encoding": record.encoding,
-            "price": _money(record.price),
-            "carrier": record.carrier or None,
-            "events": [
-                {
-                    "status": e.status,
-                    "at": e.at,
-                    "carrier": e.carrier or None,
-                    "error": e.error or None,
-                }
-                for e in events
+        return MessageView(
+            id=record.id,
+            to=record.to,
+            sender=record.sender,
+            status=_STATUSES[record.status],
+            segments=record.segments,
+            encoding=Encoding(record.encoding),
+            price=record.price,
+            carrier=record.carrier or None,
+            events=[
+                EventView(
+                    status=_STATUSES[event.status],
+                    at=event.at,
+                    carrier=event.carrier or None,
+                    error=event.error or None,
+                )
+                for event in events
             ],
-        }
-        if record.error:
-            view["error"] = record.error
-        if record.client_ref:
-            view["client_ref"] = record.client_ref
-        return view
+            error=record.error,
+            client_ref=record.client_ref,
+        )
 
-    async def inbound(self, account: AccountInfo, *, limit: int) -> list[dict[str, object]]:
+    async def inbound(self, account: AccountInfo, *, limit: int) -> list[InboundView]:
         return [
-            {
-                "id": r.id,
-                "from": r.sender,
-                "to": r.to,
-                "text": r.text,
-                "carrier": r.carrier,
-                "received_at": r.received_at,
-            }
-            for r in self.context.records.inbound(account.id, limit)
+            InboundView(
+                id=record.id,
+                sender=record.sender,
+                to=record.to,
+                text=record.text,
+                carrier=record.carrier,
+                received_at=record.received_at,
+            )
+            for record in self.context.records.inbound(account.id, limit)
         ]
 
     async def request_invoice(
         self, account: AccountInfo, period: str, *, request_id: str
-    ) -> dict[str, object]:
-        invoice = invoice_id(account.id, period)
-        existing = self.context.records.invoice(account.id, invoice)
-        if existing is None:
-            self.context.records.save_invoice(
-                InvoiceRecord(id=invoice, account=account.id, period=period, status="pending"),
-                now(),
-            )
-        if existing is None or existing.status != "ready":
-            await self.context.publish(
-                InvoiceJob(account=account.id, period=period, invoice=invoice),
-                routing_key=self.context.names.invoices_key,
-                message_id=f"invoice-{invoice}-{request_id}",
-            )
-        status = "ready" if existing is not None and existing.status == "ready" else "pending"
-        return {"id": invoice, "status": status, "period": period}
+    ) -> InvoiceStatus:
+        context = self.context
+        record = await request_invoice(
+            context.records,
+            context.publisher,
+            context.names,
+            account.id,
+            period,
+            request_id=request_id,
+        )
+        return InvoiceStatus(
+            id=record.id, status=_INVOICE_STATES[record.status], period=record.period
+        )
 
-    async def invoice(self, account: AccountInfo, invoice_id: str) -> dict[str, object] | None:
+    async def invoice(
+        self, account: AccountInfo, invoice_id: str
+    ) -> InvoiceStatus | InvoiceDocument | None:
         record = self.context.records.invoice(account.id, invoice_id)
         if record is None:
             return None
         if record.status != "ready" or record.document is None:
-            return {"id": record.id, "status": record.status, "period": record.period}
-        document: dict[str, object] = msgspec.json.decode(record.document)
-        return {"status": "ready", **document}
+            status = _INVOICE_STATES[record.status]
+            return InvoiceStatus(id=record.id, status=status, period=record.period)
+        return _INVOICE.decode(record.document)
 
     async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
         record = self.context.records.invoice(account.id, invoice_id)
@@ -395,55 +271,29 @@ class PlatformBackend:
         headers: Mapping[str, str],
         *,
         admin: bool,
-    ) -> dict[str, object]:
+    ) -> WebhookAnswer:
         side = self.carriers.get(carrier)
         if side is None:
-            raise ApiError(404, "not_found", f"no carrier {carrier!r}")
+            raise NotFound(f"no carrier {carrier!r}")
         handle = getattr(side.connector, "handle_webhook", None)
         if handle is not None:  # the carrier's own webhook: its connector checks the signature
-            try:
-                answer: dict[str, object] = await handle(kind, body, headers)
-            except WebhookRefused as error:
-                raise ApiError(401, "bad_signature", str(error)) from None
-            except InvalidWebhook as error:
-                raise ApiError(422, "invalid_webhook", str(error)) from None
-            except CarrierDown as error:
-                raise ApiError(503, "unavailable", str(error)) from None
-            return answer
+            # (and refuses with WebhookRefused, InvalidWebhook or CarrierDown)
+            answer: dict[str, object] = await handle(kind, body, headers)
+            return msgspec.convert(answer, WebhookAnswer)
         if not admin:
-            raise ApiError(
-                401, "unauthorized", "this carrier takes traffic from the admin key only"
-            )
+            raise Unauthorized("this carrier takes traffic from the admin key only")
         if kind == "dlr":
-            raise ApiError(
-                422, "unsupported", f"carrier {carrier!r} does not take delivery reports by webhook"
-            )
-        return await self._inject_inbound(carrier, body)
-
-    async def _inject_inbound(self, carrier: str, body: bytes) -> dict[str, object]:
-        try:
-            fields = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            raise ApiError(422, "invalid_json", "the body is not JSON") from None
-        if not isinstance(fields, dict):
-            raise ApiError(422, "invalid_field", "expected a JSON object {from, to, text}")
-        for name in ("from", "to", "text"):
-            value = fields.get(name)
-            if not isinstance(value, str) or (name != "text" and not value):
-                raise ApiError(422, "invalid_field", f"{name}: expected a non-empty string")
-        _check_number(fields["to"], "to")
-        message = InboundSms(
-            id=f"in_{secrets.token_hex(12)}",
-            sender=fields["from"],
-            to=fields["to"],
-            text=fields["text"],
+            raise Unsupported(f"carrier {carrier!r} does not take delivery reports by webhook")
+        sender, to, text = _injected(body)
+        message = await inject_inbound(
+            self.context.publisher,
+            self.context.names,
             carrier=carrier,
-            at=now(),
+            sender=sender,
+            to=to,
+            text=text,
         )
-        await self.context.publish(
-            message, routing_key=self.context.names.inbound_key, message_id=message.id
-        )
-        return {"id": message.id, "status": "received"}
+        return WebhookAnswer(id=message.id, status="received")
 
     # Idempotency
 
@@ -476,60 +326,40 @@ class PlatformBackend:
             "time": time.time(),
         }
 
-    # Helpers
-
-    async def _ask(self, account: str, command: object) -> Receipt:
-        context = self.context
-        try:
-            reply = await self.rpc.call(
-                command,
-                exchange=context.names.accounts,
-                routing_key=context.names.layout.routing_key(account),
-                timeout=RPC_TIMEOUT,
-            )
-        except RemoteError as error:
-            kind = error.remote_type.rsplit(".", 1)[-1]
-            if kind == "InsufficientFunds":
-                raise ApiError(402, "insufficient_funds", error.remote_message) from None
-            if kind == "UnknownAccount":
-                raise ApiError(404, "not_found", error.remote_message) from None
-            if kind == "LedgerUnavailable":
-                raise ApiError(
-                    503, "unavailable", "the ledger is unavailable; retry with the same key"
-                ) from None
-            if kind in ("InvalidOperation", "InvalidMoney", "CurrencyMismatch"):
-                raise ApiError(422, "invalid_field", error.remote_message) from None
-            raise
-        except (CallTimeout, PublishError) as error:
-            raise ApiError(
-                503, "unavailable", f"the account did not answer in time ({error})"
-            ) from None
-        if not isinstance(reply, Receipt):
-            raise TypeError(f"an account answered {type(reply).__name__}, not a Receipt")
-        return reply
-
 
 def _check_number(number: str, where: str) -> None:
     try:
         check_number(number)
     except InvalidNumber as error:
-        raise ApiError(422, "invalid_number", f"{where}: {error}") from None
+        raise InvalidNumber(f"{where}: {error}") from None
 
 
 def _amount(text: str) -> Decimal:
     try:
         value = Decimal(text)
     except (InvalidOperation, ValueError):
-        raise ApiError(422, "invalid_field", f"amount: {text!r} is not a decimal") from None
+        raise InvalidField(f"amount: {text!r} is not a decimal") from None
     if not value.is_finite() or value <= 0:
-        raise ApiError(422, "invalid_field", f"amount: expected a positive decimal, got {text!r}")
+        raise InvalidField(f"amount: expected a positive decimal, got {text!r}")
     return value
 
 
-def _balance(balance: Any) -> dict[str, object]:
-    return {
-        "balance": _money(balance.balance),
-        "bonus": _money(balance.bonus),
-        "held": _money(balance.held),
-        "currency": balance.currency,
-    }
+def _injected(body: bytes) -> tuple[str, str, str]:
+    """(from, to, text) of an injected inbound SMS's JSON body."""
+    try:
+        fields = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise InvalidJson("the body is not JSON") from None
+    if not isinstance(fields, dict):
+        raise InvalidField("expected a JSON object {from, to, text}")
+    for name in ("from", "to", "text"):
+        value = fields.get(name)
+        if not isinstance(value, str) or (name != "text" and not value):
+            raise InvalidField(f"{name}: expected a non-empty string")
+    return fields["from"], fields["to"], fields["text"]
+
+
+def _balance(balance: Balance) -> BalanceView:
+    return BalanceView(
+        balance=balance.balance, bonus=balance.bonus, held=balance.held, currency=balance.currency
+    )

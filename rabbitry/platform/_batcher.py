@@ -1,7 +1,7 @@
 """The batcher: many small items, one confirmed broker message per batch, each caller told when
 its own item is safe.
 
-    reports = Batcher(lambda items: context.publish(Reports(items=tuple(items)), ...))
+    reports = Batcher(lambda items: publisher.publish(Reports(items=tuple(items)), ...))
     async with trio.open_nursery() as nursery:
         await nursery.start(reports.run)
         await reports.put(report)       # returns once the batch holding it was confirmed
@@ -16,7 +16,7 @@ it again): nothing is reported safe that is not.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 
@@ -69,7 +69,7 @@ class Batcher(Generic[T]):
         self._first = trio.Event()
         await self._ready.send(batch)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._timer)
             task_status.started()

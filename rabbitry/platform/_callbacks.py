@@ -1,7 +1,7 @@
 """Customer callbacks: status changes and inbound SMS POSTed to the customer's URL, with retries.
 
     changed = records.apply_statuses(changes)
-    await publish_callbacks(context, status_callbacks(changed))     # queued on sms.callbacks
+    await publish_callbacks(publisher, names, status_callbacks(changed))   # on sms.callbacks
     ...
     CallbackActor(client)   # consumes sms.callbacks: POST, raise on failure -> retry tiers
 
@@ -24,8 +24,10 @@ import msgspec
 import trio
 
 from actors import ConsumerActor
-from rabbitry.platform._context import Context, Services
+from rabbitry.platform._context import Services
+from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import Callback
+from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import Changed, InboundRecord
 
 _log = logging.getLogger("rabbitry.platform.callbacks")
@@ -81,7 +83,7 @@ def inbound_callback(record: InboundRecord, url: str) -> Callback:
     return Callback(id=record.id, url=url, body=_encoder.encode(body), account=record.account)
 
 
-async def publish_callbacks(context: Context, callbacks: list[Callback]) -> None:
+async def publish_callbacks(publisher: Publisher, names: Names, callbacks: list[Callback]) -> None:
     """Queues callbacks on sms.callbacks, confirmed, many in flight."""
     if not callbacks:
         return
@@ -89,9 +91,9 @@ async def publish_callbacks(context: Context, callbacks: list[Callback]) -> None
         for callback in callbacks:
             nursery.start_soon(
                 functools.partial(
-                    context.publish,
+                    publisher.publish,
                     callback,
-                    routing_key=context.names.callbacks_key,
+                    routing_key=names.callbacks_key,
                     message_id=callback.id,
                 )
             )

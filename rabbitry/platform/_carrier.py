@@ -1,6 +1,7 @@
 """The carrier side: one connector connection, and the actor that feeds it send batches.
 
-    side = CarrierSide(context, "sim", connector, tps=500, window=50)
+    side = CarrierSide("sim", connector, publisher=publisher, accounts=accounts, names=names,
+                       schedule=schedule, tps=500, window=50)
     # in the tree: a child running `side.run` (the connection, its reports and inbound SMS),
     # and a consumer of `carrier.sim` into CarrierActor(side)
 
@@ -18,9 +19,12 @@ each item on its own:
 
 The outcomes go to the account's partition in one `Outcomes` message, the retries and failovers
 as one batch per destination, all confirmed before the batch is acked. A crash before that ack
-makes RabbitMQ redeliver the batch: the items whose outcome the records already hold are skipped;
-the others are submitted again (at least once towards the carrier when the crash came between
-its acceptance and the outcome; the ledger still charges once).
+makes RabbitMQ redeliver the batch: before submitting a redelivered or retried batch, the actor
+asks the account (a `SettledQuery`, through the same partition queue, so behind the `Outcomes`
+told before the crash) which of its items are settled already, and skips those; the others are
+submitted again (at least once towards the carrier when the crash came between its acceptance
+and the outcome; the ledger still charges once). The carrier side never reads the ledger: the
+account actor owns it.
 
 Delivery reports and inbound SMS come from the connector's event stream. A report is matched from
 the carrier's id to ours in memory; one that does not match (it overtook its submit answer, or
@@ -37,12 +41,13 @@ import functools
 import logging
 import uuid
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
 
 from actors import ConsumerActor, current_inbound
+from broker import RetrySchedule
 from rabbitry.carriers import (
     Accepted,
     AuthenticationFailed,
@@ -54,8 +59,10 @@ from rabbitry.carriers import (
     PermanentError,
     Submission,
 )
+from rabbitry.platform._account_client import AccountClient
 from rabbitry.platform._batcher import Batcher
-from rabbitry.platform._context import Context, now
+from rabbitry.platform._context import now
+from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import (
     InboundSms,
     Outcome,
@@ -65,6 +72,7 @@ from rabbitry.platform._messages import (
     SendBatch,
     SendItem,
 )
+from rabbitry.platform._publisher import Publisher
 
 _log = logging.getLogger("rabbitry.platform.carrier")
 
@@ -79,19 +87,29 @@ KNOWN_IDS = 1_000_000
 
 
 class CarrierSide:
-    """One carrier's connection and what the actor and the connection share."""
+    """One carrier's connection and what the actor and the connection share.
+
+    `publisher` sends the reports, inbound SMS, failovers and retries; `accounts` takes the
+    outcomes (and says which are settled); `schedule` gives the retries' delays.
+    """
 
     def __init__(
         self,
-        context: Context,
         name: str,
         connector: Connector,
         *,
+        publisher: Publisher,
+        accounts: AccountClient,
+        names: Names,
+        schedule: RetrySchedule,
         tps: float | None = None,
         window: int = 50,
         max_attempts: int = 6,
     ) -> None:
-        self.context = context
+        self.publisher = publisher
+        self.accounts = accounts
+        self.names = names
+        self.schedule = schedule
         self.name = name
         self.connector = connector
         self.link = CarrierLink(connector, tps=tps, window=window)
@@ -101,7 +119,9 @@ class CarrierSide:
         self.unmatched = 0
         self.auth_failures = 0
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[CarrierSide] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """The connection: reports batcher and the connector, until cancelled."""
         # Ready at once: a carrier that cannot connect is a crash of this child (restarted with
         # backoff), not a daemon that cannot start; meanwhile submits fail with CarrierDown.
@@ -128,8 +148,8 @@ class CarrierSide:
             self.auth_failures = 0
 
     async def _publish_reports(self, items: list[Report]) -> None:
-        await self.context.publish(
-            Reports(items=tuple(items)), routing_key=self.context.names.reports_key
+        await self.publisher.publish(
+            Reports(items=tuple(items)), routing_key=self.names.reports_key
         )
 
     async def events(self, event: DeliveryEvent | InboundEvent) -> None:
@@ -143,8 +163,8 @@ class CarrierSide:
                 carrier=self.name,
                 at=now(),
             )
-            await self.context.publish(
-                inbound, routing_key=self.context.names.inbound_key, message_id=inbound.id
+            await self.publisher.publish(
+                inbound, routing_key=self.names.inbound_key, message_id=inbound.id
             )
             return
         message = self._ours.get(event.carrier_id)
@@ -195,9 +215,9 @@ class CarrierActor(ConsumerActor):
         if not isinstance(message, SendBatch):
             raise TypeError(f"carrier {self.side.name!r} got a {type(message).__name__}")
         inbound = current_inbound()
-        attempt = inbound.envelope.attempt if inbound is not None else 0
-        if inbound is not None and (inbound.delivery.redelivered or attempt > 0):
-            message = self._unsettled(message)
+        attempt = inbound.envelope.attempt
+        if inbound.delivery.redelivered or attempt > 0:
+            message = await self._unsettled(message)
             if not message.items:
                 return
         results: list[Accepted | CarrierError] = [PermanentError("not submitted")] * len(
@@ -208,17 +228,15 @@ class CarrierActor(ConsumerActor):
                 nursery.start_soon(self._submit, index, item, results)
         await self._settle(message, results, attempt)
 
-    def _unsettled(self, batch: SendBatch) -> SendBatch:
+    async def _unsettled(self, batch: SendBatch) -> SendBatch:
         """A redelivered or retried batch without the items already settled (their capture or
         release is in the ledger: the batch failed, or its ack was lost, after that): those are
         not sent to the carrier twice. A message's status is no sign of that: its delivery
-        report may have come before its outcome was settled."""
-        ledger = self.side.context.ledger
-        items = [
-            item
-            for item in batch.items
-            if not (ledger.applied(f"capture-{item.id}") or ledger.applied(f"release-{item.id}"))
-        ]
+        report may have come before its outcome was settled. The account actor, which owns the
+        ledger, answers (after any `Outcomes` queued before the question); if it cannot, the
+        batch waits in the retry tiers."""
+        settled = await self.side.accounts.settled(batch.account, [i.id for i in batch.items])
+        items = [item for item in batch.items if item.id not in settled]
         if len(items) < len(batch.items):
             _log.info(
                 "carrier %s: %d of %d redelivered messages were settled already; not sent again",
@@ -242,7 +260,7 @@ class CarrierActor(ConsumerActor):
     async def _settle(
         self, batch: SendBatch, results: list[Accepted | CarrierError], attempt: int
     ) -> None:
-        side, context = self.side, self.side.context
+        side = self.side
         outcomes: list[Outcome] = []
         retry: list[SendItem] = []
         failover: dict[str, list[SendItem]] = {}
@@ -273,14 +291,16 @@ class CarrierActor(ConsumerActor):
                 )
                 nursery.start_soon(
                     functools.partial(
-                        context.tell_account, batch.account, settle, message_id=_new_id()
+                        side.accounts.tell, batch.account, settle, message_id=_new_id()
                     )
                 )
             for carrier, items in failover.items():
                 moved = msgspec.structs.replace(batch, items=tuple(items))
                 nursery.start_soon(
                     functools.partial(
-                        context.publish, moved, routing_key=context.names.send_key(carrier)
+                        side.publisher.publish,
+                        moved,
+                        routing_key=side.names.send_key(carrier),
                     )
                 )
             if retry:
@@ -289,15 +309,14 @@ class CarrierActor(ConsumerActor):
                 )
 
     async def _retry(self, batch: SendBatch, attempt: int) -> None:
-        context = self.side.context
-        retry = context.names.retry_layout(context.schedule)
-        delay = context.schedule.delay(attempt + 1)
-        envelope = msgspec.structs.replace(context.envelope(batch), attempt=attempt + 1)
-        await context.transport.publish(
+        side = self.side
+        retry = side.names.retry_layout(side.schedule)
+        delay = side.schedule.delay(attempt + 1)
+        envelope = msgspec.structs.replace(side.publisher.envelope(batch), attempt=attempt + 1)
+        await side.publisher.publish_envelope(
             envelope,
-            exchange=retry.tier(context.names.exchange, delay),
-            routing_key=context.names.send_key(self.side.name),
-            timeout=context.publish_timeout,
+            exchange=retry.tier(side.names.exchange, delay),
+            routing_key=side.names.send_key(side.name),
         )
 
 
@@ -311,7 +330,7 @@ def _next_carrier(item: SendItem, current: str) -> str | None:
 
 def _outcome(
     item: SendItem,
-    status: Any,
+    status: Literal["sent", "failed"],
     carrier: str,
     at: float,
     carrier_ids: tuple[str, ...],

@@ -1,7 +1,10 @@
 """Invoice jobs: one job actor per (account, period), building the invoice once from the ledger.
 
-    POST /v1/invoices {"period": "2026-11"}  ->  InvoiceJob on sms.invoices  ->  InvoicesActor
-        -> jobs.ref("acc_1/2026-11").ask(job)  ->  InvoiceJobActor: entries -> JSON + PDF, stored
+    POST /v1/invoices {"period": "2026-11"}  ->  request_invoice: InvoiceJob on sms.invoices
+        -> InvoicesActor -> jobs.ref("acc_1/2026-11").ask(job)
+        -> InvoiceJobActor: entries -> JSON + PDF, stored
+
+`request_invoice` records the invoice as pending and queues its job, unless it is ready already.
 
 Idempotent: the invoice id is `inv-<account>-<period>`; a ready invoice is never rebuilt (a rerun
 answers with the stored document, whose number and totals never change), and two requests for
@@ -12,41 +15,105 @@ gap-free sequential number per series is left for later: see the issue notes).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from actors import Actor, ConsumerActor, Entities
-from rabbitry.billing import build_invoice, encode_invoice, render_pdf
-from rabbitry.platform._context import Context, now
+from rabbitry.billing import Entry, build_invoice, encode_invoice, invoice_id, render_pdf
+from rabbitry.platform._context import now
+from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import InvoiceJob
-from rabbitry.platform._records import InvoiceRecord
+from rabbitry.platform._publisher import Publisher
+from rabbitry.platform._records import AccountRecord, InvoiceRecord
 
 JOB_TIMEOUT = 120.0
 
 
+class InvoiceLog(Protocol):
+    """What requesting an invoice reads and writes of the records."""
+
+    def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
+
+    def save_invoice(self, record: InvoiceRecord, at: float) -> None: ...
+
+
+async def request_invoice(
+    records: InvoiceLog,
+    publisher: Publisher,
+    names: Names,
+    account: str,
+    period: str,
+    *,
+    request_id: str,
+) -> InvoiceRecord:
+    """The invoice of `account`'s `period` ("YYYY-MM"): its record as it was if it is ready,
+    else pending, with its job queued (again: a job for a ready invoice changes nothing)."""
+    invoice = invoice_id(account, period)
+    existing = records.invoice(account, invoice)
+    if existing is not None and existing.status == "ready":
+        return existing
+    pending = InvoiceRecord(id=invoice, account=account, period=period, status="pending")
+    if existing is None:
+        records.save_invoice(pending, now())
+    await publisher.publish(
+        InvoiceJob(account=account, period=period, invoice=invoice),
+        routing_key=names.invoices_key,
+        message_id=f"invoice-{invoice}-{request_id}",
+    )
+    return pending
+
+
+class InvoiceBooks(Protocol):
+    """What an invoice job reads and writes of the records."""
+
+    def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
+
+    def account(self, account_id: str) -> AccountRecord | None: ...
+
+    def save_invoice(self, record: InvoiceRecord, at: float) -> None: ...
+
+
+class LedgerEntries(Protocol):
+    """What an invoice job reads of the ledger: an account's entries."""
+
+    def entries(self, account: str, after: int = 0) -> list[Entry]: ...
+
+
 class InvoiceJobActor(Actor):
-    """Builds one (account, period) invoice."""
+    """Builds one (account, period) invoice from the account's ledger entries."""
 
-    __slots__ = ("context", "key")
+    __slots__ = ("currency", "key", "ledger", "records", "tax_rate")
 
-    def __init__(self, key: str, context: Context) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        records: InvoiceBooks,
+        ledger: LedgerEntries,
+        tax_rate: Decimal,
+        currency: str,
+    ) -> None:
         self.key = key
-        self.context = context
+        self.records = records
+        self.ledger = ledger
+        self.tax_rate = tax_rate
+        self.currency = currency
 
     async def handle(self, message: Any) -> str:
         if not isinstance(message, InvoiceJob):
             raise TypeError(f"invoice job {self.key} got a {type(message).__name__}")
-        records = self.context.records
+        records = self.records
         existing = records.invoice(message.account, message.invoice)
         if existing is not None and existing.status == "ready":
             return existing.id
         account = records.account(message.account)
         invoice = build_invoice(
-            self.context.ledger.entries(message.account),
+            self.ledger.entries(message.account),
             account=message.account,
             account_name="" if account is None else account.name,
             period=message.period,
-            tax_rate=self.context.tax_rate,
-            currency=self.context.currency,
+            tax_rate=self.tax_rate,
+            currency=self.currency,
             issued_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             number=message.invoice.upper(),
         )

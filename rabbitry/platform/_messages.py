@@ -10,6 +10,7 @@ The flow (see rabbitry.platform's docstring):
     gateway --HoldFunds (RPC)--> account           (one hold for the whole request)
     gateway --SendBatch--> carrier.<name>          (queue per carrier, items of one account)
     carrier --Outcomes--> account                  (captures for accepted, releases for rejected)
+    carrier --SettledQuery (RPC)--> account        (a redelivered batch: what is settled already?)
     carrier --Reports--> sms.reports               (delivery reports -> status, callbacks)
     carrier --InboundSms--> sms.inbound            (-> owner account's records and webhook)
     status  --Callback--> sms.callbacks            (POSTed to the customer, retried by tiers)
@@ -20,10 +21,10 @@ from typing import Literal
 
 import msgspec
 
-Status = Literal["queued", "sent", "delivered", "undelivered", "failed"]
-"""A message's status; `delivered`, `undelivered` and `failed` are final."""
+from rabbitry.billing import Encoding
 
 FINAL_STATUSES: frozenset[str] = frozenset({"delivered", "undelivered", "failed"})
+"""The statuses (of `rabbitry.gateway.MessageStatus`) after which a message changes no more."""
 
 
 def send_message_id(request_id: str, index: int) -> str:
@@ -50,7 +51,7 @@ class SendItem(msgspec.Struct, frozen=True, kw_only=True):
     sender: str
     text: str
     segments: int
-    encoding: str  # "gsm7" | "ucs2"
+    encoding: Encoding
     price: Decimal
     prefix: str  # the rate-card prefix that priced it ("" for the default rate)
     carriers: tuple[str, ...]  # the route: failover order; items[0] is tried first
@@ -59,7 +60,9 @@ class SendItem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SendBatch(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SendBatch"):
-    """SMS of one account and one hold, for one carrier; `attempt` counts carrier retries."""
+    """SMS of one account and one hold, for one carrier (the first of each item's route that
+    has not failed it yet); the envelope's `attempt` counts the batch's trips through the retry
+    tiers."""
 
     account: str
     hold: str
@@ -102,6 +105,24 @@ class OpenAccountCommand(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Ope
     account: str
     currency: str
     operation: str
+
+
+class SettledQuery(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SettledQuery"):
+    """RPC to an account: which of `messages` have their outcome settled (captured or released)?
+    Answered by `Settled`."""
+
+    account: str
+    messages: tuple[str, ...]
+
+
+class Settled(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Settled"):
+    """The answer to a `SettledQuery`: the messages whose capture or release the ledger holds."""
+
+    messages: tuple[str, ...]
+
+
+AccountRequest = OpenAccountCommand | Fund | HoldFunds
+"""The RPCs an account actor answers with a ledger receipt."""
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,4 +205,6 @@ MESSAGE_TYPES: tuple[type, ...] = (
     ReleaseHold,
     Reports,
     SendBatch,
+    Settled,
+    SettledQuery,
 )

@@ -7,17 +7,24 @@
   destination number (once per id) and POSTed to the account's webhook_url through the callback
   queue. An SMS for a number nobody owns is refused as `UnknownNumber`, a permanent failure: it is
   parked with that reason, where an operator sees it (nothing is dropped).
+- `inject_inbound` queues an SMS handed in for a carrier that has no inbound webhook of its own
+  (the admin's injected traffic), as if that carrier had received it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import secrets
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from actors import ConsumerActor
+from rabbitry.billing import InvalidNumber, check_number
 from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
-from rabbitry.platform._context import Context, Services, now
+from rabbitry.platform._context import Services, now
+from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import InboundSms, Reports
-from rabbitry.platform._records import InboundRecord, StatusChange
+from rabbitry.platform._publisher import Publisher
+from rabbitry.platform._records import AccountRecord, Changed, InboundRecord, StatusChange
 
 
 class UnknownNumber(LookupError):  # noqa: N818  (names what happened)
@@ -28,21 +35,44 @@ class UnmatchedReport(LookupError):  # noqa: N818  (names what happened)
     """A delivery report whose carrier id is not (yet) known: retried, later parked."""
 
 
-class ReportsActor(ConsumerActor):
-    __slots__ = ("context",)
+class ReportRecords(Protocol):
+    """What the reports consumer reads and writes of the records."""
 
-    def __init__(self, context: Context) -> None:
-        self.context = context
+    def message_for(self, carrier: str, carrier_id: str) -> str | None: ...
+
+    def apply_statuses(self, changes: Iterable[StatusChange]) -> list[Changed]: ...
+
+
+class InboundRecords(Protocol):
+    """What the inbound consumer reads and writes of the records."""
+
+    def owner_of(self, number: str) -> str | None: ...
+
+    def insert_inbound(self, record: InboundRecord) -> bool: ...
+
+    def account(self, account_id: str) -> AccountRecord | None: ...
+
+
+class ReportsActor(ConsumerActor):
+    """Consumes sms.reports (see the module docstring)."""
+
+    __slots__ = ("names", "publisher", "records")
+
+    def __init__(self, records: ReportRecords, publisher: Publisher, names: Names) -> None:
+        self.records = records
+        self.publisher = publisher
+        self.names = names
 
     @classmethod
     def from_platform(cls, services: Services) -> ReportsActor:
-        return cls(services.context)
+        context = services.context
+        return cls(context.records, context.publisher, context.names)
 
     async def handle(self, message: Any) -> None:
         if not isinstance(message, Reports):
             raise TypeError(f"the reports queue got a {type(message).__name__}")
         at = now()
-        records = self.context.records
+        records = self.records
         changes = []
         unmatched = []
         for report in message.items:
@@ -60,7 +90,7 @@ class ReportsActor(ConsumerActor):
                 )
             )
         changed = records.apply_statuses(changes)
-        await publish_callbacks(self.context, status_callbacks(changed))
+        await publish_callbacks(self.publisher, self.names, status_callbacks(changed))
         if unmatched:
             # The report came before its outcome was settled, or is for nothing we sent: the
             # retry tiers bring it back (the matched ones again too: applying them is a no-op).
@@ -71,19 +101,24 @@ class ReportsActor(ConsumerActor):
 
 
 class InboundActor(ConsumerActor):
-    __slots__ = ("context",)
+    """Consumes sms.inbound (see the module docstring)."""
 
-    def __init__(self, context: Context) -> None:
-        self.context = context
+    __slots__ = ("names", "publisher", "records")
+
+    def __init__(self, records: InboundRecords, publisher: Publisher, names: Names) -> None:
+        self.records = records
+        self.publisher = publisher
+        self.names = names
 
     @classmethod
     def from_platform(cls, services: Services) -> InboundActor:
-        return cls(services.context)
+        context = services.context
+        return cls(context.records, context.publisher, context.names)
 
     async def handle(self, message: Any) -> None:
         if not isinstance(message, InboundSms):
             raise TypeError(f"the inbound queue got a {type(message).__name__}")
-        records = self.context.records
+        records = self.records
         owner = records.owner_of(message.to)
         if owner is None:
             raise UnknownNumber(
@@ -102,4 +137,21 @@ class InboundActor(ConsumerActor):
         records.insert_inbound(record)
         account = records.account(owner)
         if account is not None and account.webhook_url:
-            await publish_callbacks(self.context, [inbound_callback(record, account.webhook_url)])
+            callback = inbound_callback(record, account.webhook_url)
+            await publish_callbacks(self.publisher, self.names, [callback])
+
+
+async def inject_inbound(
+    publisher: Publisher, names: Names, *, carrier: str, sender: str, to: str, text: str
+) -> InboundSms:
+    """Queues an SMS from `sender` to our number `to` as received by `carrier`; returns it once
+    confirmed. Raises InvalidNumber (naming `to`) when `to` is not E.164."""
+    try:
+        check_number(to)
+    except InvalidNumber as error:
+        raise InvalidNumber(f"to: {error}") from None
+    message = InboundSms(
+        id=f"in_{secrets.token_hex(12)}", sender=sender, to=to, text=text, carrier=carrier, at=now()
+    )
+    await publisher.publish(message, routing_key=names.inbound_key, message_id=message.id)
+    return message

@@ -57,6 +57,18 @@ class InsufficientFundsError(Exception):
     """What the test server raises for a negative operand."""
 
 
+class LimitExceededError(ValueError):
+    """What the test server raises for a sum past 1000: its `__init__` takes no message."""
+
+    def __init__(self, total: int, limit: int) -> None:
+        super().__init__(f"the sum {total} is past the limit {limit}")
+        self.total = total
+
+
+class FarPastLimitError(LimitExceededError):
+    """A subclass the client does not name: it comes back as a RemoteError."""
+
+
 @pytest.fixture(params=["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "rabbitmq":
@@ -120,6 +132,15 @@ def add(message: Add) -> Sum:
     return Sum(message.a + message.b)
 
 
+def bounded_add(message: Add) -> Sum:
+    total = message.a + message.b
+    if total > 10_000:
+        raise FarPastLimitError(total, 1000)
+    if total > 1000:
+        raise LimitExceededError(total, 1000)
+    return add(message)
+
+
 async def test_a_hundred_concurrent_calls_on_one_connection(
     backend: str, clock: MockClock | None
 ) -> None:
@@ -153,6 +174,31 @@ async def test_a_remote_exception_comes_back_typed(backend: str, clock: MockCloc
         assert isinstance(info.value, RuntimeError)
         assert client.statistics().remote_errors == 1
         # The client still works after a remote error.
+        assert await client.call(Add(1, 1), routing_key=queue, timeout=10.0) == Sum(2)
+
+
+async def test_a_named_error_class_comes_back_as_itself(
+    backend: str, clock: MockClock | None
+) -> None:
+    async with serving(backend, bounded_add) as (transport, queue):
+        client = RpcClient(transport, Codec([Add, Sum]), errors=(LimitExceededError,))
+        with pytest.raises(LimitExceededError) as info:
+            await client.call(Add(1000, 1), routing_key=queue, timeout=10.0)
+        assert type(info.value) is LimitExceededError
+        assert str(info.value) == "the sum 1001 is past the limit 1000"
+        assert info.value.args == ("the sum 1001 is past the limit 1000",)
+        assert not hasattr(info.value, "total")  # rebuilt from its message, not its arguments
+        cause = info.value.__cause__
+        assert isinstance(cause, RemoteError)
+        assert cause.remote_type.endswith("test_rpc.LimitExceededError")
+        assert cause.failure.service == queue
+        # Errors it does not name, a subclass of a named one too, stay RemoteErrors.
+        with pytest.raises(RemoteError, match="InsufficientFundsError: balance -5"):
+            await client.call(Add(-5, 1), routing_key=queue, timeout=10.0)
+        with pytest.raises(RemoteError) as subclass:
+            await client.call(Add(10_000, 1), routing_key=queue, timeout=10.0)
+        assert subclass.value.remote_type.endswith("test_rpc.FarPastLimitError")
+        assert client.statistics().remote_errors == 3
         assert await client.call(Add(1, 1), routing_key=queue, timeout=10.0) == Sum(2)
 
 

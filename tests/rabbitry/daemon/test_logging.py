@@ -371,7 +371,7 @@ class Hop(ConsumerActor):
         self.seen.append(current_inbound().envelope)
         logging.getLogger("actors.hop").info("hop %d", message.n, extra={"event": "hop"})
         if message.n < self.last:
-            await self.context.publish(
+            await self.context.publisher.publish(
                 Ping(n=message.n + 1), exchange="", routing_key=f"hop{message.n + 1}"
             )
 
@@ -394,7 +394,7 @@ async def test_the_correlation_id_survives_two_hops(
             codec=CODEC,
             tax_rate=Decimal(0),
         )
-        first = context.envelope(Ping(n=1))
+        first = context.publisher.envelope(Ping(n=1))
         assert CORRELATION_HEADER not in first.headers  # outside a handler: a chain starts
         await transport.publish(first, exchange="", routing_key="hop1")
         async with (

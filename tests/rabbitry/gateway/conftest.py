@@ -10,14 +10,26 @@ import httpx
 import pytest
 import trio
 
+from rabbitry.billing import Encoding
 from rabbitry.gateway import (
+    AccountCreated,
     AccountInfo,
-    ApiError,
+    BalanceView,
+    EventView,
     GatewayApp,
     GatewayBackend,
+    InboundView,
+    InvoiceDocument,
+    InvoiceStatus,
+    MessageView,
+    NotFound,
     OpsBackend,
+    QueuedMessage,
+    SendAnswer,
     SendRequest,
     StoredResponse,
+    Unauthorized,
+    WebhookAnswer,
     serve_gateway,
 )
 
@@ -39,21 +51,26 @@ class FakeBackend:
         self.runs = 0
         self.gate: trio.Event | None = None  # when set up, `send` waits for it
         self.entered = trio.Event()  # `send` started
-        self.refuse: ApiError | None = None  # raised by `send`
+        self.refuse: Exception | None = None  # a refusal raised by `send`
         self.crash: Exception | None = None  # raised by `send`
-        self.messages: dict[tuple[str, str], dict[str, object]] = {
-            ("acc-acme", "msg-1"): {
-                "id": "msg-1",
-                "to": "+33612345678",
-                "status": "delivered",
-                "segments": 1,
-                "price": Decimal("0.05"),
-                "carrier": "simulator",
-                "events": [{"status": "queued"}, {"status": "delivered"}],
-            }
+        self.messages: dict[tuple[str, str], MessageView] = {
+            ("acc-acme", "msg-1"): MessageView(
+                id="msg-1",
+                to="+33612345678",
+                sender="Rabbitry",
+                status="delivered",
+                segments=1,
+                encoding=Encoding.GSM7,
+                price=Decimal("0.05"),
+                carrier="simulator",
+                events=[
+                    EventView(status="queued", at=1.0, carrier=None, error=None),
+                    EventView(status="delivered", at=2.0, carrier="simulator", error=None),
+                ],
+            )
         }
-        self.invoices: dict[tuple[str, str], dict[str, object]] = {
-            ("acc-acme", "inv-1"): {"id": "inv-1", "status": "ready"}
+        self.invoices: dict[tuple[str, str], InvoiceStatus | InvoiceDocument] = {
+            ("acc-acme", "inv-1"): InvoiceStatus(id="inv-1", status="ready", period="2025-01")
         }
 
     def is_admin_key(self, key: str) -> bool:
@@ -64,24 +81,24 @@ class FakeBackend:
 
     async def create_account(
         self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
-    ) -> dict[str, object]:
+    ) -> AccountCreated:
         self.calls.append(("create_account", name, currency, numbers, webhook_url))
-        return {"id": "acc-new", "api_key": "key-new"}
+        return AccountCreated(id="acc-new", api_key="key-new", currency="EUR")
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
-    ) -> dict[str, object]:
+    ) -> BalanceView:
         self.calls.append(("add_funds", account_id, amount, reference, bonus, operation))
         if account_id != "acc-acme":
-            raise ApiError(404, "not_found", f"no account {account_id!r}")
-        return {"balance": Decimal("20.00"), "bonus": Decimal("0.00"), "currency": "EUR"}
+            raise NotFound(f"no account {account_id!r}")
+        return BalanceView(Decimal("20.00"), Decimal("0.00"), Decimal("0.00"), "EUR")
 
-    async def balance(self, account: AccountInfo) -> dict[str, object]:
-        return {"balance": Decimal("12.50"), "bonus": Decimal("1.00"), "currency": "EUR"}
+    async def balance(self, account: AccountInfo) -> BalanceView:
+        return BalanceView(Decimal("12.50"), Decimal("1.00"), Decimal("0.00"), "EUR")
 
     async def send(
         self, account: AccountInfo, request: SendRequest, *, request_id: str
-    ) -> dict[str, object]:
+    ) -> SendAnswer:
         self.runs += 1
         self.calls.append(("send", account.id, request, request_id))
         self.entered.set()
@@ -93,32 +110,42 @@ class FakeBackend:
             raise self.refuse
         price = Decimal("0.05")
         messages = [
-            {
-                "id": f"{request_id}-run{self.runs}-{index}",
-                "to": to,
-                "segments": 1,
-                "encoding": "gsm7",
-                "price": price,
-                "status": "queued",
-            }
+            QueuedMessage(
+                id=f"{request_id}-run{self.runs}-{index}",
+                to=to,
+                segments=1,
+                encoding=Encoding.GSM7,
+                price=price,
+            )
             for index, to in enumerate(request.to)
         ]
-        return {"messages": messages, "total_price": price * len(messages)}
+        return SendAnswer(messages, price * len(messages), "EUR")
 
-    async def message(self, account: AccountInfo, message_id: str) -> dict[str, object] | None:
+    async def message(self, account: AccountInfo, message_id: str) -> MessageView | None:
         return self.messages.get((account.id, message_id))
 
-    async def inbound(self, account: AccountInfo, *, limit: int) -> list[dict[str, object]]:
+    async def inbound(self, account: AccountInfo, *, limit: int) -> list[InboundView]:
         self.calls.append(("inbound", account.id, limit))
-        return [{"from": "+33611111111", "to": "+33700000000", "text": "hello"}]
+        return [
+            InboundView(
+                id="in-1",
+                sender="+33611111111",
+                to="+33700000000",
+                text="hello",
+                carrier="simulator",
+                received_at=1.5,
+            )
+        ]
 
     async def request_invoice(
         self, account: AccountInfo, period: str, *, request_id: str
-    ) -> dict[str, object]:
+    ) -> InvoiceStatus:
         self.calls.append(("request_invoice", account.id, period, request_id))
-        return {"id": "inv-2", "status": "pending"}
+        return InvoiceStatus(id="inv-2", status="pending", period=period)
 
-    async def invoice(self, account: AccountInfo, invoice_id: str) -> dict[str, object] | None:
+    async def invoice(
+        self, account: AccountInfo, invoice_id: str
+    ) -> InvoiceStatus | InvoiceDocument | None:
         return self.invoices.get((account.id, invoice_id))
 
     async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
@@ -132,11 +159,11 @@ class FakeBackend:
         headers: Mapping[str, str],
         *,
         admin: bool,
-    ) -> dict[str, object]:
+    ) -> WebhookAnswer:
         if not admin and "x-rabbitry-signature" not in headers:
-            raise ApiError(401, "unauthorized", "not signed")
+            raise Unauthorized("not signed")
         self.calls.append((f"carrier_{kind}", carrier, json.loads(body)))
-        return {"accepted": True}
+        return WebhookAnswer(status="accepted")
 
     async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
         return self.stored.get((scope, key))

@@ -53,7 +53,7 @@ async def test_admin_creates_an_account(gateway: Gateway) -> None:
     body = {"name": "Acme", "numbers": ["+33700000000"], "webhook_url": "https://acme.test/in"}
     response = await gateway.client.post("/v1/accounts", json=body, headers=gateway.admin)
     assert response.status_code == 201
-    assert response.json() == {"id": "acc-new", "api_key": "key-new"}
+    assert response.json() == {"id": "acc-new", "api_key": "key-new", "currency": "EUR"}
     assert gateway.backend.calls == [
         ("create_account", "Acme", None, ["+33700000000"], "https://acme.test/in")
     ]
@@ -64,7 +64,12 @@ async def test_admin_adds_funds_and_bonus_as_decimal_strings(gateway: Gateway) -
     headers = {**gateway.admin, "idempotency-key": "topup-1"}
     response = await gateway.client.post("/v1/accounts/acc-acme/funds", json=funds, headers=headers)
     assert response.status_code == 200
-    assert response.json() == {"balance": "20.00", "bonus": "0.00", "currency": "EUR"}
+    assert response.json() == {
+        "balance": "20.00",
+        "bonus": "0.00",
+        "held": "0.00",
+        "currency": "EUR",
+    }
     bonus = await gateway.client.post(
         "/v1/accounts/acc-acme/bonus", json={"amount": "5"}, headers=gateway.admin
     )
@@ -103,7 +108,12 @@ async def test_an_amount_must_be_a_decimal_string(gateway: Gateway, amount: obje
 async def test_balance_is_the_callers_with_decimals_as_strings(gateway: Gateway) -> None:
     response = await gateway.client.get("/v1/balance", headers=gateway.acme)
     assert response.status_code == 200
-    assert response.json() == {"balance": "12.50", "bonus": "1.00", "currency": "EUR"}
+    assert response.json() == {
+        "balance": "12.50",
+        "bonus": "1.00",
+        "held": "0.00",
+        "currency": "EUR",
+    }
 
 
 async def test_send_to_one_number_is_queued_as_a_one_item_list(gateway: Gateway) -> None:
@@ -211,7 +221,16 @@ async def test_inbound_lists_with_a_bounded_limit(gateway: Gateway) -> None:
     response = await gateway.client.get("/v1/inbound", headers=gateway.acme)
     assert response.status_code == 200
     assert response.json() == {
-        "messages": [{"from": "+33611111111", "to": "+33700000000", "text": "hello"}]
+        "messages": [
+            {
+                "id": "in-1",
+                "from": "+33611111111",
+                "to": "+33700000000",
+                "text": "hello",
+                "carrier": "simulator",
+                "received_at": 1.5,
+            }
+        ]
     }
     limited = await gateway.client.get("/v1/inbound?limit=5", headers=gateway.acme)
     assert limited.status_code == 200
@@ -227,7 +246,7 @@ async def test_invoices_are_requested_read_and_downloaded(gateway: Gateway) -> N
         "/v1/invoices", json={"period": "2025-01"}, headers=gateway.acme
     )
     assert requested.status_code == 202
-    assert requested.json() == {"id": "inv-2", "status": "pending"}
+    assert requested.json() == {"id": "inv-2", "status": "pending", "period": "2025-01"}
     assert gateway.backend.calls[0][:3] == ("request_invoice", ACME.id, "2025-01")
     for period in ["2025-13", "2025-1", "January"]:
         refused = await gateway.client.post(
@@ -236,7 +255,10 @@ async def test_invoices_are_requested_read_and_downloaded(gateway: Gateway) -> N
         assert refused.status_code == 422
         assert error_of(refused)["message"].startswith('period must be a month written "YYYY-MM"')
     invoice = await gateway.client.get("/v1/invoices/inv-1", headers=gateway.acme)
-    assert (invoice.status_code, invoice.json()) == (200, {"id": "inv-1", "status": "ready"})
+    assert (invoice.status_code, invoice.json()) == (
+        200,
+        {"id": "inv-1", "status": "ready", "period": "2025-01"},
+    )
     pdf = await gateway.client.get("/v1/invoices/inv-1.pdf", headers=gateway.acme)
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
@@ -250,7 +272,7 @@ async def test_carrier_webhooks_reach_the_backend_raw(gateway: Gateway) -> None:
     response = await gateway.client.post(
         "/v1/carriers/simulator/dlr", json=report, headers=gateway.admin
     )
-    assert (response.status_code, response.json()) == (200, {"accepted": True})
+    assert (response.status_code, response.json()) == (200, {"status": "accepted"})
     inbound = {"from": "+33611111111", "to": "+33700000000", "text": "STOP", "keyword": "STOP"}
     # No key: a carrier signs its webhooks instead, and the backend checks the signature.
     signed = {"x-rabbitry-signature": "sha256=00"}

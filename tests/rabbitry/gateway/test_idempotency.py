@@ -1,10 +1,12 @@
 """`Idempotency-Key`: a retry replays the first answer, another body is 422, a race is 409."""
 
 import hashlib
+from decimal import Decimal
 
 import trio
 
-from rabbitry.gateway import ApiError, StoredResponse
+from rabbitry.billing import InsufficientFunds
+from rabbitry.gateway import StoredResponse, Unavailable
 
 from .conftest import ACME, Gateway
 
@@ -40,7 +42,7 @@ async def test_a_quoted_key_is_the_same_key(gateway: Gateway) -> None:
 
 
 async def test_a_refusal_is_replayed_too(gateway: Gateway) -> None:
-    gateway.backend.refuse = ApiError(402, "insufficient_funds", "balance 0.00 EUR < price 0.10")
+    gateway.backend.refuse = InsufficientFunds(ACME.id, Decimal("0.10"), Decimal("0.00"), "EUR")
     headers = with_key(gateway.acme, "send-2")
     first = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
     gateway.backend.refuse = None  # funds arrived, but the key already has its answer
@@ -126,7 +128,7 @@ async def test_an_unusable_key_is_422(gateway: Gateway) -> None:
 
 
 async def test_a_server_error_the_backend_raises_is_not_stored_either(gateway: Gateway) -> None:
-    gateway.backend.refuse = ApiError(503, "unavailable", "the carriers are down; retry later")
+    gateway.backend.refuse = Unavailable("the carriers are down; retry later")
     headers = with_key(gateway.acme, "send-6")
     first = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
     assert (first.status_code, first.json()["error"]["code"]) == (503, "unavailable")

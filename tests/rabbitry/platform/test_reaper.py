@@ -5,20 +5,20 @@ from typing import Any
 import attrs
 
 from rabbitry.billing import Hold, Ledger, MemoryStore, Money, OpenAccount, TopUp
-from rabbitry.platform import AccountActor, Records, ReleaseHold, reap_once
+from rabbitry.platform import AccountActor, Names, Records, ReleaseHold, reap_once
 from rabbitry.platform._records import MessageRecord
 
 
 @attrs.define
 class Platform:
-    """What `reap_once` uses of a Context: the stores, and an account to tell."""
+    """What `reap_once` uses: the stores, and an account to tell."""
 
     ledger: Ledger
     records: Records
     told: list[tuple[str, Any]] = attrs.Factory(list)
     currency: str = "EUR"
 
-    async def tell_account(self, account: str, message: Any, *, message_id: str) -> None:
+    async def tell(self, account: str, message: Any, *, message_id: str) -> None:
         self.told.append((account, message))
 
 
@@ -48,8 +48,10 @@ async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> Non
         ]
     )
     platform = Platform(ledger, records)
-    assert await reap_once(platform, older_than=3600) == []  # nothing that old yet
-    assert await reap_once(platform, older_than=-1) == ["hold-orphan0000000000000000000"]
+    assert await reap_once(ledger, records, platform, older_than=3600) == []  # nothing that old
+    assert await reap_once(ledger, records, platform, older_than=-1) == [
+        "hold-orphan0000000000000000000"
+    ]
     ((account, release),) = platform.told
     assert account == "a1"
     assert release == ReleaseHold(
@@ -58,10 +60,17 @@ async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> Non
         operation="reap-hold-orphan0000000000000000000",
     )
     # The account actor applies it (once, whatever is told twice).
-    actor = AccountActor("a1", platform)  # type: ignore[arg-type]
+    actor = AccountActor(
+        "a1",
+        ledger=ledger,
+        records=records,
+        publisher=platform,  # type: ignore[arg-type]
+        names=Names(),
+        currency=platform.currency,
+    )
     ledger.apply(actor._operation(release))
     ledger.apply(actor._operation(release))
     balance = ledger.balance("a1")
     assert balance.held == Money.of("1", eur).amount  # the used hold stays
     assert balance.balance == Money.of("9", eur).amount
-    assert await reap_once(platform, older_than=-1) == []  # nothing left to reap
+    assert await reap_once(ledger, records, platform, older_than=-1) == []  # nothing left to reap

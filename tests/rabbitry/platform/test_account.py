@@ -1,0 +1,126 @@
+"""The account actor behind its partition queues, reached through the AccountClient: receipts,
+refusals that come back as themselves, and which outcomes are settled (what a carrier asks
+before it submits a redelivered batch again, instead of reading the ledger itself)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import trio
+
+from actors import Entities, run_partitioned
+from broker import open_memory_transport
+from rabbitry.billing import InsufficientFunds, Ledger, MemoryStore, Receipt, UnknownAccount
+from rabbitry.platform import (
+    AccountActor,
+    AccountClient,
+    Fund,
+    HoldFunds,
+    Names,
+    OpenAccountCommand,
+    Outcome,
+    Outcomes,
+    Publisher,
+    Records,
+    account_of,
+    platform_codec,
+)
+
+NAMES = Names()
+
+
+@asynccontextmanager
+async def account_actors(ledger: Ledger) -> AsyncIterator[AccountClient]:
+    """The account actors of `ledger` consuming the partitions of a memory broker."""
+    records = Records.open(":memory:")
+    async with open_memory_transport() as transport:
+        publisher = Publisher(transport, platform_codec(), NAMES.exchange)
+
+        def account(account_id: str) -> AccountActor:
+            return AccountActor(
+                account_id,
+                ledger=ledger,
+                records=records,
+                publisher=publisher,
+                names=NAMES,
+                currency="EUR",
+            )
+
+        await transport.declare(NAMES.layout.topology())
+        async with trio.open_nursery() as nursery:
+            accounts = await nursery.start(Entities("accounts", account).run)
+            handle = await nursery.start(
+                lambda task_status: run_partitioned(
+                    transport,
+                    NAMES.layout,
+                    accounts,
+                    account_of,
+                    codec=publisher.codec,
+                    declare=False,
+                    task_status=task_status,
+                )
+            )
+            yield AccountClient(publisher, NAMES)
+            handle.request_stop()
+            nursery.cancel_scope.cancel()
+    records.close()
+
+
+def outcome(message: str, status: Any) -> Outcome:
+    return Outcome(
+        id=message, status=status, carrier="sim", price=Decimal("0.05"), segments=1, prefix="+33"
+    )
+
+
+async def test_receipts_and_refusals_come_back_typed(autojump_clock: Any) -> None:
+    async with account_actors(Ledger(MemoryStore())) as accounts:
+        with trio.fail_after(10):
+            opened = await accounts.ask(
+                OpenAccountCommand(account="acc_1", currency="EUR", operation="open-acc_1")
+            )
+            assert isinstance(opened, Receipt)
+            funded = await accounts.ask(
+                Fund(account="acc_1", amount=Decimal("0.10"), currency="EUR", operation="f1")
+            )
+            assert funded.balance.balance == Decimal("0.10")
+            with pytest.raises(InsufficientFunds, match=r"'acc_1' has 0\.10 EUR available"):
+                await accounts.ask(
+                    HoldFunds(
+                        account="acc_1",
+                        hold="h1",
+                        amount=Decimal("0.20"),
+                        currency="EUR",
+                        operation="h1",
+                    )
+                )
+            with pytest.raises(UnknownAccount):
+                await accounts.ask(
+                    Fund(account="acc_2", amount=Decimal("1"), currency="EUR", operation="f2")
+                )
+
+
+async def test_settled_names_the_outcomes_told_before_the_question(autojump_clock: Any) -> None:
+    ledger = Ledger(MemoryStore())
+    async with account_actors(ledger) as accounts:
+        with trio.fail_after(10):
+            await accounts.ask(OpenAccountCommand(account="a", currency="EUR", operation="o"))
+            await accounts.ask(Fund(account="a", amount=Decimal(1), currency="EUR", operation="f"))
+            hold = HoldFunds(
+                account="a", hold="h", amount=Decimal("0.15"), currency="EUR", operation="h"
+            )
+            await accounts.ask(hold)
+            assert await accounts.settled("a", ["m1", "m2", "m3"]) == frozenset()
+            settle = Outcomes(
+                account="a",
+                hold="h",
+                currency="EUR",
+                items=(outcome("m1", "sent"), outcome("m2", "failed")),
+            )
+            # Told, not awaited by the account: the question goes behind it in the same queue.
+            await accounts.tell("a", settle, message_id="settle-1")
+            assert await accounts.settled("a", ["m1", "m2", "m3"]) == frozenset({"m1", "m2"})
+    assert ledger.applied("capture-m1")
+    assert ledger.applied("release-m2")
+    assert ledger.balance("a").held == Decimal("0.05")  # m3's part, not settled yet
