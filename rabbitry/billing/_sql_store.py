@@ -79,6 +79,7 @@ from rabbitry.storage import (
     Session,
     SqliteDatabase,
     Synchronous,
+    open_database,
     parse_store_url,
 )
 
@@ -356,14 +357,11 @@ def open_ledger_store(url: str) -> Iterator[LedgerStore]:
     """The ledger store `url` names (see the module docstring), closed when the block ends."""
     target = parse_store_url(url, in_memory="ledger")
     store: LedgerStore
-    if target.scheme == "sqlite":
-        store = SqliteStore.open(
-            target.path, synchronous=target.synchronous, busy_timeout=target.busy_timeout
-        )
-    elif target.scheme == "postgresql":
-        store = PostgresStore.open(target.connect, schema=target.schema)
-    else:
+    if target.scheme == "memory":
         store = MemoryStore()
+    else:
+        kind = PostgresStore if target.scheme == "postgresql" else SqliteStore
+        store = kind(open_database(target, noun="ledger", unavailable=LedgerUnavailable))
     try:
         yield store
     finally:

@@ -27,7 +27,7 @@ from typing import Self
 from rabbitry.billing import LedgerUnavailable
 from rabbitry.platform._records_sql import SqlRecords
 from rabbitry.platform._records_store import RecordsStore
-from rabbitry.storage import PostgresDatabase, SqliteDatabase, parse_store_url
+from rabbitry.storage import PostgresDatabase, SqliteDatabase, open_database, parse_store_url
 
 
 class Records(SqlRecords):
@@ -54,11 +54,8 @@ class PostgresRecords(SqlRecords):
 def open_records(url: str) -> Iterator[RecordsStore]:
     """The records `url` names (see the module docstring), closed when the block ends."""
     target = parse_store_url(url, in_memory="store")
-    records: SqlRecords
-    if target.scheme == "postgresql":
-        records = PostgresRecords.open(target.connect, schema=target.schema)
-    else:
-        records = Records.open(target.path if target.scheme == "sqlite" else ":memory:")
+    kind = PostgresRecords if target.scheme == "postgresql" else Records
+    records = kind(open_database(target, noun="records", unavailable=LedgerUnavailable))
     try:
         yield records
     finally:

@@ -8,7 +8,7 @@ difference, and it lives here. `parse_store_url` is the one reader of a config's
 from rabbitry.storage._database import Column, Database, Dialect, Row, Session, StoreUnavailable
 from rabbitry.storage._postgres import PostgresDatabase
 from rabbitry.storage._sqlite import SqliteDatabase, Synchronous
-from rabbitry.storage._url import StoreURL, parse_store_url
+from rabbitry.storage._url import StoreURL, open_database, parse_store_url
 
 __all__ = [
     "Column",
@@ -21,5 +21,6 @@ __all__ = [
     "StoreURL",
     "StoreUnavailable",
     "Synchronous",
+    "open_database",
     "parse_store_url",
 ]

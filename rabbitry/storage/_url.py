@@ -26,7 +26,9 @@ from urllib.parse import parse_qsl, unquote
 import attrs
 
 from conf import mask_url, split_url
-from rabbitry.storage._sqlite import Synchronous
+from rabbitry.storage._database import Database, StoreUnavailable
+from rabbitry.storage._postgres import PostgresDatabase
+from rabbitry.storage._sqlite import SqliteDatabase, Synchronous
 
 _ACCEPTED = (
     "sqlite:///relative/path.db, sqlite:////absolute/path.db,"
@@ -66,6 +68,22 @@ def parse_store_url(url: str, *, in_memory: str) -> StoreURL:
         return StoreURL(url, "memory")
     raise ValueError(
         f"store URL {mask_url(url)!r} has no supported scheme (got {scheme!r}); use {_ACCEPTED}"
+    )
+
+
+def open_database(target: StoreURL, *, noun: str, unavailable: type[StoreUnavailable]) -> Database:
+    """The database `target` names, opened: SQLite (`memory://` is SQLite's ":memory:") or
+    PostgreSQL; `noun` and `unavailable` as `SqliteDatabase.open` takes them."""
+    if target.scheme == "postgresql":
+        return PostgresDatabase.open(
+            target.connect, schema=target.schema, noun=noun, unavailable=unavailable
+        )
+    return SqliteDatabase.open(
+        target.path if target.scheme == "sqlite" else ":memory:",
+        noun=noun,
+        unavailable=unavailable,
+        synchronous=target.synchronous,
+        busy_timeout=target.busy_timeout,
     )
 
 
