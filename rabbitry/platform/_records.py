@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import msgspec
+
+from rabbitry.gateway import InvoiceState, MessageStatus
 
 _RANK = {"queued": 0, "sent": 1, "delivered": 2, "undelivered": 2, "failed": 2}
 
@@ -51,7 +53,7 @@ class MessageRecord(msgspec.Struct, frozen=True, kw_only=True):
     encoding: str
     price: Decimal
     prefix: str
-    status: str = "queued"
+    status: MessageStatus = "queued"
     carrier: str = ""
     error: str = ""
     client_ref: str = ""
@@ -61,7 +63,7 @@ class MessageRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
-    status: str
+    status: MessageStatus
     at: float
     carrier: str = ""
     error: str = ""
@@ -71,7 +73,7 @@ class StatusChange(msgspec.Struct, frozen=True, kw_only=True):
     """A message moved to `status` (applied only if it is a step forward)."""
 
     id: str
-    status: str
+    status: MessageStatus
     at: float
     carrier: str = ""
     error: str = ""
@@ -98,7 +100,7 @@ class InvoiceRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     account: str
     period: str
-    status: str  # "pending" | "ready"
+    status: InvoiceState
     document: bytes | None = None
     pdf: bytes | None = None
 
@@ -149,7 +151,7 @@ def _message(row: tuple[object, ...]) -> MessageRecord:
         encoding=str(encoding),
         price=Decimal(str(price)),
         prefix=str(prefix),
-        status=str(status),
+        status=cast(MessageStatus, str(status)),
         carrier=str(carrier),
         error=str(error),
         client_ref=str(client_ref),
@@ -208,7 +210,7 @@ def _invoice(row: tuple[Any, ...]) -> InvoiceRecord:
         id=str(id_),
         account=str(account),
         period=str(period),
-        status=str(status),
+        status=cast(InvoiceState, str(status)),
         document=None if document is None else bytes(document),
         pdf=None if pdf is None else bytes(pdf),
     )

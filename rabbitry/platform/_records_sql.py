@@ -37,9 +37,11 @@ and leave nothing behind when they fail.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import msgspec
 
+from rabbitry.gateway import MessageStatus
 from rabbitry.platform._messages import FINAL_STATUSES
 from rabbitry.platform._records import (
     _MESSAGE_COLUMNS,
@@ -323,7 +325,7 @@ class SqlRecords:
         if not rows:
             return None
         events = [
-            Event(status=str(s), carrier=str(c), error=str(e), at=float(a))
+            Event(status=cast(MessageStatus, str(s)), carrier=str(c), error=str(e), at=float(a))
             for *_, s, c, e, a in rows
             if s is not None  # the message has no event: one row, without one
         ]

@@ -35,7 +35,12 @@ def _everything_with(secret: str, environ: dict[str, str]) -> str:
     return "\n".join((repr(config), str(config), summary(config), config_json(config).decode()))
 
 
-@given(secret=secrets)
+# What a config shows anyway (pool actor paths, queue names...): Hypothesis also tries the
+# code's own string constants, and a "secret" such as "ReportsActor" is shown for other reasons.
+_SHOWN_ANYWAY = _everything_with("NotShownAnywhere0", {"SMPP_PASSWORD": "NotShownAnywhere0"})
+
+
+@given(secret=secrets.filter(lambda secret: secret not in _SHOWN_ANYWAY))
 def test_a_loaded_config_never_shows_a_secret(secret: str) -> None:
     shown = _everything_with(secret, {"SMPP_PASSWORD": secret})
     assert secret not in shown
