@@ -10,7 +10,7 @@ import pytest
 
 from broker import PublishTimeout
 from rabbitry.billing import Encoding, InsufficientFunds, InvalidNumber, Money, NoRoute, RateCard
-from rabbitry.gateway import Unavailable
+from rabbitry.gateway import SendAbandoned, Unavailable
 from rabbitry.platform import (
     HoldFunds,
     Names,
@@ -161,9 +161,12 @@ async def test_a_refused_hold_records_and_queues_nothing(flow: Flow) -> None:
         await flow.sender.send("acc_1", Outgoing(FRANCE[:1], "Acme", TEXT), request_id=REQUEST)
     assert flow.publisher.published == []
     assert flow.records.message("acc_1", f"msg_{REQUEST[:20]}_0") is None
+    assert flow.records.outbox.rows_of(REQUEST) == []  # nothing held: nothing to give up
 
 
-async def test_records_that_cannot_be_written_give_the_hold_back(flow: Flow) -> None:
+async def test_records_that_cannot_be_written_give_the_send_up_at_once(flow: Flow) -> None:
+    insert = flow.records.insert_messages
+
     def full(messages: Any) -> None:
         raise OSError("the records database is full")
 
@@ -172,13 +175,19 @@ async def test_records_that_cannot_be_written_give_the_hold_back(flow: Flow) -> 
         await flow.sender.send("acc_1", Outgoing(FRANCE[:2], "Acme", TEXT), request_id=REQUEST)
     assert flow.publisher.published == []
     [(account, release, message_id)] = flow.accounts.told
-    assert (account, message_id) == ("acc_1", f"unqueued-hold-{REQUEST}")
+    assert (account, message_id) == ("acc_1", f"abandon-{REQUEST}-0")
     assert isinstance(release, Outcomes)
-    assert release.hold == f"hold-{REQUEST}"
+    assert (release.hold, release.unless_settled) == (f"hold-{REQUEST}", True)
     assert [(item.status, item.price) for item in release.items] == [
         ("failed", Decimal("0.05")),
         ("failed", Decimal("0.05")),
     ]
+    assert [row.state for row in flow.records.outbox.rows_of(REQUEST)] == ["failed"]
+    # Its money is given back: a retry with the same key cannot send it any more.
+    flow.records.insert_messages = insert  # type: ignore[method-assign]
+    with pytest.raises(SendAbandoned, match="send them again with a new Idempotency-Key"):
+        await flow.sender.send("acc_1", Outgoing(FRANCE[:2], "Acme", TEXT), request_id=REQUEST)
+    assert flow.publisher.published == []
 
 
 async def test_a_batch_that_cannot_be_published_is_unavailable(flow: Flow) -> None:
@@ -187,6 +196,7 @@ async def test_a_batch_that_cannot_be_published_is_unavailable(flow: Flow) -> No
         await flow.sender.send("acc_1", Outgoing(FRANCE[:1], "Acme", TEXT), request_id=REQUEST)
     assert flow.records.message("acc_1", f"msg_{REQUEST[:20]}_0") is not None  # kept for a retry
     assert flow.accounts.told == []  # the hold stays: the retry uses it
+    assert [row.state for row in flow.records.outbox.rows_of(REQUEST)] == ["pending"]
 
 
 async def test_a_free_send_holds_nothing(flow: Flow) -> None:
