@@ -95,7 +95,11 @@ def _kind(message: object) -> str:
     """The ledger operation kind a request asks for (the refusal counter's label)."""
     if isinstance(message, Fund):
         return "bonus_grant" if message.bonus else "top_up"
-    kinds = {HoldFunds: "hold", ReleaseHold: "release", OpenAccountCommand: "open_account"}
+    kinds: dict[type, str] = {
+        HoldFunds: "hold",
+        ReleaseHold: "release",
+        OpenAccountCommand: "open_account",
+    }
     return kinds.get(type(message), type(message).__name__)
 
 

@@ -80,8 +80,9 @@ def reaper_interval(unqueued_timeout: float) -> float:
 
 def claim_after(unqueued_timeout: float) -> float:
     """How long a batch must stay pending and untouched before the reaper gives it up: the
-    deadline less one reaper interval, so that it is given up by the deadline."""
-    return unqueued_timeout - reaper_interval(unqueued_timeout)
+    deadline less two reaper intervals (780 s of 900), so that the pass that gives it up comes
+    an interval before the deadline at the latest, leaving that interval for the release."""
+    return unqueued_timeout - 2 * reaper_interval(unqueued_timeout)
 
 
 class AccountTeller(Protocol):
