@@ -202,9 +202,7 @@ class GatewayApp:
             refusal = refusal_of(exc)
             if refusal is None:
                 raise
-            return error_answer(
-                refusal.status, refusal.code, refusal.message, field=refusal.field
-            )
+            return error_answer(refusal.status, refusal.code, refusal.message, field=refusal.field)
 
 
 class _Body:

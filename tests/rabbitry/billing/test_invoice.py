@@ -292,8 +292,10 @@ def test_a_refund_beyond_the_paid_part_gives_bonus_back(ledger: tuple[Ledger, Cl
 
 @pytest.mark.parametrize(
     "period",
-    ["2026-3", "2026-13", "2026-00", "202603", "26-03", " 2026-03"]
-    + ["0000-01", "1999-12", "3000-01", "9999-12"],
+    [
+        *("2026-3", "2026-13", "2026-00", "202603", "26-03", " 2026-03"),
+        *("0000-01", "1999-12", "3000-01", "9999-12"),
+    ],
 )
 def test_a_period_must_be_a_month_from_2000_to_2999(period: str) -> None:
     with pytest.raises(

@@ -66,8 +66,10 @@ def test_no_route_without_a_default() -> None:
 
 @pytest.mark.parametrize(
     "number",
-    ["33612345678", "+3361234", "+3361234567890123", "+33 612345678", "", "+33612a45678"]
-    + ["+00000000000", "+0612345678"],
+    [
+        *("33612345678", "+3361234", "+3361234567890123", "+33 612345678", "", "+33612a45678"),
+        *("+00000000000", "+0612345678"),
+    ],
 )
 def test_a_destination_that_is_not_e164_is_named(number: str) -> None:
     with pytest.raises(InvalidNumber, match=f"destination {number!r}".replace("+", r"\+")):

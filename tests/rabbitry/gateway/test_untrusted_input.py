@@ -30,7 +30,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
         "10000000000",
         "1.00000",
         "20\n",
-        "２０",
+        "\uff12\uff10",  # fullwidth digits
         "1e3",
     ],
 )
