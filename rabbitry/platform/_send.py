@@ -53,7 +53,7 @@ from rabbitry.billing import (
     most_characters,
     segment,
 )
-from rabbitry.gateway import KeyReused, SendAbandoned, TextTooLong, Unavailable
+from rabbitry.gateway import InvalidField, KeyReused, SendAbandoned, TextTooLong, Unavailable
 from rabbitry.platform._account_client import RPC_TIMEOUT, AccountClient
 from rabbitry.platform._context import now
 from rabbitry.platform._layout import Names
@@ -169,6 +169,8 @@ class Sender:
         """Queues `outgoing` for `account`; raises before holding anything when the text is too
         long or a recipient cannot be priced, the account's refusal of the hold, KeyReused or
         SendAbandoned for a retry that cannot be replayed, or Unavailable."""
+        if not outgoing.to:
+            raise InvalidField("to must name one recipient at least", field="to")
         outbox = self.records.outbox
         asked = outgoing.fingerprint()
         rows = outbox.rows_of(request_id)
@@ -382,14 +384,14 @@ class Sender:
         with trio.move_on_after(RPC_TIMEOUT):
             for row in rows:
                 try:
-                    if outbox.claim(row, before=float("inf")):
+                    if outbox.claim(row, before=self.clock() + 1):  # now, whatever its age
                         await abandon(outbox, self.accounts, row, error=_UNRECORDED)
                 except Exception:  # noqa: BLE001 - the reaper gives it up later
                     _log.warning(
-                        "send %s: batch %d not given up now (%s: left to the reaper)",
+                        "send %s: batch %d not given up now (the outbox or the account did not"
+                        " answer); the reaper will",
                         row.request,
                         row.seq,
-                        "could not reach the outbox or the account",
                         exc_info=True,
                     )
                     return
