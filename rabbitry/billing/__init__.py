@@ -6,6 +6,7 @@ from rabbitry.billing._encoding import (
     Segmentation,
     encoding_of,
     is_gsm7,
+    most_characters,
     segment,
 )
 from rabbitry.billing._errors import (
@@ -114,6 +115,7 @@ __all__ = [
     "is_gsm7",
     "kind_of",
     "minor_unit",
+    "most_characters",
     "open_ledger_store",
     "render_pdf",
     "segment",

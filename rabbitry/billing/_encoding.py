@@ -84,6 +84,17 @@ def utf16_units(char: str) -> int:
     return 2 if ord(char) > 0xFFFF else 1
 
 
+def most_characters(segments: int) -> int:
+    """The most characters a text of at most `segments` segments can have, in any encoding:
+    every character takes a septet or a code unit at least, and GSM-7 holds the most per part.
+    A longer text needs more segments, and is known to without measuring it.
+
+    >>> most_characters(1), most_characters(10)
+    (160, 1530)
+    """
+    return GSM7_SINGLE if segments <= 1 else segments * GSM7_PART
+
+
 def segment(text: str) -> Segmentation:
     """Detects the encoding of `text`, measures it and cuts it into the parts it is sent in.
 

@@ -32,7 +32,7 @@ class CurrencyMismatch(SmsError, ValueError):  # noqa: N818 - the names of the p
 
 
 class InvalidNumber(SmsError, ValueError):  # noqa: N818 - the names of the public contract
-    """A destination number is not E.164 ("+" then 8 to 15 digits)."""
+    """A destination number is not E.164 ("+" then 8 to 15 digits, the first not 0)."""
 
 
 class InvalidRateCard(SmsError, ValueError):  # noqa: N818 - the names of the public contract

@@ -35,9 +35,9 @@ Every Decimal is canonical for the currency (`rabbitry.billing._money.canonical`
 and `encode_invoice` writes them as strings, so equal invoices encode to equal bytes. This module is
 pure: no I/O; the caller stores the JSON and chooses the number.
 
-Raises `InvalidPeriod` (a `ValueError`) for a period that is not "YYYY-MM", `ValueError` for a
-bad tax rate, issue date or number, or an entry without `recorded_at`, `CurrencyMismatch` for an
-entry in another currency, `InvalidCurrency` for a bad currency code.
+Raises `InvalidPeriod` (a `ValueError`) for a period that is not "YYYY-MM" of a year from 2000 to
+2999, `ValueError` for a bad tax rate, issue date or number, or an entry without `recorded_at`,
+`CurrencyMismatch` for an entry in another currency, `InvalidCurrency` for a bad currency code.
 """
 
 import re
@@ -52,7 +52,7 @@ from rabbitry.billing._money import Money, canonical, check_currency, to_decimal
 from rabbitry.billing._operations import Capture, Refund
 from rabbitry.billing._store import Entry
 
-_PERIOD = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+_PERIOD = re.compile(r"(2[0-9]{3})-(0[1-9]|1[0-2])")  # 2000-01 to 2999-12
 ZERO = Decimal(0)
 
 
@@ -104,8 +104,8 @@ def check_period(period: object) -> tuple[datetime, datetime]:
     match = _PERIOD.fullmatch(period) if isinstance(period, str) else None
     if match is None:
         raise InvalidPeriod(
-            f"an invoice period must be a calendar month written 'YYYY-MM' (got {period!r});"
-            " write e.g. '2026-03'"
+            f"an invoice period must be a calendar month written 'YYYY-MM', from 2000-01 to"
+            f" 2999-12 (got {period!r}); write e.g. '2026-03'"
         )
     year, month = int(match[1]), int(match[2])
     start = datetime(year, month, 1, tzinfo=UTC)

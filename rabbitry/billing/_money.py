@@ -76,7 +76,14 @@ def to_decimal(value: object, what: str = "an amount") -> Decimal:
     exponent = amount.as_tuple().exponent
     if not amount.is_finite() or not isinstance(exponent, int):
         raise InvalidMoney(f"{what} must be a finite number (got {value!r})")
-    if amount != amount.quantize(Decimal(1).scaleb(-SCALE)):
+    try:
+        exact = amount.quantize(Decimal(1).scaleb(-SCALE))
+    except InvalidOperation:  # more digits than the context's precision (28) can hold
+        raise InvalidMoney(
+            f"{what} is too large to be money (got {value!r}); send an amount of at most"
+            f" {28 - SCALE} digits before the decimal point"
+        ) from None
+    if amount != exact:
         raise InvalidMoney(
             f"{what} has more than {SCALE} decimals (got {value!r}); round it to {SCALE} first"
         )

@@ -10,7 +10,8 @@ A rate card is the config's `[rates]` table: `default` (optional) plus E.164 pre
 one of its longest matching prefix, else the default; price = segments x rate, exact (rounding
 happens per invoice line, see `rabbitry.billing._money`).
 
-Destinations are E.164: "+" then 8 to 15 digits, no spaces (normalise before pricing).
+Destinations are E.164: "+" then 8 to 15 digits, the first not 0, no spaces (normalise before
+pricing).
 
 Raises: `InvalidRateCard` for a bad key or value (naming `rates.<key>`), `InvalidNumber` for a
 destination that is not E.164, `NoRoute` when no prefix matches and there is no default.
@@ -26,17 +27,19 @@ from rabbitry.billing._encoding import Encoding, segment
 from rabbitry.billing._errors import InvalidMoney, InvalidNumber, InvalidRateCard, NoRoute
 from rabbitry.billing._money import Money, check_currency, to_decimal
 
-_E164 = re.compile(r"\+[0-9]{8,15}")
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 _PREFIX = re.compile(r"\+[0-9]{1,15}")
 DEFAULT = "default"
 
 
 def check_number(number: object) -> str:
-    """Returns `number` if it is E.164 ("+" then 8 to 15 digits), else raises `InvalidNumber`."""
+    """Returns `number` if it is E.164 ("+" then 8 to 15 digits, the first not 0: no country
+    code starts with 0), else raises `InvalidNumber`."""
     if not isinstance(number, str) or not _E164.fullmatch(number):
         raise InvalidNumber(
             f"destination {number!r} is not an E.164 number; write '+', the country code and"
-            " the number, 8 to 15 digits in all, without spaces (e.g. '+33612345678')"
+            " the number, 8 to 15 digits in all, the first not 0, without spaces"
+            " (e.g. '+33612345678')"
         )
     return number
 

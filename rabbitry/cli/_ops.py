@@ -336,9 +336,12 @@ def batch_size(text: str) -> int:
 
 
 def period(text: str) -> str:
-    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", text):
+    """A month "YYYY-MM" of a year from 2000 to 2999, as the daemon takes them (it also refuses,
+    with its own sentence, a month that has not ended yet)."""
+    if not re.fullmatch(r"2[0-9]{3}-(0[1-9]|1[0-2])", text):
         raise argparse.ArgumentTypeError(
-            f'a period is a month written "YYYY-MM", like 2026-03 (got {text!r})'
+            f'a period is a month written "YYYY-MM" of a year from 2000 to 2999, like 2026-03'
+            f" (got {text!r})"
         )
     return text
 

@@ -49,8 +49,11 @@ from supervisor import ExitStatus
 FINAL = frozenset({"delivered", "undelivered", "failed"})
 FOLLOW_CONCURRENCY = 16  # GET /v1/sms/{id} in flight at once
 KEY_CHAIN = 20  # the most keys tried for one batch refused on earlier runs
-_E164 = re.compile(r"\+[0-9]{8,15}")  # the gateway's own rule
-_NUMBER_HELP = "an E.164 number: '+', the country code and the number, like +33612345678"
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")  # the gateway's own rule
+_NUMBER_HELP = (
+    "an E.164 number: '+', the country code and the number, 8 to 15 digits, the first not 0,"
+    " like +33612345678"
+)
 _encoder = msgspec.json.Encoder()
 
 

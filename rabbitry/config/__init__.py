@@ -5,7 +5,7 @@ prints. The machinery (loading, secrets, errors, the runtime's tables) is conf's
 from rabbitry.config._load import ENVIRONMENT, load_config, loads_config
 from rabbitry.config._pools import PLATFORM_POOLS, effective_pools
 from rabbitry.config._report import config_json, summary
-from rabbitry.config._schema import Carrier, Config, Http, Store, Tax
+from rabbitry.config._schema import Carrier, Config, Http, Sms, Store, Tax
 
 __all__ = [
     "ENVIRONMENT",
@@ -13,6 +13,7 @@ __all__ = [
     "Carrier",
     "Config",
     "Http",
+    "Sms",
     "Store",
     "Tax",
     "config_json",

@@ -13,6 +13,7 @@ platform adds its own, each a frozen `conf.Table` that refuses unknown keys:
     [[pools]]                      # conf.Pool, with an inline `backoff = {...}` (conf.Backoff)
     [logging] [retry]              # conf.Logging, conf.Retry
     [tax]                          # Tax
+    [sms]                          # Sms
 
     >>> Config().currency, Config().http.port
     ('EUR', 8080)
@@ -30,7 +31,7 @@ from msgspec import Meta
 
 from conf import Broker, Logging, Pool, Retry, Secret, SecretURL, Table
 
-__all__ = ["Carrier", "Config", "Http", "Store", "Tax"]
+__all__ = ["Carrier", "Config", "Http", "Sms", "Store", "Tax"]
 
 DEFAULT_STORE_URL = "sqlite:///./var/rabbitry.db"
 DEFAULT_BIND = "127.0.0.1:8080"
@@ -141,6 +142,33 @@ class Tax(Table, frozen=True):
     ] = Decimal("0")
 
 
+class Sms(Table, frozen=True):
+    """`[sms]`: what one send may ask, and how long a send that could not be queued waits."""
+
+    max_segments: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=255,
+            description=(
+                "The most segments one text may take (GSM-7: 153 characters each past the "
+                "first 160; UCS-2: 67 past 70); a longer text is refused with 422 text_too_long."
+            ),
+        ),
+    ] = 10
+    unqueued_timeout: Annotated[
+        float,
+        Meta(
+            ge=1,
+            description=(
+                "Seconds within which the messages of a send that answered 5xx (recorded, money "
+                "held, not queued) are either queued by a retry with the same Idempotency-Key "
+                "or failed with their money released."
+            ),
+        ),
+    ] = 900.0
+
+
 class Config(Table, frozen=True):
     """The whole configuration; every table may be left out and then takes its defaults.
 
@@ -174,3 +202,4 @@ class Config(Table, frozen=True):
     logging: Logging = msgspec.field(default_factory=Logging)
     retry: Retry = msgspec.field(default_factory=Retry)
     tax: Tax = msgspec.field(default_factory=Tax)
+    sms: Sms = msgspec.field(default_factory=Sms)

@@ -32,6 +32,7 @@ from broker import (
 )
 from rabbitry.daemon._metrics import MetricsSource, metrics_registry
 from rabbitry.gateway import AccountInfo, ApiError, ParkedQuery
+from rabbitry.platform import check_closed
 from supervisor import NodeSnapshot
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ class DaemonOps:
         ]
 
     async def run_invoices(self, period: str) -> dict[str, object]:
+        check_closed(period, time.time())  # refused for every account alike, even with none
         invoices = []
         for record in self.context.records.accounts():
             account = AccountInfo(id=record.id, name=record.name, currency=record.currency)

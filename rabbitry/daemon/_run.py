@@ -53,7 +53,7 @@ from rabbitry.daemon._build import carrier_rates, carrier_side, rate_card, route
 from rabbitry.daemon._ops import DaemonOps
 from rabbitry.daemon._reload import Reloader, ReloadRefused
 from rabbitry.daemon._tree import Parts, platform_tree, pools_topology
-from rabbitry.gateway import GatewayApp
+from rabbitry.gateway import GatewayApp, PeriodNotClosed
 from rabbitry.platform import (
     CallbackFailed,
     CallbackRefused,
@@ -85,7 +85,7 @@ def failure_policy(schedule: RetrySchedule) -> FailurePolicy:
             ConnectionError,
             TimeoutError,
         ),
-        permanent=(UnknownNumber, CallbackRefused, InvalidPeriod),
+        permanent=(UnknownNumber, CallbackRefused, InvalidPeriod, PeriodNotClosed),
         restart="unlisted",
     )
 
@@ -129,6 +129,8 @@ async def run_daemon(
                 schedule=schedule,
                 carrier_rates=carrier_rates(config, config.currency),
                 tax_rate=Decimal(config.tax.rate),
+                max_segments=config.sms.max_segments,
+                unqueued_timeout=config.sms.unqueued_timeout,
             )
             sides = {carrier.name: carrier_side(context, carrier) for carrier in config.carriers}
             router = FailureRouter(transport, retry, failure_policy(schedule))

@@ -15,7 +15,8 @@ feeds them drained):
     │   ├── worker            CarrierActor: submits send batches
     │   └── in                consumer of carrier.<name>
     ├── invoice-jobs, invoices / invoices-in
-    ├── hold-reaper           gives back holds whose send never queued a message
+    ├── hold-reaper           gives back holds whose send never queued a message, and fails
+    │                         the messages of a send not queued within [sms] unqueued_timeout
     ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
     │                         platform's own (reports, inbound, callbacks) are pools too, with
     │                         defaults when the config leaves them out
@@ -264,7 +265,13 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     children.append(
         ChildSpec(
             name="hold-reaper",
-            start=functools.partial(run_reaper, context.ledger, context.records, context.accounts),
+            start=functools.partial(
+                run_reaper,
+                context.ledger,
+                context.records,
+                context.accounts,
+                unqueued_timeout=context.unqueued_timeout,
+            ),
             backoff=Backoff.exponential(min=1.0, max=60.0),
         )
     )

@@ -18,15 +18,25 @@ from rabbitry.gateway._answers import (
 )
 from rabbitry.gateway._app import MAX_BODY_SIZE, GatewayApp
 from rabbitry.gateway._backend import AccountInfo, GatewayBackend, StoredResponse
-from rabbitry.gateway._bodies import MAX_RECIPIENTS, InvalidBody, SendRequest
+from rabbitry.gateway._bodies import (
+    AMOUNT_PLACES,
+    MAX_AMOUNT,
+    MAX_RECIPIENTS,
+    InvalidBody,
+    SendRequest,
+)
 from rabbitry.gateway._errors import (
     STATUSES,
     ApiError,
     InvalidField,
     InvalidJson,
+    KeyReused,
     NotFound,
     NumberTaken,
+    PeriodNotClosed,
     Refusal,
+    SendAbandoned,
+    TextTooLong,
     Unauthorized,
     Unavailable,
     Unsupported,
@@ -36,6 +46,8 @@ from rabbitry.gateway._ops import OpsBackend, ParkedQuery
 from rabbitry.gateway._serve import serve_gateway
 
 __all__ = [
+    "AMOUNT_PLACES",
+    "MAX_AMOUNT",
     "MAX_BODY_SIZE",
     "MAX_RECIPIENTS",
     "STATUSES",
@@ -54,17 +66,21 @@ __all__ = [
     "InvoiceDocument",
     "InvoiceState",
     "InvoiceStatus",
+    "KeyReused",
     "MessageStatus",
     "MessageView",
     "NotFound",
     "NumberTaken",
     "OpsBackend",
     "ParkedQuery",
+    "PeriodNotClosed",
     "QueuedMessage",
     "Refusal",
+    "SendAbandoned",
     "SendAnswer",
     "SendRequest",
     "StoredResponse",
+    "TextTooLong",
     "Unauthorized",
     "Unavailable",
     "Unsupported",

@@ -57,6 +57,7 @@ from rabbitry.gateway._http import (
     Send,
     error_answer,
     json_answer,
+    whole_number,
 )
 from rabbitry.gateway._ops import EVENTS_INTERVAL, Operations, OpsBackend, OpsHandler
 
@@ -201,7 +202,7 @@ class GatewayApp:
             refusal = refusal_of(exc)
             if refusal is None:
                 raise
-            return error_answer(refusal.status, refusal.code, refusal.message)
+            return error_answer(refusal.status, refusal.code, refusal.message, field=refusal.field)
 
 
 class _Body:
@@ -325,10 +326,11 @@ async def _message(backend: GatewayBackend, call: Call) -> Answer:
 async def _inbound(backend: GatewayBackend, call: Call) -> Answer:
     lowest, highest, default = _INBOUND_LIMIT
     given = parse_qs(call.query).get("limit", [str(default)])[-1]
-    if not given.isdigit() or not lowest <= int(given) <= highest:
+    limit = whole_number(given)
+    if limit is None or not lowest <= limit <= highest:
         message = f"limit must be a whole number from {lowest} to {highest} (got {given!r})"
         raise ApiError(422, "invalid_field", message, field="limit")
-    messages = await backend.inbound(call.account, limit=int(given))
+    messages = await backend.inbound(call.account, limit=limit)
     return json_answer(200, InboundList(messages))
 
 

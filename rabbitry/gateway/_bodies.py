@@ -15,6 +15,7 @@ Raises `InvalidBody` (a `ValueError`): code "invalid_json" (HTTP 400) when the b
 """
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -24,13 +25,21 @@ MAX_RECIPIENTS = 10_000
 
 T = TypeVar("T")
 
-_E164 = r"^\+[0-9]{8,15}$"  # the same rule as rabbitry.billing.check_number
+_E164 = r"^\+[1-9][0-9]{7,14}\Z"  # the same rule as rabbitry.billing.check_number
 Number = Annotated[str, msgspec.Meta(pattern=_E164)]
 Url = Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2048)]
 Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=40)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-Period = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+Period = Annotated[str, msgspec.Meta(pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])\Z")]  # 2000 to 2999
 Recipients = Annotated[list[Number], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
+_SENDER = r"^(?:\+[1-9][0-9]{7,14}|(?=[A-Za-z0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11})\Z"
+SenderName = Annotated[str, msgspec.Meta(pattern=_SENDER)]
+"""An E.164 number, or an alphanumeric sender: 1 to 11 of [A-Za-z0-9 ], one letter at least."""
+
+MAX_AMOUNT = Decimal(1_000_000_000)
+"""The largest amount (funds, bonus) a request may carry; at most `AMOUNT_PLACES` decimals."""
+AMOUNT_PLACES = 4
+_MONEY = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,4})?")
 
 
 class InvalidBody(ValueError):  # noqa: N818 - the names of the public contract
@@ -83,7 +92,7 @@ class _SendBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`POST /v1/sms` as sent: `to` is one number or a list of them."""
 
     to: Number | Recipients
-    sender: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = msgspec.field(name="from")
+    sender: SenderName = msgspec.field(name="from")
     text: Annotated[str, msgspec.Meta(min_length=1)]
     client_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     callback_url: Url | None = None
@@ -128,11 +137,30 @@ def decode_new_account(raw: bytes) -> NewAccount:
 
 
 def decode_funds(raw: bytes) -> Funds:
-    return decode_body(_FUNDS, raw)
+    body = decode_body(_FUNDS, raw)
+    check_amount(body.amount)
+    return body
 
 
 def decode_bonus(raw: bytes) -> Bonus:
-    return decode_body(_BONUS, raw)
+    body = decode_body(_BONUS, raw)
+    check_amount(body.amount)
+    return body
+
+
+def check_amount(text: str, field: str = "amount") -> Decimal:
+    """`text` as a Decimal if it is money a request may carry: a decimal string of at most
+    `AMOUNT_PLACES` decimals and at most `MAX_AMOUNT`; raises `InvalidBody` naming `field`."""
+    if _MONEY.fullmatch(text) is None or Decimal(text) > MAX_AMOUNT:
+        raise InvalidBody("invalid_field", _amount_rule(field, f" (got {text!r})"), field)
+    return Decimal(text)
+
+
+def _amount_rule(field: str, got: str = "") -> str:
+    return (
+        f'{field} must be a decimal string like "20.00", with at most {AMOUNT_PLACES} decimals'
+        f" and at most {MAX_AMOUNT:,}{got}"
+    )
 
 
 def decode_invoice_request(raw: bytes) -> InvoiceRequest:
@@ -185,15 +213,22 @@ def _invalid_field(error: str) -> InvalidBody:
             'amount must be a decimal string like "20.00", not a JSON number'
             " (money is never sent as a float)"
         )
-    elif "[0-9]{8,15}" in text:
+    elif path == "from" and "regex" in text:
+        message = (
+            "from must be an E.164 number ('+' and 8 to 15 digits, the first not 0) or an"
+            " alphanumeric sender of 1 to 11 letters, digits and spaces with one letter at least"
+        )
+    elif "[0-9]{7,14}" in text:
         message = (
             f"{path} must be an E.164 number: '+', the country code and the number,"
-            " 8 to 15 digits in all (e.g. '+33612345678')"
+            " 8 to 15 digits in all, the first not 0 (e.g. '+33612345678')"
         )
     elif path == "amount":
-        message = f'amount must be a decimal string like "20.00" ({_lower(text)})'
+        message = _amount_rule("amount")
     elif path == "period":
-        message = f'period must be a month written "YYYY-MM", like "2025-01" ({_lower(text)})'
+        message = (
+            'period must be a month written "YYYY-MM" of a year from 2000 to 2999, like "2025-01"'
+        )
     else:
         message = f"{path}: {_lower(text)}"
     return InvalidBody("invalid_field", message, path)

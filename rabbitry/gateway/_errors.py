@@ -29,6 +29,7 @@ from rabbitry.billing import (
     InvalidMoney,
     InvalidNumber,
     InvalidOperation,
+    InvalidPeriod,
     NoRoute,
     UnknownAccount,
 )
@@ -54,7 +55,12 @@ class ApiError(Exception):
 
 
 class Refusal(Exception):  # noqa: N818 - the names of the public contract
-    """Base of the refusals a backend raises that neither billing nor carriers name."""
+    """Base of the refusals a backend raises that neither billing nor carriers name; `field`
+    is the body path the refusal is about, if any (`InvalidField("...", field="from")`)."""
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(Refusal, LookupError):  # noqa: N818 - the names of the public contract
@@ -85,6 +91,24 @@ class Unavailable(Refusal, ConnectionError):  # noqa: N818 - the names of the pu
     """A dependency did not answer in time or could not take the work: 503 `unavailable`."""
 
 
+class PeriodNotClosed(Refusal, ValueError):  # noqa: N818 - the names of the public contract
+    """An invoice asked for a month that has not ended yet (UTC): 422 `period_not_closed`."""
+
+
+class TextTooLong(Refusal, ValueError):  # noqa: N818 - the names of the public contract
+    """A text longer than the platform sends (`[sms] max_segments`): 422 `text_too_long`."""
+
+
+class KeyReused(Refusal, ValueError):  # noqa: N818 - the names of the public contract
+    """An Idempotency-Key whose first request failed came again with another request: 422
+    `idempotency_key_reused`, as when its first answer was stored."""
+
+
+class SendAbandoned(Refusal, ValueError):  # noqa: N818 - the names of the public contract
+    """A retried send whose messages were given up (failed, their money released) after its
+    first attempt could not queue them: 409 `send_abandoned`."""
+
+
 STATUSES: Mapping[type[Exception], tuple[int, str]] = MappingProxyType(
     {
         InsufficientFunds: (402, "insufficient_funds"),
@@ -104,6 +128,11 @@ STATUSES: Mapping[type[Exception], tuple[int, str]] = MappingProxyType(
         InvalidWebhook: (422, "invalid_webhook"),
         CarrierDown: (503, "unavailable"),
         Unavailable: (503, "unavailable"),
+        InvalidPeriod: (422, "invalid_field"),
+        PeriodNotClosed: (422, "period_not_closed"),
+        TextTooLong: (422, "text_too_long"),
+        KeyReused: (422, "idempotency_key_reused"),
+        SendAbandoned: (409, "send_abandoned"),
     }
 )
 """(HTTP status, error code) of each refusal a backend may raise."""
@@ -116,5 +145,5 @@ def refusal_of(error: BaseException) -> ApiError | None:
         found = STATUSES.get(cls)
         if found is not None:
             status, code = found
-            return ApiError(status, code, str(error))
+            return ApiError(status, code, str(error), field=getattr(error, "field", None))
     return None

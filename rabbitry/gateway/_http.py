@@ -11,6 +11,7 @@ first, and the stream sends the body in `more_body` chunks itself, ending it whe
 not at all when the client went away). Errors are `{"error": {"code", "message", "field"?}}`.
 """
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -78,3 +79,12 @@ def json_answer(status: int, value: object) -> Answer:
 
 def error_answer(status: int, code: str, message: str, *, field: str | None = None) -> Answer:
     return json_answer(status, _ErrorBody(_ErrorDetail(code, message, field)))
+
+
+_WHOLE = re.compile(r"[0-9]{1,6}")
+
+
+def whole_number(text: str) -> int | None:
+    """`text` as an int if it is 1 to 6 ASCII digits, else None: `str.isdigit` and `int` also
+    take "²" or "٣", and `int("²")` raises."""
+    return int(text) if _WHOLE.fullmatch(text) else None

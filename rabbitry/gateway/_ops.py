@@ -51,7 +51,15 @@ import trio
 
 from rabbitry.gateway._bodies import decode_body, decode_invoice_request
 from rabbitry.gateway._errors import ApiError
-from rabbitry.gateway._http import Answer, Call, Receive, Send, encoder, json_answer
+from rabbitry.gateway._http import (
+    Answer,
+    Call,
+    Receive,
+    Send,
+    encoder,
+    json_answer,
+    whole_number,
+)
 
 EVENTS_INTERVAL = 1.0
 """Seconds between two events of `GET /v1/admin/events`, unless the app says otherwise."""
@@ -319,7 +327,7 @@ def _query_of(query_string: str) -> ParkedQuery:
         return given[name][0] if name in given else None
 
     limit = one("limit")
-    if limit is not None and not limit.isdigit():
+    if limit is not None and whole_number(limit) is None:
         raise _invalid("limit", f"a whole number from 1 to {MAX_PARKED_LIMIT}", repr(limit))
     return _parked_query(
         ids=given.get("id"),

@@ -8,7 +8,12 @@ from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
 from rabbitry.platform._carrier import CarrierActor, CarrierSide
 from rabbitry.platform._context import Context, Services
-from rabbitry.platform._invoices import InvoiceJobActor, InvoicesActor, request_invoice
+from rabbitry.platform._invoices import (
+    InvoiceJobActor,
+    InvoicesActor,
+    check_closed,
+    request_invoice,
+)
 from rabbitry.platform._layout import Names, platform_codec, platform_topology
 from rabbitry.platform._messages import (
     FINAL_STATUSES,
@@ -28,7 +33,7 @@ from rabbitry.platform._messages import (
 )
 from rabbitry.platform._open_records import PostgresRecords, Records, open_records
 from rabbitry.platform._publisher import Publisher
-from rabbitry.platform._reaper import reap_once, run_reaper
+from rabbitry.platform._reaper import reap_once, recover_once, run_reaper
 from rabbitry.platform._records import hash_key
 from rabbitry.platform._records_sql import SqlRecords
 from rabbitry.platform._records_store import RecordsStore
@@ -86,12 +91,14 @@ __all__ = [
     "UnknownNumber",
     "UnmatchedReport",
     "account_of",
+    "check_closed",
     "hash_key",
     "inject_inbound",
     "open_records",
     "platform_codec",
     "platform_topology",
     "reap_once",
+    "recover_once",
     "request_invoice",
     "run_reaper",
 ]

@@ -43,6 +43,7 @@ from rabbitry.billing import (
     Release,
     SmsError,
     TopUp,
+    UnknownHold,
     kind_of,
 )
 from rabbitry.platform._callbacks import publish_callbacks, status_callbacks
@@ -52,6 +53,7 @@ from rabbitry.platform._messages import (
     Fund,
     HoldFunds,
     OpenAccountCommand,
+    Outcome,
     Outcomes,
     ReleaseHold,
     Settled,
@@ -87,6 +89,18 @@ def account_of(message: object) -> str:
     if not isinstance(account, str):
         raise TypeError(f"{type(message).__name__} carries no account id")
     return account
+
+
+def _kind(message: object) -> str:
+    """The ledger operation kind a request asks for (the refusal counter's label)."""
+    if isinstance(message, Fund):
+        return "bonus_grant" if message.bonus else "top_up"
+    kinds: dict[type, str] = {
+        HoldFunds: "hold",
+        ReleaseHold: "release",
+        OpenAccountCommand: "open_account",
+    }
+    return kinds.get(type(message), type(message).__name__)
 
 
 def capture_id(message: str) -> str:
@@ -127,14 +141,16 @@ class AccountActor(ConsumerActor):
             return None
         if isinstance(message, SettledQuery):
             return await self._answer_settled(message)
-        operation = self._operation(message)
         try:
+            # The conversion too (an amount that is no money, say 1E-7 or 1E+23, raises
+            # InvalidMoney): whatever the message carries, a request is answered, never a crash.
+            operation = self._operation(message)
             result: object = self.ledger.apply(operation)
         except Exception as error:  # noqa: BLE001 - a request is answered, never retried by tiers
             # The caller owns the retry of a request (it knows its deadline): a hold retried
             # from a tier after the caller gave up would hold money for nothing.
-            count("account_refusals", kind_of(operation))
-            await self._refuse(error, operation.id)
+            count("account_refusals", _kind(message))
+            await self._refuse(error, getattr(message, "operation", type(message).__name__))
             return None
         count("account_operations", kind_of(operation))
         await self._answer(encode_reply(self.publisher.codec, result))
@@ -192,9 +208,28 @@ class AccountActor(ConsumerActor):
             await self.publisher.reply(inbound.delivery, reply)
 
     async def _settle(self, outcomes: Outcomes) -> None:
+        items = outcomes.items
+        if outcomes.unless_settled:
+            # A send given up (rabbitry.platform._outbox): what a carrier settled meanwhile
+            # stays as it is. The check and the releases are this actor's alone, one command
+            # at a time, so no carrier outcome can come in between.
+            items = tuple(
+                item
+                for item in items
+                if not self.ledger.applied(capture_id(item.id))
+                and not self.ledger.applied(release_id(item.id))
+            )
         operations: list[Operation] = []
-        for item in outcomes.items:
-            amount = Money.of(item.price, outcomes.currency)
+        settled: list[Outcome] = []
+        for item in items:
+            try:
+                amount = Money.of(item.price, outcomes.currency)
+            except SmsError as error:
+                # No carrier prices a message: a bad amount here is a bug upstream. Logged
+                # loudly; the other items still settle, and this one keeps its status.
+                _log.error("account %s: outcome of %s refused: %s", self.account, item.id, error)
+                continue
+            settled.append(item)
             if item.status == "sent":
                 operations.append(
                     Capture(
@@ -219,9 +254,12 @@ class AccountActor(ConsumerActor):
         results = self.ledger.apply_many(operations)
         for operation, result in zip(operations, results, strict=True):
             count("account_operations", kind_of(operation))
+            if isinstance(result, UnknownHold) and outcomes.unless_settled:
+                # A send given up before its hold was placed: there is nothing to give back.
+                continue
             if isinstance(result, SmsError):
                 # A capture the hold cannot cover is a bug upstream, not a reason to lose the
-                # rest of the batch: log it loudly (the message keeps its status).
+                # rest of the batch: log it loudly.
                 _log.error("account %s: %s refused: %s", self.account, operation.id, result)
         at = now()
         changes = [
@@ -232,11 +270,11 @@ class AccountActor(ConsumerActor):
                 carrier=item.carrier,
                 error=item.error,
             )
-            for item in outcomes.items
+            for item in settled
         ]
         self.records.remember_carrier_ids(
             (item.carrier, carrier_id, item.id)
-            for item in outcomes.items
+            for item in settled
             if item.status == "sent"
             for carrier_id in item.carrier_ids
         )

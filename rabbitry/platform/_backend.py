@@ -34,6 +34,8 @@ from rabbitry.billing import (
     check_number,
 )
 from rabbitry.gateway import (
+    AMOUNT_PLACES,
+    MAX_AMOUNT,
     AccountCreated,
     AccountInfo,
     BalanceView,
@@ -92,6 +94,8 @@ class PlatformBackend:
             context.publisher,
             context.names,
             batch_size=batch_size,
+            max_segments=context.max_segments,
+            unqueued_timeout=context.unqueued_timeout,
         )
 
     # Authentication
@@ -338,9 +342,16 @@ def _amount(text: str) -> Decimal:
     try:
         value = Decimal(text)
     except (InvalidOperation, ValueError):
-        raise InvalidField(f"amount: {text!r} is not a decimal") from None
+        raise InvalidField(f"amount: {text!r} is not a decimal", field="amount") from None
     if not value.is_finite() or value <= 0:
-        raise InvalidField(f"amount: expected a positive decimal, got {text!r}")
+        raise InvalidField(f"amount: expected a positive decimal, got {text!r}", field="amount")
+    exponent = value.as_tuple().exponent
+    if value > MAX_AMOUNT or not isinstance(exponent, int) or exponent < -AMOUNT_PLACES:
+        raise InvalidField(
+            f"amount must have at most {AMOUNT_PLACES} decimals and be at most {MAX_AMOUNT:,}"
+            f" (got {text!r})",
+            field="amount",
+        )
     return value
 
 

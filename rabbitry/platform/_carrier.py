@@ -19,7 +19,8 @@ each item on its own:
 
 The outcomes go to the account's partition in one `Outcomes` message, the retries and failovers
 as one batch per destination, all confirmed before the batch is acked. A crash before that ack
-makes RabbitMQ redeliver the batch: before submitting a redelivered or retried batch, the actor
+makes RabbitMQ redeliver the batch: before submitting a redelivered or retried batch (or one
+handled so late that its send may have been given up meanwhile: `SendBatch.abandon_at`), the actor
 asks the account (a `SettledQuery`, through the same partition queue, so behind the `Outcomes`
 told before the crash) which of its items are settled already, and skips those; the others are
 submitted again (at least once towards the carrier when the crash came between its acceptance
@@ -81,6 +82,10 @@ AUTH_MAX = 600.0
 AUTH_RESET = 60.0
 """After a refused login the connection waits AUTH_MIN s, doubling per refusal in a row up to
 AUTH_MAX; a connection that stayed up AUTH_RESET s starts the count again."""
+
+LATE_MARGIN = 30.0
+"""Seconds before a batch's `abandon_at` from which the actor asks what is settled before it
+submits (clocks of two daemons may differ by that much)."""
 
 KNOWN_IDS = 1_000_000
 """Carrier ids remembered in memory (the records keep them all)."""
@@ -216,7 +221,8 @@ class CarrierActor(ConsumerActor):
             raise TypeError(f"carrier {self.side.name!r} got a {type(message).__name__}")
         inbound = current_inbound()
         attempt = inbound.envelope.attempt
-        if inbound.delivery.redelivered or attempt > 0:
+        late = 0 < message.abandon_at <= now() + LATE_MARGIN  # its send may have been given up
+        if inbound.delivery.redelivered or attempt > 0 or late:
             message = await self._unsettled(message)
             if not message.items:
                 return

@@ -43,6 +43,10 @@ class Context:
     codec: Codec = attrs.field(factory=platform_codec)
     tax_rate: Decimal = Decimal(0)
     publish_timeout: float = 30.0
+    max_segments: int = 10
+    """`[sms] max_segments`: the most segments one text may take."""
+    unqueued_timeout: float = 900.0
+    """`[sms] unqueued_timeout`: a send that could not be queued is failed by then."""
     publisher: Publisher = attrs.field(init=False)
     accounts: AccountClient = attrs.field(init=False)
 

@@ -5,22 +5,34 @@
         -> InvoiceJobActor: entries -> JSON + PDF, stored
 
 `request_invoice` records the invoice as pending and queues its job, unless it is ready already.
+Only a month that has ended (UTC) is invoiced: a month still running (or to come) would be frozen
+with part of its usage, so asking for it raises `PeriodNotClosed` (422 `period_not_closed`), and
+the job of such a month (queued by an older daemon) is refused too, and parked.
 
 Idempotent: the invoice id is `inv-<account>-<period>`; a ready invoice is never rebuilt (a rerun
 answers with the stored document, whose number and totals never change), and two requests for
-the same period meet in the same job actor, one after the other. The invoice number is the id (a
-gap-free sequential number per series is left for later: see the issue notes).
+the same period meet in the same job actor, one after the other. The invoice's number (`RB-2026-
+000123`) is taken in the transaction that stores it ready: gap-free and increasing across all
+accounts in the order invoices become ready (rabbitry.platform._invoice_numbers).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
 from actors import Actor, ConsumerActor, Entities
-from rabbitry.billing import Entry, build_invoice, encode_invoice, invoice_id, render_pdf
+from rabbitry.billing import (
+    Entry,
+    build_invoice,
+    check_period,
+    encode_invoice,
+    invoice_id,
+    render_pdf,
+)
+from rabbitry.gateway import PeriodNotClosed
 from rabbitry.platform._context import now
+from rabbitry.platform._invoice_numbers import Make
 from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import InvoiceJob
 from rabbitry.platform._publisher import Publisher
@@ -47,7 +59,11 @@ async def request_invoice(
     request_id: str,
 ) -> InvoiceRecord:
     """The invoice of `account`'s `period` ("YYYY-MM"): its record as it was if it is ready,
-    else pending, with its job queued (again: a job for a ready invoice changes nothing)."""
+    else pending, with its job queued (again: a job for a ready invoice changes nothing).
+
+    Raises `InvalidPeriod` for a period that is not a month from 2000-01 to 2999-12, and
+    `PeriodNotClosed` for one that has not ended yet."""
+    check_closed(period, now())
     invoice = invoice_id(account, period)
     existing = records.invoice(account, invoice)
     if existing is not None and existing.status == "ready":
@@ -63,6 +79,19 @@ async def request_invoice(
     return pending
 
 
+def check_closed(period: str, at: float) -> None:
+    """Raises `InvalidPeriod` for a malformed period, `PeriodNotClosed` for a month that has not
+    ended at `at` (epoch seconds), UTC."""
+    _, end = check_period(period)
+    if end.timestamp() > at:
+        shown = end.isoformat().replace("+00:00", "Z")
+        raise PeriodNotClosed(
+            f"period {period!r} has not ended yet (it ends {shown}, UTC); ask for its invoice"
+            " once the month is over",
+            field="period",
+        )
+
+
 class InvoiceBooks(Protocol):
     """What an invoice job reads and writes of the records."""
 
@@ -71,6 +100,8 @@ class InvoiceBooks(Protocol):
     def account(self, account_id: str) -> AccountRecord | None: ...
 
     def save_invoice(self, record: InvoiceRecord, at: float) -> None: ...
+
+    def finish_invoice(self, invoice: InvoiceRecord, make: Make) -> InvoiceRecord: ...
 
 
 class LedgerEntries(Protocol):
@@ -106,28 +137,27 @@ class InvoiceJobActor(Actor):
         existing = records.invoice(message.account, message.invoice)
         if existing is not None and existing.status == "ready":
             return existing.id
+        check_closed(message.period, now())
         account = records.account(message.account)
-        invoice = build_invoice(
-            self.ledger.entries(message.account),
-            account=message.account,
-            account_name="" if account is None else account.name,
-            period=message.period,
-            tax_rate=self.tax_rate,
-            currency=self.currency,
-            issued_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            number=message.invoice.upper(),
-        )
-        records.save_invoice(
-            InvoiceRecord(
-                id=message.invoice,
+        entries = self.ledger.entries(message.account)
+
+        def make(number: str, issued_at: str) -> tuple[bytes, bytes]:
+            invoice = build_invoice(
+                entries,
                 account=message.account,
+                account_name="" if account is None else account.name,
                 period=message.period,
-                status="ready",
-                document=encode_invoice(invoice),
-                pdf=render_pdf(invoice),
-            ),
-            now(),
+                tax_rate=self.tax_rate,
+                currency=self.currency,
+                issued_at=issued_at,
+                number=number,
+            )
+            return encode_invoice(invoice), render_pdf(invoice)
+
+        pending = InvoiceRecord(
+            id=message.invoice, account=message.account, period=message.period, status="pending"
         )
+        records.finish_invoice(pending, make)
         return message.invoice
 
 

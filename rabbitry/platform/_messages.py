@@ -68,6 +68,9 @@ class SendBatch(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SendBatch"):
     hold: str
     currency: str
     items: tuple[SendItem, ...]
+    abandon_at: float = 0.0
+    """Wall time from which the send's reaper may give this batch up (rabbitry.platform._outbox):
+    a carrier handling it that late asks the account which items are settled first."""
 
 
 class HoldFunds(msgspec.Struct, frozen=True, kw_only=True, tag="sms.HoldFunds"):
@@ -148,6 +151,8 @@ class Outcomes(msgspec.Struct, frozen=True, kw_only=True, tag="sms.Outcomes"):
     hold: str
     currency: str
     items: tuple[Outcome, ...]
+    unless_settled: bool = False
+    """A send given up (rabbitry.platform._outbox): only the items no carrier settled yet."""
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True):

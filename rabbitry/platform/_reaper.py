@@ -1,24 +1,45 @@
 """The hold reaper: money held for a send whose messages never got queued is given back.
 
-    await nursery.start(run_reaper, context.ledger, context.records, context.accounts)
+    await nursery.start(run_reaper, context.ledger, context.records, context.accounts,
+                        unqueued_timeout=900)
 
-A send holds its total first (one RPC to the account), then records and publishes its messages.
-If the gateway gave up waiting for the hold's answer (503) and the client never retried with
-the same Idempotency-Key, the hold was applied all the same and no message uses it. Every
-`interval` seconds the reaper looks for holds older than `older_than` that still hold money and
-whose send recorded no message (message ids derive from the hold's request id), and tells their
-account to release them (`reap-<hold>`: applied once, whichever daemon's reaper sends it). It
-reads the ledger and the records; the release itself is the account actor's.
+Two kinds of send hold money for nothing, and every pass (every `reaper_interval` seconds: a
+minute for the default deadline) gives both back:
+
+- A send that could not queue its batches (its request answered 5xx) and was not retried: its
+  batches wait pending in the outbox (rabbitry.platform._outbox). `recover_once` claims those
+  untouched for `claim_after(unqueued_timeout)` seconds (a retry touches them before it
+  publishes, so a batch is either published by a retry or given up here, never both), tells
+  their account to fail their messages and release their money (`Outcomes` with
+  `unless_settled`: what a carrier settled meanwhile stays as it is), and marks them failed.
+  So within `unqueued_timeout` of its 5xx, every message of a send is queued or failed with its
+  money released. A batch whose release could not be told is told again at the next pass.
+- A hold without a batch in the outbox (a send from before the outbox, or one whose gateway gave
+  up waiting for the hold's answer and whose client never retried): `reap_once` looks for holds
+  older than `older_than` that still hold money and whose send recorded no message, and tells
+  their account to release them (`reap-<hold>`: applied once, whichever daemon's reaper sends it).
+
+It reads the ledger and the records; the releases are the account actors'.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
 
+from broker import PublishError
 from rabbitry.platform._messages import ReleaseHold, send_message_id, send_request_of
+from rabbitry.platform._outbox import (
+    AccountTeller,
+    SqlOutbox,
+    abandon,
+    claim_after,
+    reaper_interval,
+)
 from rabbitry.platform._records import Event, MessageRecord
 
 _log = logging.getLogger("rabbitry.platform.reaper")
@@ -26,6 +47,9 @@ _log = logging.getLogger("rabbitry.platform.reaper")
 INTERVAL = 60.0
 OLDER_THAN = 600.0
 """Ten minutes: far beyond the gateway's hold RPC deadline (10 s)."""
+UNQUEUED_TIMEOUT = 900.0
+"""The default `[sms] unqueued_timeout`."""
+GIVEN_UP = "not queued: the send answered 5xx and was not retried in time"
 
 
 class OpenHolds(Protocol):
@@ -35,17 +59,51 @@ class OpenHolds(Protocol):
 
 
 class MessageLookup(Protocol):
-    """What the reaper reads of the records."""
+    """What the reaper reads of the records: messages, and the sends' batches."""
+
+    @property
+    def outbox(self) -> SqlOutbox: ...
 
     def message(
         self, account: str, message_id: str
     ) -> tuple[MessageRecord, list[Event]] | None: ...
 
 
-class AccountTeller(Protocol):
-    """How the reaper reaches an account actor (an `AccountClient`)."""
-
-    async def tell(self, account: str, message: object, *, message_id: str) -> None: ...
+async def recover_once(
+    outbox: SqlOutbox,
+    accounts: AccountTeller,
+    *,
+    older_than: float,
+    clock: Callable[[], float] = time.time,
+) -> list[tuple[str, int]]:
+    """Gives up the batches pending and untouched for `older_than` seconds (and tells again
+    those given up whose release was not told); returns their (request, seq)."""
+    before = clock() - older_than
+    given_up = []
+    for row in outbox.stalled(before=before):
+        if row.state == "pending" and not outbox.claim(row, before=before):
+            continue  # a retry touched it meanwhile: it publishes it
+        try:
+            await abandon(outbox, accounts, row, error=GIVEN_UP)
+        except PublishError as error:
+            _log.warning(
+                "send %s: batch %d given up, its release not told yet (%s)",
+                row.request,
+                row.seq,
+                error,
+            )
+            continue
+        given_up.append((row.request, row.seq))
+        _log.warning(
+            "account %s: send %s batch %d was not queued in time; its %d messages failed and"
+            " their money was released",
+            row.account,
+            row.request,
+            row.seq,
+            len(row.items),
+            extra={"event": "send_given_up", "account": row.account, "request": row.request},
+        )
+    return given_up
 
 
 async def reap_once(
@@ -61,6 +119,8 @@ async def reap_once(
         request_id = send_request_of(hold)
         if request_id is None:
             continue  # not a send's hold
+        if records.outbox.rows_of(request_id):
+            continue  # its batches are in the outbox: queued, or given up by recover_once
         if records.message(account, send_message_id(request_id, 0)) is not None:
             continue  # its messages were queued: their outcomes settle it
         await accounts.tell(
@@ -84,11 +144,16 @@ async def run_reaper(
     records: MessageLookup,
     accounts: AccountTeller,
     *,
-    interval: float = INTERVAL,
     older_than: float = OLDER_THAN,
+    unqueued_timeout: float = UNQUEUED_TIMEOUT,
+    clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Both reapers, every `reaper_interval(unqueued_timeout)` seconds, until cancelled."""
     task_status.started()
     while True:
-        await trio.sleep(interval)
+        await trio.sleep(reaper_interval(unqueued_timeout))
+        await recover_once(
+            records.outbox, accounts, older_than=claim_after(unqueued_timeout), clock=clock
+        )
         await reap_once(ledger, records, accounts, older_than=older_than)

@@ -42,7 +42,9 @@ from typing import cast
 import msgspec
 
 from rabbitry.gateway import MessageStatus
+from rabbitry.platform._invoice_numbers import InvoiceNumbers, Make
 from rabbitry.platform._messages import FINAL_STATUSES
+from rabbitry.platform._outbox import SqlOutbox
 from rabbitry.platform._records import (
     _MESSAGE_COLUMNS,
     _RANK,
@@ -227,6 +229,8 @@ class SqlRecords:
         self._sql = {
             name: database.render(template, **fragments) for name, template in _STATEMENTS.items()
         }
+        self.outbox = SqlOutbox(database)
+        self.invoice_numbers = InvoiceNumbers(database)
 
     def close(self) -> None:
         self.database.close()
@@ -395,3 +399,8 @@ class SqlRecords:
     def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None:
         row = self._one("invoice", (invoice_id, account))
         return None if row is None else _invoice(row)
+
+    def finish_invoice(self, invoice: InvoiceRecord, make: Make) -> InvoiceRecord:
+        """Makes `invoice` ready with the next invoice number (rabbitry.platform._invoice_numbers),
+        or returns it as it is if it is ready already."""
+        return self.invoice_numbers.finish(invoice, make)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from rabbitry.platform._invoice_numbers import Make
+from rabbitry.platform._outbox import SqlOutbox
 from rabbitry.platform._records import (
     AccountRecord,
     Changed,
@@ -30,6 +32,11 @@ from rabbitry.platform._records import (
 
 
 class RecordsStore(Protocol):
+    @property
+    def outbox(self) -> SqlOutbox:
+        """The batches of each send and whether they are queued (rabbitry.platform._outbox)."""
+        ...
+
     def close(self) -> None: ...
 
     # Accounts
@@ -107,3 +114,8 @@ class RecordsStore(Protocol):
         ...
 
     def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
+
+    def finish_invoice(self, invoice: InvoiceRecord, make: Make) -> InvoiceRecord:
+        """Makes `invoice` ready with the next invoice number, in one transaction (or returns it
+        as it is if it is ready already)."""
+        ...

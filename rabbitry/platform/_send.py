@@ -6,26 +6,37 @@
     sent.messages          # a MessageRecord per recipient, in order, status "queued"
     sent.total, sent.currency
 
-Every recipient is priced (the text is segmented once) and routed (longest destination prefix,
-failover order) before any money moves: a number that is not E.164 or that nothing routes or
-prices refuses the whole request (`InvalidNumber`, `NoRoute`, naming `to[i]`). Then the account's
-actor holds the whole total in one RPC (its refusals come back as themselves:
-`InsufficientFunds`...; `Unavailable` when it does not answer), the messages are recorded as
-queued, and they are published as `SendBatch`es of up to `batch_size` items per first carrier,
-all confirmed before `send` returns.
+The text is measured first: one longer than `max_segments` segments refuses the request
+(`TextTooLong`, 422 `text_too_long`), and one longer than such a text can be in any encoding is
+refused without measuring it, so a 4 MB text costs no more than a short one. Every recipient is
+then priced (the text is segmented once) and routed (longest destination prefix, failover order)
+before any money moves: a number that is not E.164 or that nothing routes or prices refuses the
+whole request (`InvalidNumber`, `NoRoute`, naming `to[i]`). Then, in this order:
 
-If the records cannot be written, nothing was queued: the hold is given back (released per
-message, so once) and the records' error propagates. If a batch cannot be published, `send`
-raises `Unavailable`: the messages are recorded and held, and the client retries with the same
-`Idempotency-Key`. Ids derive from the request id (`send_message_id`, `send_hold_id`), which
-derives from that key: a retried request names the same messages and the same hold (applied once)
-and sends nothing twice.
+1. the batches (up to `batch_size` items per first carrier) go to the outbox, pending
+   (rabbitry.platform._outbox), with the request's fingerprint;
+2. the account's actor holds the whole total in one RPC; its refusals come back as themselves
+   (`InsufficientFunds`...) and the batches are dropped; `Unavailable` when it does not answer;
+3. the messages are recorded as queued;
+4. the batches are published as `SendBatch`es, and each one confirmed is marked queued.
+
+A request whose messages could not be recorded (3) is given up at once: its batches are failed
+and their money released. A request with a batch that could not be published (4) raises
+`Unavailable` (503): its client retries with the same `Idempotency-Key`. Ids derive from the
+request id (`send_message_id`, `send_hold_id`), which derives from that key, and the retry finds
+the request's batches in the outbox: another request under that key is refused (`KeyReused`, 422
+`idempotency_key_reused`: nothing changes), a request whose batches were given up is refused
+(`SendAbandoned`, 409), and the same request is replayed safely: the same hold (applied once),
+the same records (kept as they were), and the batches not queued yet are published, so the
+retry answers what the first attempt would have and sends nothing twice. Without a retry, the
+hold reaper gives the pending batches up within `unqueued_timeout` seconds
+(rabbitry.platform._reaper): their messages fail and their money is released.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -33,25 +44,45 @@ import attrs
 import trio
 
 from broker import PublishError
-from rabbitry.billing import InvalidNumber, Money, NoRoute, check_number, segment
-from rabbitry.gateway import Unavailable
+from rabbitry.billing import (
+    InvalidNumber,
+    Money,
+    NoRoute,
+    Segmentation,
+    check_number,
+    most_characters,
+    segment,
+)
+from rabbitry.gateway import InvalidField, KeyReused, SendAbandoned, TextTooLong, Unavailable
 from rabbitry.platform._account_client import RPC_TIMEOUT, AccountClient
 from rabbitry.platform._context import now
 from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import (
     HoldFunds,
-    Outcome,
-    Outcomes,
     SendBatch,
     SendItem,
     send_hold_id,
     send_message_id,
 )
+from rabbitry.platform._outbox import (
+    OutboxItem,
+    OutboxRow,
+    SqlOutbox,
+    abandon,
+    claim_after,
+    fingerprint,
+)
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import MessageRecord
 
+_log = logging.getLogger("rabbitry.platform.send")
+
 BATCH_SIZE = 500
 """The most items one `SendBatch` carries."""
+MAX_SEGMENTS = 10
+"""The most segments one text may take, unless the config says otherwise (`[sms]`)."""
+UNQUEUED_TIMEOUT = 900.0
+"""Seconds after which a send that could not be queued is given up, unless the config says."""
 
 
 class Pricing(Protocol):
@@ -70,7 +101,10 @@ class Pricing(Protocol):
 
 
 class MessageLog(Protocol):
-    """What the send flow writes of the records: its messages, once."""
+    """What the send flow writes of the records: its batches in the outbox, its messages once."""
+
+    @property
+    def outbox(self) -> SqlOutbox: ...
 
     def insert_messages(self, messages: Iterable[MessageRecord]) -> None: ...
 
@@ -85,6 +119,12 @@ class Outgoing:
     client_ref: str = ""
     callback_url: str = ""
 
+    def fingerprint(self) -> str:
+        """What this send asks, hashed: a retry under the same key must ask the same."""
+        return fingerprint(
+            list(self.to), self.sender, self.text, self.client_ref, self.callback_url
+        )
+
 
 @attrs.frozen
 class Sent:
@@ -93,13 +133,6 @@ class Sent:
     messages: list[MessageRecord]
     total: Decimal
     currency: str
-
-
-@attrs.frozen
-class _Priced:
-    items: dict[str, list[SendItem]]  # first carrier -> its items, in request order
-    records: list[MessageRecord]
-    total: Decimal
 
 
 class Sender:
@@ -114,60 +147,112 @@ class Sender:
         names: Names,
         *,
         batch_size: int = BATCH_SIZE,
+        max_segments: int = MAX_SEGMENTS,
+        unqueued_timeout: float = UNQUEUED_TIMEOUT,
+        clock: Callable[[], float] = now,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 item (got {batch_size!r})")
+        if max_segments < 1:
+            raise ValueError(f"max_segments must be >= 1 segment (got {max_segments!r})")
         self.pricing = pricing
         self.accounts = accounts
         self.records = records
         self.publisher = publisher
         self.names = names
         self.batch_size = batch_size
+        self.max_segments = max_segments
+        self.unqueued_timeout = unqueued_timeout
+        self.clock = clock
 
     async def send(self, account: str, outgoing: Outgoing, *, request_id: str) -> Sent:
-        """Queues `outgoing` for `account`; raises before holding anything when a recipient
-        cannot be priced, the account's refusal of the hold, or Unavailable."""
-        currency = self.pricing.currency
-        priced = self._price(account, outgoing, request_id)
-        hold = send_hold_id(request_id)
-        if priced.total > 0:
-            await self.accounts.ask(
-                HoldFunds(
-                    account=account,
-                    hold=hold,
-                    amount=priced.total,
-                    currency=currency,
-                    operation=hold,
+        """Queues `outgoing` for `account`; raises before holding anything when the text is too
+        long or a recipient cannot be priced, the account's refusal of the hold, KeyReused or
+        SendAbandoned for a retry that cannot be replayed, or Unavailable."""
+        if not outgoing.to:
+            raise InvalidField("to must name one recipient at least", field="to")
+        outbox = self.records.outbox
+        asked = outgoing.fingerprint()
+        rows = outbox.rows_of(request_id)
+        if rows:  # a retry: replay what the first attempt recorded
+            self._check_retry(rows, account, asked)
+            split = self.segment(outgoing.text)
+            pending = set(outbox.touch(request_id, at=self.clock()))
+        else:
+            split = self.segment(outgoing.text)
+            rows = outbox.add(self._price(account, outgoing, request_id, split, asked))
+            self._check_retry(rows, account, asked)  # a twin request may have come first
+            pending = {row.seq for row in rows if row.state == "pending"}
+        hold, currency = rows[0].hold, rows[0].currency
+        total = sum((item.price for row in rows for item in row.items), Decimal(0))
+        if total > 0:
+            try:
+                await self.accounts.ask(
+                    HoldFunds(
+                        account=account,
+                        hold=hold,
+                        amount=total,
+                        currency=currency,
+                        operation=hold,
+                    )
                 )
-            )
+            except Unavailable:
+                raise  # held or not: a retry holds again (once), or the reaper releases it
+            except Exception:
+                outbox.drop(request_id)  # refused: nothing is held, nothing will be queued
+                raise
+        messages = self._messages(account, request_id, rows, outgoing, split)
         try:
-            self.records.insert_messages(priced.records)
+            self.records.insert_messages(messages)
         except Exception:
-            # Nothing was queued: give the hold back (once: the release ids are the messages').
-            if priced.total > 0:
-                await self._release(account, hold, priced.records)
+            # Nothing was queued: give the send up now (its money back, once), unless the
+            # outbox cannot either: then the reaper will.
+            await self._give_up([row for row in rows if row.seq in pending])
             raise
-        batches = [
-            SendBatch(
-                account=account,
-                hold=hold,
-                currency=currency,
-                items=tuple(items[start : start + self.batch_size]),
-            )
-            for items in priced.items.values()
-            for start in range(0, len(items), self.batch_size)
-        ]
-        await self._publish(batches, request_id)
-        return Sent(messages=priced.records, total=priced.total, currency=currency)
+        await self._publish(
+            request_id, [row for row in rows if row.seq in pending], outgoing, split
+        )
+        return Sent(messages=messages, total=total, currency=currency)
 
-    def _price(self, account: str, outgoing: Outgoing, request_id: str) -> _Priced:
-        split = segment(outgoing.text)
-        segments = split.segments
+    def segment(self, text: str) -> Segmentation:
+        """`text` cut in segments; raises `TextTooLong` past `max_segments` (a text longer than
+        that many segments can hold in any encoding is not even measured)."""
+        limit = self.max_segments
+        longest = most_characters(limit)
+        ucs2 = 70 if limit == 1 else 67 * limit
+        if len(text) > longest:
+            raise TextTooLong(
+                f"text has {len(text)} characters, more than {limit} segments can hold"
+                f" ({longest} GSM-7 or {ucs2} UCS-2 characters at most); shorten it",
+                field="text",
+            )
+        split = segment(text)
+        if split.segments > limit:
+            raise TextTooLong(
+                f"text takes {split.segments} segments in {split.encoding.name}, more than the"
+                f" {limit} this platform sends ({longest} GSM-7 or {ucs2} UCS-2 characters at"
+                " most); shorten it",
+                field="text",
+            )
+        return split
+
+    def _check_retry(self, rows: list[OutboxRow], account: str, asked: str) -> None:
+        if rows[0].fingerprint != asked or rows[0].account != account:
+            raise KeyReused(
+                "this Idempotency-Key was used for another send (other recipients, sender, text,"
+                " client_ref or callback_url); use a new key for a new request"
+            )
+        if any(row.state in ("abandoned", "failed") for row in rows):
+            raise SendAbandoned(
+                "the messages of this request could not be queued and were failed, their money"
+                " released; send them again with a new Idempotency-Key"
+            )
+
+    def _price(
+        self, account: str, outgoing: Outgoing, request_id: str, split: Segmentation, asked: str
+    ) -> list[OutboxRow]:
         prices: dict[tuple[str, str], Decimal] = {}
-        per_carrier: dict[str, list[SendItem]] = {}
-        records: list[MessageRecord] = []
-        total = Decimal(0)
-        created = now()
+        per_carrier: dict[str, list[OutboxItem]] = {}
         for index, number in enumerate(outgoing.to):
             try:
                 check_number(number)
@@ -182,78 +267,134 @@ class Sender:
                 raise NoRoute(f"to[{index}]: no rate for {number!r}") from None
             price = prices.get((carriers[0], prefix))
             if price is None:
-                price = prices[carriers[0], prefix] = rate.amount * segments
-            total += price
-            item = SendItem(
-                id=send_message_id(request_id, index),
-                to=number,
-                sender=outgoing.sender,
-                text=outgoing.text,
-                segments=segments,
-                encoding=split.encoding,
-                price=price,
-                prefix=prefix,
-                carriers=carriers,
-                callback_url=outgoing.callback_url,
-                client_ref=outgoing.client_ref,
-            )
+                price = prices[carriers[0], prefix] = rate.amount * split.segments
+            item = OutboxItem(index, number, price, prefix, carriers)
             per_carrier.setdefault(carriers[0], []).append(item)
-            records.append(
-                MessageRecord(
-                    id=item.id,
-                    account=account,
-                    batch=request_id,
-                    to=number,
-                    sender=outgoing.sender,
-                    segments=segments,
-                    encoding=split.encoding.value,
-                    price=price,
-                    prefix=prefix,
-                    client_ref=item.client_ref,
-                    callback_url=item.callback_url,
-                    created_at=created,
-                    updated_at=created,
-                )
-            )
-        return _Priced(items=per_carrier, records=records, total=total)
-
-    async def _publish(self, batches: list[SendBatch], request_id: str) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                for sequence, batch in enumerate(batches):
-                    carrier = batch.items[0].carriers[0]
-                    nursery.start_soon(
-                        functools.partial(
-                            self.publisher.publish,
-                            batch,
-                            routing_key=self.names.send_key(carrier),
-                            message_id=f"send-{request_id}-{sequence}",
-                        )
+        hold, at = send_hold_id(request_id), self.clock()
+        rows: list[OutboxRow] = []
+        for carrier, items in per_carrier.items():
+            for start in range(0, len(items), self.batch_size):
+                rows.append(
+                    OutboxRow(
+                        request=request_id,
+                        seq=len(rows),
+                        account=account,
+                        hold=hold,
+                        currency=self.pricing.currency,
+                        carrier=carrier,
+                        fingerprint=asked,
+                        segments=split.segments,
+                        items=tuple(items[start : start + self.batch_size]),
+                        touched_at=at,
                     )
-        except* PublishError as group:
-            raise Unavailable(
-                "the messages could not be queued; retry with the same Idempotency-Key "
-                f"({group.exceptions[0]})"
-            ) from None
-
-    async def _release(self, account: str, hold: str, records: list[MessageRecord]) -> None:
-        outcomes = Outcomes(
-            account=account,
-            hold=hold,
-            currency=self.pricing.currency,
-            items=tuple(
-                Outcome(
-                    id=record.id,
-                    status="failed",
-                    carrier="",
-                    price=record.price,
-                    segments=record.segments,
-                    prefix=record.prefix,
-                    error="not queued: the records could not be written",
-                    at=now(),
                 )
-                for record in records
+        return rows
+
+    def _messages(
+        self,
+        account: str,
+        request_id: str,
+        rows: list[OutboxRow],
+        outgoing: Outgoing,
+        split: Segmentation,
+    ) -> list[MessageRecord]:
+        created = self.clock()
+        items = sorted((item for row in rows for item in row.items), key=lambda item: item.index)
+        return [
+            MessageRecord(
+                id=send_message_id(request_id, item.index),
+                account=account,
+                batch=request_id,
+                to=item.to,
+                sender=outgoing.sender,
+                segments=split.segments,
+                encoding=split.encoding.value,
+                price=item.price,
+                prefix=item.prefix,
+                client_ref=outgoing.client_ref,
+                callback_url=outgoing.callback_url,
+                created_at=created,
+                updated_at=created,
+            )
+            for item in items
+        ]
+
+    async def _publish(
+        self, request_id: str, rows: list[OutboxRow], outgoing: Outgoing, split: Segmentation
+    ) -> None:
+        """Publishes the batches of `rows`, marks the confirmed ones queued; raises Unavailable
+        if any could not be."""
+        abandon_at = self.clock() + claim_after(self.unqueued_timeout)
+        queued: list[int] = []
+        failures: list[PublishError] = []
+
+        async def publish(row: OutboxRow) -> None:
+            batch = self._batch(row, outgoing, split, abandon_at)
+            try:
+                await self.publisher.publish(
+                    batch,
+                    routing_key=self.names.send_key(row.carrier),
+                    message_id=f"send-{request_id}-{row.seq}",
+                )
+            except PublishError as error:
+                failures.append(error)
+            else:
+                queued.append(row.seq)
+
+        async with trio.open_nursery() as nursery:
+            for row in rows:
+                nursery.start_soon(publish, row)
+        if queued:
+            self.records.outbox.mark(request_id, queued, "pending", "queued")
+        if failures:
+            raise Unavailable(
+                "the messages could not be queued; retry with the same Idempotency-Key (within"
+                f" {self.unqueued_timeout:g} s, after which they fail and their money is"
+                f" released) ({failures[0]})"
+            )
+
+    def _batch(
+        self, row: OutboxRow, outgoing: Outgoing, split: Segmentation, abandon_at: float
+    ) -> SendBatch:
+        return SendBatch(
+            account=row.account,
+            hold=row.hold,
+            currency=row.currency,
+            items=tuple(
+                SendItem(
+                    id=send_message_id(row.request, item.index),
+                    to=item.to,
+                    sender=outgoing.sender,
+                    text=outgoing.text,
+                    segments=split.segments,
+                    encoding=split.encoding,
+                    price=item.price,
+                    prefix=item.prefix,
+                    carriers=item.carriers,
+                    callback_url=outgoing.callback_url,
+                    client_ref=outgoing.client_ref,
+                )
+                for item in row.items
             ),
+            abandon_at=abandon_at,
         )
+
+    async def _give_up(self, rows: list[OutboxRow]) -> None:
+        outbox = self.records.outbox
         with trio.move_on_after(RPC_TIMEOUT):
-            await self.accounts.tell(account, outcomes, message_id=f"unqueued-{hold}")
+            for row in rows:
+                try:
+                    if outbox.claim(row, before=self.clock() + 1):  # now, whatever its age
+                        await abandon(outbox, self.accounts, row, error=_UNRECORDED)
+                except Exception:  # noqa: BLE001 - the reaper gives it up later
+                    _log.warning(
+                        "send %s: batch %d not given up now (the outbox or the account did not"
+                        " answer); the reaper will",
+                        row.request,
+                        row.seq,
+                        exc_info=True,
+                    )
+                    return
+
+
+_UNRECORDED = "not queued: the messages could not be recorded"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +226,22 @@ async def poll(
             if done(view):
                 return view
             await trio.sleep(0.2)
+
+
+def months() -> tuple[str, str]:
+    """(last month, this month) in UTC, "YYYY-MM": the latest month that may be invoiced, and
+    the first that may not."""
+    now = time.gmtime()
+    last = (now.tm_year - 1, 12) if now.tm_mon == 1 else (now.tm_year, now.tm_mon - 1)
+    return f"{last[0]}-{last[1]:02d}", f"{now.tm_year}-{now.tm_mon:02d}"
+
+
+def rewind_ledger(store: Path, period: str) -> None:
+    """Moves every ledger entry of the stopped daemon's SQLite `store` to the 15th of `period`,
+    as if the usage was that month's: the test's clock, for invoices of a month that has ended.
+    (The journal is append-only: its update trigger goes for the move, and the daemon makes it
+    again when it opens the store.)"""
+    with sqlite3.connect(store) as database:
+        database.execute("DROP TRIGGER IF EXISTS entries_no_update")
+        database.execute("UPDATE entries SET recorded_at = ?", (f"{period}-15T12:00:00.000Z",))
+    database.close()

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 import trio
-from e2e import Receiver, config_text, open_account, poll, wait_final  # type: ignore[import-not-found]
+from e2e import (  # type: ignore[import-not-found]
+    Receiver,
+    config_text,
+    months,
+    open_account,
+    poll,
+    rewind_ledger,
+    wait_final,
+)
 from pypdf import PdfReader
 
 pytestmark = pytest.mark.rabbitmq
@@ -79,7 +87,7 @@ async def test_status_callbacks_are_retried_until_taken(
     assert await daemon.stop() == 0
 
 
-async def test_an_invoice_equals_the_ledger(daemon_factory: Any) -> None:
+async def test_an_invoice_equals_the_ledger(daemon_factory: Any, tmp_path: Path) -> None:
     daemon = await daemon_factory()
     async with daemon.client() as admin:
         _, key = await open_account(admin, "20.00", bonus="0.10")
@@ -87,12 +95,20 @@ async def test_an_invoice_equals_the_ledger(daemon_factory: Any) -> None:
         numbers = ["+33600000001"] * 3 + ["+44700000001"] * 2 + ["+99900000001"]
         sent = await client.post("/v1/sms", json={"to": numbers, "from": "A", "text": "hi"})
         await wait_final(client, [m["id"] for m in sent.json()["messages"]])
-        period = time.strftime("%Y-%m", time.gmtime())
-        requested = await client.post("/v1/invoices", json={"period": period})
+        balance = (await client.get("/v1/balance")).json()
+        last_month, this_month = months()
+        # This month has not ended: its invoice would be frozen without the rest of its usage.
+        refused = await client.post("/v1/invoices", json={"period": this_month})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "period_not_closed"
+    assert await daemon.stop() == 0
+    rewind_ledger(tmp_path / "var" / "rabbitry.db", last_month)  # the usage was last month's
+    daemon = await daemon_factory()
+    async with daemon.client(key) as client:
+        requested = await client.post("/v1/invoices", json={"period": last_month})
         assert requested.status_code == 202, requested.text
         invoice_id = requested.json()["id"]
         invoice = await poll(client, f"/v1/invoices/{invoice_id}", lambda v: v["status"] == "ready")
-        balance = (await client.get("/v1/balance")).json()
         pdf = await client.get(f"/v1/invoices/{invoice_id}.pdf")
     lines = {line["prefix"]: line for line in invoice["lines"]}
     assert lines["+33"]["count"] == 3
@@ -102,6 +118,7 @@ async def test_an_invoice_equals_the_ledger(daemon_factory: Any) -> None:
     assert sum(Decimal(line["amount"]) for line in invoice["lines"]) == spent
     assert Decimal(invoice["bonus_used"]) == Decimal("0.10")
     assert Decimal(invoice["subtotal"]) == spent - Decimal("0.10")
+    assert invoice["number"] == f"RB-{time.gmtime().tm_year}-000001"
     assert pdf.status_code == 200
     assert pdf.headers["content-type"] == "application/pdf"
     text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from e2e import ADMIN_KEY, open_account, poll, wait_final  # type: ignore[import-not-found]
+from e2e import ADMIN_KEY, months, open_account, poll, wait_final  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -110,8 +109,11 @@ async def test_the_cli_sends_a_csv_and_runs_invoices_against_the_daemon(
     async with daemon.client(key) as client:
         balance = (await client.get("/v1/balance")).json()
     assert Decimal(balance["balance"]) == Decimal("10.00") - Decimal("0.045") * 120
-    period = time.strftime("%Y-%m", time.gmtime())
-    status, out, err = await rabbitry(daemon, "invoices", "run", "--period", period, "--json")
+    last_month, this_month = months()
+    status, out, err = await rabbitry(daemon, "invoices", "run", "--period", this_month)
+    assert status == 1  # refused by the daemon, which says why
+    assert f"period '{this_month}' has not ended yet" in err
+    status, out, err = await rabbitry(daemon, "invoices", "run", "--period", last_month, "--json")
     assert status == 0, err
     (invoice,) = json.loads(out)["invoices"]
     assert invoice["status"] == "ready"

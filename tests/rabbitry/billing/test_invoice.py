@@ -290,9 +290,17 @@ def test_a_refund_beyond_the_paid_part_gives_bonus_back(ledger: tuple[Ledger, Cl
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("period", ["2026-3", "2026-13", "2026-00", "202603", "26-03", " 2026-03"])
-def test_a_period_must_be_a_month(period: str) -> None:
-    with pytest.raises(InvalidPeriod, match=rf"'YYYY-MM' \(got {period!r}\)"):
+@pytest.mark.parametrize(
+    "period",
+    [
+        *("2026-3", "2026-13", "2026-00", "202603", "26-03", " 2026-03"),
+        *("0000-01", "1999-12", "3000-01", "9999-12"),
+    ],
+)
+def test_a_period_must_be_a_month_from_2000_to_2999(period: str) -> None:
+    with pytest.raises(
+        InvalidPeriod, match=rf"'YYYY-MM', from 2000-01 to 2999-12 \(got {period!r}\)"
+    ):
         build_invoice(
             [], account="42", account_name="A", period=period, tax_rate=Decimal("0.21"),
             currency="EUR", issued_at="2026-04-02T09:00:00Z", number="INV-1",

@@ -675,7 +675,8 @@ async def test_a_bad_csv_row_is_named_by_its_line_and_nothing_is_sent(
     assert run.status == 2
     assert (
         f"error: {path}: line 5: '0612345678' in column 'to' is not an E.164 number: '+',"
-        " the country code and the number, like +33612345678\n"
+        " the country code and the number, 8 to 15 digits, the first not 0, like"
+        " +33612345678\n"
     ) in run.err
     path.write_text("name,phone\nann,+33612345678\n")
     run = await rabbitry(*customer(daemon, "--key", API_KEY, "--csv", str(path)))
@@ -769,10 +770,24 @@ async def test_invoices_run_waits_until_ready_and_is_idempotent(daemon: FakeDaem
     assert len(daemon.invoices) == 3
 
 
-async def test_a_period_that_is_not_a_month_is_a_usage_error(daemon: FakeDaemon) -> None:
-    run = await rabbitry(*admin(daemon, "invoices", "run", "--period", "2026-13"))
+@pytest.mark.parametrize("period", ["2026-13", "0000-01", "9999-12", "1999-12"])
+async def test_a_period_that_is_not_a_month_is_a_usage_error(
+    daemon: FakeDaemon, period: str
+) -> None:
+    run = await rabbitry(*admin(daemon, "invoices", "run", "--period", period))
     assert run.status == 2
-    assert "a period is a month written \"YYYY-MM\", like 2026-03 (got '2026-13')" in run.err
+    assert (
+        'a period is a month written "YYYY-MM" of a year from 2000 to 2999, like 2026-03'
+        f" (got {period!r})"
+    ) in run.err
+    assert daemon.invoices == {("acc-1", "inv-acc-1-2026-01"): "ready"}  # untouched
+
+
+async def test_a_number_starting_with_0_is_a_usage_error(daemon: FakeDaemon) -> None:
+    run = await rabbitry(*customer(daemon, "--key", API_KEY, "--to", "+00000000000"))
+    assert run.status == 2
+    assert "--to '+00000000000' is not an E.164 number" in run.err
+    assert daemon.sent() == []
 
 
 # The progress bar

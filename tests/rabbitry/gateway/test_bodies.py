@@ -50,7 +50,7 @@ def test_the_error_names_the_item_and_the_rule() -> None:
     assert (caught.value.status, caught.value.field) == (422, "to[5]")
     assert str(caught.value) == (
         "to[5] must be an E.164 number: '+', the country code and the number,"
-        " 8 to 15 digits in all (e.g. '+33612345678')"
+        " 8 to 15 digits in all, the first not 0 (e.g. '+33612345678')"
     )
 
 

@@ -12,6 +12,7 @@ from rabbitry.billing import (
     InvalidMoney,
     InvalidNumber,
     InvalidOperation,
+    InvalidPeriod,
     LedgerUnavailable,
     NoRoute,
     OperationConflict,
@@ -24,9 +25,13 @@ from rabbitry.gateway import (
     ApiError,
     InvalidField,
     InvalidJson,
+    KeyReused,
     NotFound,
     NumberTaken,
+    PeriodNotClosed,
     Refusal,
+    SendAbandoned,
+    TextTooLong,
     Unauthorized,
     Unavailable,
     Unsupported,
@@ -59,6 +64,11 @@ ROWS = [
     (InvalidWebhook("no messageId in the body"), 422, "invalid_webhook"),
     (CarrierDown("carrier 'http' is not running"), 503, "unavailable"),
     (Unavailable("the account did not answer in time"), 503, "unavailable"),
+    (InvalidPeriod("an invoice period must be ... (got '0000-01')"), 422, "invalid_field"),
+    (PeriodNotClosed("period '2099-12' has not ended yet"), 422, "period_not_closed"),
+    (TextTooLong("text takes 304 segments in UCS2, more than the 10"), 422, "text_too_long"),
+    (KeyReused("this Idempotency-Key was used for another send"), 422, "idempotency_key_reused"),
+    (SendAbandoned("the messages of this request were failed"), 409, "send_abandoned"),
 ]
 NAMES = [type(error).__name__ for error, _, _ in ROWS]
 
@@ -71,6 +81,12 @@ def test_each_refusal_has_its_status_and_code_and_keeps_its_message(
     assert refusal is not None
     assert (refusal.status, refusal.code, refusal.message) == (status, code, str(error))
     assert refusal.field is None
+
+
+def test_a_refusal_naming_its_field_gives_it_to_the_client() -> None:
+    refusal = refusal_of(TextTooLong("text takes 11 segments", field="text"))
+    assert refusal is not None
+    assert (refusal.status, refusal.code, refusal.field) == (422, "text_too_long", "text")
 
 
 def test_every_row_of_the_table_is_tested() -> None:

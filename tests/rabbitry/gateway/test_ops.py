@@ -233,6 +233,9 @@ async def test_invoice_run_and_status(gateway: Gateway) -> None:
         ("limit=10001", "limit", "limit must be a whole number from 1 to 10000 (got 10001)"),
         ("limit=-1", "limit", "limit must be a whole number from 1 to 10000 (got '-1')"),
         ("limit=ten", "limit", "limit must be a whole number from 1 to 10000 (got 'ten')"),
+        ("limit=%C2%B2", "limit", "limit must be a whole number from 1 to 10000 (got '²')"),
+        ("limit=%D9%A3", "limit", "limit must be a whole number from 1 to 10000 (got '٣')"),
+        ("limit=0000001", "limit", "limit must be a whole number from 1 to 10000 (got '0000001')"),
         ("older_than=-1", "older_than", "older_than must be an age in seconds (a number >= 0)"),
         ("older_than=nan", "older_than", "(got nan)"),
         ("newer_than=inf", "newer_than", "(got inf)"),
@@ -291,11 +294,12 @@ async def test_bodies_that_are_not_json_or_name_no_month_are_refused(gateway: Ga
     )
     assert not_json.status_code == 400
     assert error_of(not_json)["code"] == "invalid_json"
-    month = await gateway.client.post(
-        "/v1/admin/invoices/run", json={"period": "2025-13"}, headers=gateway.admin
-    )
-    assert month.status_code == 422
-    assert error_of(month)["field"] == "period"
+    for period in ("2025-13", "0000-01", "9999-12"):
+        month = await gateway.client.post(
+            "/v1/admin/invoices/run", json={"period": period}, headers=gateway.admin
+        )
+        assert month.status_code == 422
+        assert (error_of(month)["code"], error_of(month)["field"]) == ("invalid_field", "period")
     assert fake(gateway).calls == []
 
 

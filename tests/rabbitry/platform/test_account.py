@@ -7,12 +7,20 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
 from actors import Entities, run_partitioned
 from broker import open_memory_transport
-from rabbitry.billing import InsufficientFunds, Ledger, MemoryStore, Receipt, UnknownAccount
+from rabbitry.billing import (
+    InsufficientFunds,
+    InvalidMoney,
+    Ledger,
+    MemoryStore,
+    Receipt,
+    UnknownAccount,
+)
 from rabbitry.platform import (
     AccountActor,
     AccountClient,
@@ -124,3 +132,42 @@ async def test_settled_names_the_outcomes_told_before_the_question(autojump_cloc
     assert ledger.applied("capture-m1")
     assert ledger.applied("release-m2")
     assert ledger.balance("a").held == Decimal("0.05")  # m3's part, not settled yet
+
+
+@pytest.mark.parametrize("amount", ["0.0000001", "99999999999999999999999", "1E+30", "NaN"])
+async def test_an_amount_that_is_no_money_is_answered_never_a_crash(
+    amount: str, autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Sent to the account actor directly, past any gateway check: each request is answered
+    # with its refusal at once (it used to crash the actor three times, then park the message).
+    ledger = Ledger(MemoryStore())
+    bad = Decimal(amount)
+    async with account_actors(ledger) as accounts:
+        with trio.fail_after(5):
+            await accounts.ask(OpenAccountCommand(account="a", currency="EUR", operation="o"))
+            for command in (
+                Fund(account="a", amount=bad, currency="EUR", operation="f1"),
+                Fund(account="a", amount=bad, currency="EUR", operation="b1", bonus=True),
+                HoldFunds(account="a", hold="h1", amount=bad, currency="EUR", operation="h1"),
+            ):
+                with pytest.raises(InvalidMoney, match=r"^an amount (has more|is too large|must)"):
+                    await accounts.ask(command)
+            funded = await accounts.ask(
+                Fund(account="a", amount=Decimal("1"), currency="EUR", operation="f2")
+            )
+            # An outcome priced with such an amount is left out (logged), the others settle.
+            await accounts.ask(
+                HoldFunds(
+                    account="a", hold="h", amount=Decimal("0.05"), currency="EUR", operation="h"
+                )
+            )
+            bad_outcome = msgspec.structs.replace(outcome("m1", "sent"), price=bad)
+            settle = Outcomes(
+                account="a", hold="h", currency="EUR", items=(bad_outcome, outcome("m2", "sent"))
+            )
+            await accounts.tell("a", settle, message_id=f"settle-{amount}")  # unique
+            assert await accounts.settled("a", ["m1", "m2"]) == frozenset({"m2"})
+    assert funded.balance.balance == Decimal("1.00")
+    crashes = [record for record in caplog.records if "crashed" in record.getMessage()]
+    assert crashes == []
+    assert ledger.balance("a").held == Decimal("0.00")

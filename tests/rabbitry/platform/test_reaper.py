@@ -6,6 +6,7 @@ import attrs
 
 from rabbitry.billing import Hold, Ledger, MemoryStore, Money, OpenAccount, TopUp
 from rabbitry.platform import AccountActor, Names, Records, ReleaseHold, reap_once
+from rabbitry.platform._outbox import OutboxItem, OutboxRow
 from rabbitry.platform._records import MessageRecord
 
 
@@ -74,3 +75,32 @@ async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> Non
     assert balance.held == Money.of("1", eur).amount  # the used hold stays
     assert balance.balance == Money.of("9", eur).amount
     assert await reap_once(ledger, records, platform, older_than=-1) == []  # nothing left to reap
+
+
+async def test_a_hold_whose_send_is_in_the_outbox_is_left_to_its_recovery() -> None:
+    # Its batches were recorded before the hold: they are queued by a retry, or given up (and
+    # released item by item) by `recover_once`; the whole hold is not released under them.
+    ledger = Ledger(MemoryStore())
+    ledger.apply(OpenAccount(id="o", account="a1", currency="EUR"))
+    ledger.apply(TopUp(id="t", account="a1", amount=Money.of("10", "EUR")))
+    request = "outbox00000000000000000000"
+    hold = f"hold-{request}"
+    ledger.apply(Hold(id=hold, account="a1", hold=hold, amount=Money.of("1", "EUR")))
+    records = Records.open(":memory:")
+    item = OutboxItem(0, "+33600000001", Money.of("1", "EUR").amount, "+33", ("sim",))
+    row = OutboxRow(
+        request=request,
+        seq=0,
+        account="a1",
+        hold=hold,
+        currency="EUR",
+        carrier="sim",
+        fingerprint="f",
+        segments=1,
+        items=(item,),
+        touched_at=0.0,
+    )
+    records.outbox.add([row])
+    platform = Platform(ledger, records)
+    assert await reap_once(ledger, records, platform, older_than=-1) == []
+    assert platform.told == []

@@ -339,9 +339,11 @@ def test_the_tables_are_in_the_schema_with_exact_types(
         "platform_events",
         "platform_idempotency",
         "platform_inbound",
+        "platform_invoice_numbers",
         "platform_invoices",
         "platform_messages",
         "platform_numbers",
+        "platform_outbox",
     ]
     types: dict[str, str] = dict(
         admin.execute(
@@ -355,6 +357,7 @@ def test_the_tables_are_in_the_schema_with_exact_types(
         "platform_idempotency.body": "bytea",
         "platform_invoices.document": "bytea",
         "platform_invoices.pdf": "bytea",
+        "platform_outbox.items": "bytea",
     }
     postgres.insert_messages([message("m1")])
     PostgresRecords.open(URL, schema=schema).close()  # opening again keeps what is there
