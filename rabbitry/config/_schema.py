@@ -13,6 +13,7 @@ platform adds its own, each a frozen `conf.Table` that refuses unknown keys:
     [[pools]]                      # conf.Pool, with an inline `backoff = {...}` (conf.Backoff)
     [logging] [retry]              # conf.Logging, conf.Retry
     [tax]                          # Tax
+    [webhooks]                     # Webhooks (rabbitry.config._webhooks)
 
     >>> Config().currency, Config().http.port
     ('EUR', 8080)
@@ -29,6 +30,7 @@ import msgspec
 from msgspec import Meta
 
 from conf import Broker, Logging, Pool, Retry, Secret, SecretURL, Table
+from rabbitry.config._webhooks import Webhooks
 
 __all__ = ["Carrier", "Config", "Http", "Store", "Tax"]
 
@@ -174,3 +176,4 @@ class Config(Table, frozen=True):
     logging: Logging = msgspec.field(default_factory=Logging)
     retry: Retry = msgspec.field(default_factory=Retry)
     tax: Tax = msgspec.field(default_factory=Tax)
+    webhooks: Webhooks = msgspec.field(default_factory=Webhooks)
