@@ -201,7 +201,7 @@ class GatewayApp:
             refusal = refusal_of(exc)
             if refusal is None:
                 raise
-            return error_answer(refusal.status, refusal.code, refusal.message)
+            return error_answer(refusal.status, refusal.code, refusal.message, field=refusal.field)
 
 
 class _Body:

@@ -62,7 +62,12 @@ class NotFound(Refusal, LookupError):  # noqa: N818 - the names of the public co
 
 
 class InvalidField(Refusal, ValueError):  # noqa: N818 - the names of the public contract
-    """A field the backend checks is wrong (a URL, an amount): 422 `invalid_field`."""
+    """A field the backend checks is wrong (a URL, an amount): 422 `invalid_field`, with the
+    field's name in the answer when `field` gives it (`InvalidField(..., field="callback_url")`)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidJson(Refusal, ValueError):  # noqa: N818 - the names of the public contract
@@ -116,5 +121,6 @@ def refusal_of(error: BaseException) -> ApiError | None:
         found = STATUSES.get(cls)
         if found is not None:
             status, code = found
-            return ApiError(status, code, str(error))
+            field = error.field if isinstance(error, InvalidField) else None
+            return ApiError(status, code, str(error), field=field)
     return None

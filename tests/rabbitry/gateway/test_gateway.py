@@ -172,7 +172,9 @@ async def test_send_accepts_ten_thousand_recipients_and_refuses_one_more(
         ({"text": ""}, "text", "text: expected `str` of length >= 1"),
         ({"text": 5}, "text", "text: expected `str`, got `int`"),
         ({"from": None}, "from", "from: expected `str`, got `null`"),
-        ({"callback_url": "ftp://x"}, "callback_url", "callback_url: expected `str` matching"),
+        ({"callback_url": "ftp://x"}, "callback_url", "callback_url must be an absolute http"),
+        ({"callback_url": "http://[::1\n"}, "callback_url", "callback_url must be an absolute"),
+        ({"callback_url": "http://x/" + "a" * 2048}, "callback_url", "callback_url must be"),
         ({"sender": "x"}, "sender", "unknown field 'sender'"),
     ],
 )
