@@ -4,10 +4,13 @@ one customer's broken callbacks costing another nothing, signed webhooks and key
 from __future__ import annotations
 
 import importlib.util
+import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from e2e import (  # type: ignore[import-not-found]
     Receiver,
@@ -211,3 +214,58 @@ async def test_a_new_api_key_replaces_the_old_one(daemon_factory: Any) -> None:
     async with daemon.client(new_key) as client:
         assert (await client.get("/v1/balance")).status_code == 200
     assert await daemon.stop() == 0
+
+
+DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    """A schema of the local PostgreSQL for two daemons' store; dropped after (request it before
+    `daemon_factory`, so the daemons stop first)."""
+    name = f"e2e_{secrets.token_hex(6)}"
+    with psycopg.connect(DATABASE, autocommit=True) as admin:
+        yield name
+        admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+async def test_renewed_keys_hold_on_every_daemon_of_the_store(
+    schema: str, daemon_factory: Any, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Two daemons on one PostgreSQL (no signing key configured: they share the one the first
+    generated): a key renewed through one is refused by the other, and a secret renewed through
+    one signs what either sends."""
+    verify = _verify()
+    sqlite = f'url = "sqlite:///{tmp_path / "var" / "rabbitry.db"}"'
+    text = config_text(tmp_path / "var" / "rabbitry.db").replace(
+        sqlite, f'url = "{DATABASE}?schema={schema}"'
+    )
+    first = await daemon_factory(text)
+    second = await daemon_factory()  # the same config file
+    async with first.client() as admin:
+        created = await admin.post(
+            "/v1/accounts",
+            json={"name": "ACME", "numbers": ["+33700000002"], "webhook_url": f"{receiver.url}/in"},
+        )
+        assert created.status_code == 201, created.text
+    old_key = created.json()["api_key"]
+    async with first.client(old_key) as client:
+        new_key = (await client.post("/v1/account/api-key")).json()["api_key"]
+    async with second.client(old_key) as client:
+        assert (await client.get("/v1/balance")).status_code == 401
+    async with second.client(new_key) as client:
+        assert (await client.get("/v1/balance")).status_code == 200
+        renewed = await client.post("/v1/account/webhook-secret")
+        secret = renewed.json()["webhook_secret"]
+    for daemon in (first, second, first, second):
+        async with daemon.client() as admin:
+            injected = await admin.post(
+                "/v1/carriers/sim/inbound",
+                json={"from": "+33611111111", "to": "+33700000002", "text": "hi"},
+            )
+            assert injected.status_code == 200, injected.text
+    await receiver.wait_for(4)
+    for (_, headers, _), raw in zip(receiver.posts, receiver.raw, strict=True):
+        assert verify(secret, headers["rabbitry-signature"], raw)
+    assert await first.stop() == 0
+    assert await second.stop() == 0
