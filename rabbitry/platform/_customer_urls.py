@@ -30,6 +30,7 @@ import re
 import httpx
 import trio
 
+from conf import mask_url
 from rabbitry.gateway import InvalidField
 from rabbitry.platform._addresses import (
     AddressRefused,
@@ -131,4 +132,8 @@ def _invalid(field: str, rule: str) -> InvalidField:
 
 
 def _shown(url: str) -> str:
-    return repr(url if len(url) <= _SHOWN else url[:_SHOWN] + "...")
+    """`url` quoted (escapes and all) and shortened, without a user, a password or a query (a
+    token may hide there): safe in a log line."""
+    base, question, _ = url.partition("?")
+    shown = mask_url(base.partition("#")[0]) + ("?..." if question else "")
+    return repr(shown if len(shown) <= _SHOWN else shown[:_SHOWN] + "...")

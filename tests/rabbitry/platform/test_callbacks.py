@@ -158,3 +158,11 @@ async def test_user_and_password_of_a_url_are_not_shown() -> None:
         await worker.handle(callback("https://user:hunter2@hooks.example.com/sms"))
     assert "hunter2" not in str(failed.value)
     assert "***@hooks.example.com" in str(failed.value)
+
+
+async def test_a_url_refused_when_sent_is_shown_without_its_secrets() -> None:
+    worker, _ = actor(lambda request: httpx.Response(200))
+    with pytest.raises(CallbackFailed) as failed:
+        await worker.handle(callback("http://me:hunter2@bad host/x?token=s3cret"))
+    assert "hunter2" not in str(failed.value)
+    assert "s3cret" not in str(failed.value)

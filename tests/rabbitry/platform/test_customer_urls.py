@@ -137,3 +137,12 @@ async def test_a_malformed_url_is_refused_before_any_resolution(dns: FakeDns) ->
     with pytest.raises(InvalidField, match=r"^callback_url must be printable ASCII"):
         await check_customer_url("callback_url", "http://[::1\n", allow_private=True)
     assert dns.asked == {}
+
+
+def test_a_refused_url_is_shown_without_its_user_password_or_query() -> None:
+    with pytest.raises(InvalidField) as refused:
+        parse_customer_url("callback_url", "ftp://me:hunter2@example.com/x?token=s3cret#f")
+    assert str(refused.value) == (
+        "callback_url must be an absolute http:// or https:// URL"
+        " (got 'ftp://***@example.com/x?...')"
+    )
