@@ -28,6 +28,7 @@ def test_readme_embeds_every_example_verbatim() -> None:
     assert sorted(path for path, _ in embedded) == [
         "examples/hello_broker.py",
         "examples/hello_tree.py",
+        "examples/verify_webhook.py",
     ]
     for path, code in embedded:
         assert code == (ROOT / path).read_text(), f"README's copy of {path} is stale"

@@ -6,9 +6,11 @@ from rabbitry.config._load import ENVIRONMENT, load_config, loads_config
 from rabbitry.config._pools import PLATFORM_POOLS, effective_pools
 from rabbitry.config._report import config_json, summary
 from rabbitry.config._schema import Carrier, Config, Http, Sms, Store, Tax
+from rabbitry.config._webhooks import MIN_SIGNING_KEY_LENGTH, Webhooks
 
 __all__ = [
     "ENVIRONMENT",
+    "MIN_SIGNING_KEY_LENGTH",
     "PLATFORM_POOLS",
     "Carrier",
     "Config",
@@ -16,6 +18,7 @@ __all__ = [
     "Sms",
     "Store",
     "Tax",
+    "Webhooks",
     "config_json",
     "effective_pools",
     "load_config",

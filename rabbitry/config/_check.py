@@ -27,6 +27,7 @@ from conf import (
     split_url,
 )
 from rabbitry.config._schema import Carrier, Config
+from rabbitry.config._webhooks import webhooks_problems
 from rabbitry.storage import parse_store_url
 
 __all__ = ["money_problems", "problems"]
@@ -79,6 +80,7 @@ def problems(config: Config) -> Iterator[Problem]:
     yield from entries_problems(("carriers",), config.carriers, _carrier_problems)
     yield from entries_problems(("pools",), config.pools, pool_problems)
     yield from retry_problems(("retry",), config.retry)
+    yield from webhooks_problems(config.webhooks)
 
 
 def _store_problems(config: Config) -> Iterator[Problem]:

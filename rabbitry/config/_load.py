@@ -9,6 +9,7 @@ The environment wins over the file, for these keys only (`ENVIRONMENT`):
     RABBITRY_BROKER_URL  -> broker.url       RABBITRY_HTTP_BIND   -> http.bind
     RABBITRY_STORE_URL   -> store.url        RABBITRY_ADMIN_KEY   -> http.admin_key
     RABBITRY_LOG_FORMAT  -> logging.format   RABBITRY_LOG_LEVEL   -> logging.level
+    RABBITRY_WEBHOOK_SIGNING_KEY -> webhooks.signing_key
 
 A set variable counts even when empty (then validation says why that is wrong). A value that
 came from the environment is named with its variable in errors: `http.bind (from
@@ -44,6 +45,7 @@ ENVIRONMENT: Mapping[str, tuple[str, str]] = {
     "RABBITRY_ADMIN_KEY": ("http", "admin_key"),
     "RABBITRY_LOG_FORMAT": ("logging", "format"),
     "RABBITRY_LOG_LEVEL": ("logging", "level"),
+    "RABBITRY_WEBHOOK_SIGNING_KEY": ("webhooks", "signing_key"),
 }
 SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "key", "passphrase", "credentials")
 

@@ -14,6 +14,7 @@ platform adds its own, each a frozen `conf.Table` that refuses unknown keys:
     [logging] [retry]              # conf.Logging, conf.Retry
     [tax]                          # Tax
     [sms]                          # Sms
+    [webhooks]                     # Webhooks (rabbitry.config._webhooks)
 
     >>> Config().currency, Config().http.port
     ('EUR', 8080)
@@ -30,6 +31,7 @@ import msgspec
 from msgspec import Meta
 
 from conf import Broker, Logging, Pool, Retry, Secret, SecretURL, Table
+from rabbitry.config._webhooks import Webhooks
 
 __all__ = ["Carrier", "Config", "Http", "Sms", "Store", "Tax"]
 
@@ -203,3 +205,4 @@ class Config(Table, frozen=True):
     retry: Retry = msgspec.field(default_factory=Retry)
     tax: Tax = msgspec.field(default_factory=Tax)
     sms: Sms = msgspec.field(default_factory=Sms)
+    webhooks: Webhooks = msgspec.field(default_factory=Webhooks)

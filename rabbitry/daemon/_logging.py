@@ -86,6 +86,8 @@ def secrets_of(config: Config, *, broker_url: str | None = None) -> list[str]:
     found: list[str] = []
     if config.http.admin_key is not None:
         found.append(config.http.admin_key.reveal())
+    if config.webhooks.signing_key is not None:
+        found.append(config.webhooks.signing_key.reveal())
     for url in (config.broker.url.reveal(), config.store.url.reveal(), broker_url or ""):
         found.extend(_url_passwords(url))
     for carrier in config.carriers:

@@ -12,9 +12,10 @@ What a reload applies:
   its new settings, an added one is declared and started; routes follow;
 - `[[pools]]` added, removed or changed (size, prefetch, restart...): the same, per pool.
 
-Anything else (currency, broker, store, http, logging, retry, tax, sms) needs a restart: a reload
-that changes it is refused with the reason, and so is a file that does not validate or names an
-actor class that does not import. A refused reload changes nothing: the old config keeps running.
+Anything else (currency, broker, store, http, logging, retry, tax, sms, webhooks) needs a restart:
+a reload that changes it is refused with the reason, and so is a file that does not validate or
+names an actor class that does not import. A refused reload changes nothing: the old config keeps
+running.
 """
 
 from __future__ import annotations
@@ -39,7 +40,17 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("rabbitry.reload")
 
-RESTART_ONLY = ("currency", "broker", "store", "http", "logging", "retry", "tax", "sms")
+RESTART_ONLY = (
+    "currency",
+    "broker",
+    "store",
+    "http",
+    "logging",
+    "retry",
+    "tax",
+    "sms",
+    "webhooks",
+)
 
 
 class ReloadRefused(Exception):  # noqa: N818  (names what happened)

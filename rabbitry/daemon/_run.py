@@ -49,7 +49,7 @@ from rabbitry.billing import (
     open_ledger_store,
 )
 from rabbitry.config import Config, effective_pools
-from rabbitry.daemon._build import carrier_rates, carrier_side, rate_card, routes
+from rabbitry.daemon._build import carrier_rates, carrier_side, rate_card, routes, webhook_key
 from rabbitry.daemon._ops import DaemonOps
 from rabbitry.daemon._reload import Reloader, ReloadRefused
 from rabbitry.daemon._tree import Parts, platform_tree, pools_topology
@@ -64,6 +64,7 @@ from rabbitry.platform import (
     UnknownNumber,
     UnmatchedReport,
     open_records,
+    open_webhook_client,
     platform_topology,
 )
 from supervisor import ExitStatus, Supervisor, SupervisorSpec, run_root
@@ -131,11 +132,16 @@ async def run_daemon(
                 tax_rate=Decimal(config.tax.rate),
                 max_segments=config.sms.max_segments,
                 unqueued_timeout=config.sms.unqueued_timeout,
+                webhook_key=webhook_key(config, records),
+                allow_private_addresses=config.webhooks.allow_private_addresses,
             )
             sides = {carrier.name: carrier_side(context, carrier) for carrier in config.carriers}
             router = FailureRouter(transport, retry, failure_policy(schedule))
             admin_key = config.http.admin_key.reveal() if config.http.admin_key else ""
-            async with httpx.AsyncClient(timeout=10.0) as http:
+            async with (
+                httpx.AsyncClient(timeout=10.0) as http,
+                open_webhook_client(allow_private=context.allow_private_addresses) as webhooks,
+            ):
                 backend = PlatformBackend(context, admin_key=admin_key, carriers=sides)
                 ops = DaemonOps(
                     backend,
@@ -150,6 +156,7 @@ async def run_daemon(
                     carriers=sides,
                     router=router,
                     http=http,
+                    webhooks=webhooks,
                     gateway=GatewayApp(backend, ops=ops),
                     bind=config.http.bind,
                     on_listening=on_listening

@@ -76,6 +76,7 @@ class Parts:
     carriers: dict[str, CarrierSide]
     router: FailureRouter
     http: httpx.AsyncClient
+    webhooks: httpx.AsyncClient
     gateway: GatewayApp
     bind: str
     on_listening: Callable[[str], None]
@@ -168,7 +169,7 @@ def _factory(cls: type[Actor], services: Services) -> Callable[[], Actor]:
 
 def pool_branch(parts: Parts, pool: PoolConfig, index: int) -> ChildSpec:
     cls = import_actor(pool.actor, f"pools[{index}].actor")
-    factory = _factory(cls, Services(parts.context, parts.http))
+    factory = _factory(cls, Services(parts.context, parts.http, parts.webhooks))
     codec = platform_codec()
     for message_type in getattr(cls, "message_types", ()):
         codec.register(message_type)

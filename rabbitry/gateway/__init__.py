@@ -2,7 +2,9 @@
 `OpsBackend`: the /v1/admin operations API, /metrics and the web console), served by hypercorn."""
 
 from rabbitry.gateway._answers import (
+    SECRET_FIELDS,
     AccountCreated,
+    ApiKeyRenewed,
     BalanceView,
     EventView,
     InboundList,
@@ -15,6 +17,7 @@ from rabbitry.gateway._answers import (
     QueuedMessage,
     SendAnswer,
     WebhookAnswer,
+    WebhookSecretRenewed,
 )
 from rabbitry.gateway._app import MAX_BODY_SIZE, GatewayApp
 from rabbitry.gateway._backend import AccountInfo, GatewayBackend, StoredResponse
@@ -50,10 +53,12 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_BODY_SIZE",
     "MAX_RECIPIENTS",
+    "SECRET_FIELDS",
     "STATUSES",
     "AccountCreated",
     "AccountInfo",
     "ApiError",
+    "ApiKeyRenewed",
     "BalanceView",
     "EventView",
     "GatewayApp",
@@ -85,6 +90,7 @@ __all__ = [
     "Unavailable",
     "Unsupported",
     "WebhookAnswer",
+    "WebhookSecretRenewed",
     "refusal_of",
     "serve_gateway",
 ]

@@ -31,11 +31,31 @@ InvoiceState = Literal["pending", "ready"]
 
 
 class AccountCreated(msgspec.Struct, frozen=True):
-    """`POST /v1/accounts`: the new account; its API key is shown here only, never again."""
+    """`POST /v1/accounts`: the new account; its API key and webhook secret are shown here only,
+    never again (each can be renewed: `ApiKeyRenewed`, `WebhookSecretRenewed`)."""
 
     id: str
     api_key: str
+    webhook_secret: str
     currency: str
+
+
+class ApiKeyRenewed(msgspec.Struct, frozen=True):
+    """`POST /v1/account/api-key`: the account's new API key; the old one is refused from now on."""
+
+    api_key: str
+
+
+class WebhookSecretRenewed(msgspec.Struct, frozen=True):
+    """`POST /v1/account/webhook-secret`: the account's new webhook secret, which signs every
+    webhook from now on (`Rabbitry-Signature`)."""
+
+    webhook_secret: str
+
+
+SECRET_FIELDS = ("api_key", "webhook_secret")
+"""The fields of answers that hold a secret (`AccountCreated`, `ApiKeyRenewed`,
+`WebhookSecretRenewed`): shown once, in the answer's body only, never kept in clear."""
 
 
 class BalanceView(msgspec.Struct, frozen=True):

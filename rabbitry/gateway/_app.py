@@ -307,6 +307,14 @@ async def _add_bonus(backend: GatewayBackend, call: Call) -> Answer:
     return json_answer(200, balance)
 
 
+async def _new_api_key(backend: GatewayBackend, call: Call) -> Answer:
+    return json_answer(200, await backend.new_api_key(call.account))
+
+
+async def _new_webhook_secret(backend: GatewayBackend, call: Call) -> Answer:
+    return json_answer(200, await backend.new_webhook_secret(call.account))
+
+
 async def _balance(backend: GatewayBackend, call: Call) -> Answer:
     return json_answer(200, await backend.balance(call.account))
 
@@ -408,6 +416,8 @@ ROUTES = (
     _r("POST", "/v1/accounts/{id}/funds", "admin", _add_funds),
     _r("POST", "/v1/accounts/{id}/bonus", "admin", _add_bonus),
     _r("GET", "/v1/balance", "customer", _balance),
+    _r("POST", "/v1/account/api-key", "customer", _new_api_key),
+    _r("POST", "/v1/account/webhook-secret", "customer", _new_webhook_secret),
     _r("POST", "/v1/sms", "customer", _send),
     _r("GET", "/v1/sms/{id}", "customer", _message),
     _r("GET", "/v1/inbound", "customer", _inbound),

@@ -34,6 +34,7 @@ import msgspec
 
 from rabbitry.gateway._answers import (
     AccountCreated,
+    ApiKeyRenewed,
     BalanceView,
     InboundView,
     InvoiceDocument,
@@ -41,6 +42,7 @@ from rabbitry.gateway._answers import (
     MessageView,
     SendAnswer,
     WebhookAnswer,
+    WebhookSecretRenewed,
 )
 from rabbitry.gateway._bodies import SendRequest
 
@@ -80,13 +82,22 @@ class GatewayBackend(Protocol):
     async def create_account(
         self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
     ) -> AccountCreated:
-        """Opens an account (in the platform's currency); answers its id and API key."""
+        """Opens an account (in the platform's currency); answers its id, API key and webhook
+        secret. Refuses a `webhook_url` the platform may not call (`InvalidField`)."""
         ...
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
     ) -> BalanceView:
         """Credits `amount` (a decimal string) as paid funds or bonus; answers the balance."""
+        ...
+
+    async def new_api_key(self, account: AccountInfo) -> ApiKeyRenewed:
+        """Gives the account a new API key; the one it had is refused from now on."""
+        ...
+
+    async def new_webhook_secret(self, account: AccountInfo) -> WebhookSecretRenewed:
+        """Gives the account a new webhook secret, which signs its webhooks from now on."""
         ...
 
     async def balance(self, account: AccountInfo) -> BalanceView:

@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 _E164 = r"^\+[1-9][0-9]{7,14}\Z"  # the same rule as rabbitry.billing.check_number
 Number = Annotated[str, msgspec.Meta(pattern=_E164)]
-Url = Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2048)]
+Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[!-~]+\Z", max_length=2048)]
 Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=40)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 Period = Annotated[str, msgspec.Meta(pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])\Z")]  # 2000 to 2999
@@ -194,6 +194,7 @@ def decode_body(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
 
 
 _AT = re.compile(r"(?P<text>.*?)(?: - at `\$(?P<path>.*)`)?", re.DOTALL)
+_URL_FIELDS = ("callback_url", "webhook_url")  # of type `Url`
 _NAMED = re.compile(r"Object (?P<what>missing required|contains unknown) field `(?P<name>.*)`")
 
 
@@ -225,6 +226,11 @@ def _invalid_field(error: str) -> InvalidBody:
         )
     elif path == "amount":
         message = _amount_rule("amount")
+    elif path in _URL_FIELDS:
+        message = (
+            f"{path} must be an absolute http:// or https:// URL of at most 2,048 printable ASCII"
+            " characters, without spaces or control characters"
+        )
     elif path == "period":
         message = (
             'period must be a month written "YYYY-MM" of a year from 2000 to 2999, like "2025-01"'

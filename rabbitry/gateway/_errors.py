@@ -68,7 +68,8 @@ class NotFound(Refusal, LookupError):  # noqa: N818 - the names of the public co
 
 
 class InvalidField(Refusal, ValueError):  # noqa: N818 - the names of the public contract
-    """A field the backend checks is wrong (a URL, an amount): 422 `invalid_field`."""
+    """A field the backend checks is wrong (a URL, an amount): 422 `invalid_field`, with the
+    field's name in the answer when `field` gives it (`InvalidField(..., field="callback_url")`)."""
 
 
 class InvalidJson(Refusal, ValueError):  # noqa: N818 - the names of the public contract

@@ -45,11 +45,20 @@ from rabbitry.platform._status import (
     UnmatchedReport,
     inject_inbound,
 )
+from rabbitry.platform._webhook_client import open_webhook_client
+from rabbitry.platform._webhook_secrets import (
+    SIGNATURE_HEADER,
+    SIGNING_KEY_NAME,
+    WebhookSecrets,
+    signature,
+)
 
 __all__ = [
     "ACCOUNT_ERRORS",
     "BATCH_SIZE",
     "FINAL_STATUSES",
+    "SIGNATURE_HEADER",
+    "SIGNING_KEY_NAME",
     "AccountActor",
     "AccountClient",
     "Batcher",
@@ -90,15 +99,18 @@ __all__ = [
     "SqlRecords",
     "UnknownNumber",
     "UnmatchedReport",
+    "WebhookSecrets",
     "account_of",
     "check_closed",
     "hash_key",
     "inject_inbound",
     "open_records",
+    "open_webhook_client",
     "platform_codec",
     "platform_topology",
     "reap_once",
     "recover_once",
     "request_invoice",
     "run_reaper",
+    "signature",
 ]

@@ -38,6 +38,7 @@ from rabbitry.gateway import (
     MAX_AMOUNT,
     AccountCreated,
     AccountInfo,
+    ApiKeyRenewed,
     BalanceView,
     EventView,
     InboundView,
@@ -57,8 +58,10 @@ from rabbitry.gateway import (
     Unauthorized,
     Unsupported,
     WebhookAnswer,
+    WebhookSecretRenewed,
 )
 from rabbitry.platform._context import Context, now
+from rabbitry.platform._customer_urls import check_customer_url
 from rabbitry.platform._invoices import request_invoice
 from rabbitry.platform._messages import Fund, OpenAccountCommand
 from rabbitry.platform._records import AccountRecord, DuplicateNumber, StoredAnswer, hash_key
@@ -121,10 +124,10 @@ class PlatformBackend:
             )
         for index, number in enumerate(numbers):
             _check_number(number, f"numbers[{index}]")
-        if webhook_url and not webhook_url.startswith(("http://", "https://")):
-            raise InvalidField("webhook_url: expected an http:// or https:// URL")
+        if webhook_url is not None:
+            await self._check_url("webhook_url", webhook_url)
         account_id = f"acc_{secrets.token_hex(8)}"
-        api_key = f"rk_{secrets.token_urlsafe(24)}"
+        api_key = _new_api_key()
         await self.context.accounts.ask(
             OpenAccountCommand(
                 account=account_id, currency=platform_currency, operation=f"open-{account_id}"
@@ -144,7 +147,12 @@ class PlatformBackend:
             )
         except DuplicateNumber as error:
             raise NumberTaken(f"numbers: {error}") from None
-        return AccountCreated(id=account_id, api_key=api_key, currency=platform_currency)
+        return AccountCreated(
+            id=account_id,
+            api_key=api_key,
+            currency=platform_currency,
+            webhook_secret=self.context.webhook_secrets.secret(account_id),
+        )
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
@@ -165,6 +173,15 @@ class PlatformBackend:
 
     # Customer
 
+    async def new_api_key(self, account: AccountInfo) -> ApiKeyRenewed:
+        api_key = _new_api_key()
+        if not self.context.records.replace_key(account.id, hash_key(api_key)):
+            raise NotFound("no such account")
+        return ApiKeyRenewed(api_key=api_key)
+
+    async def new_webhook_secret(self, account: AccountInfo) -> WebhookSecretRenewed:
+        return WebhookSecretRenewed(webhook_secret=self.context.webhook_secrets.renew(account.id))
+
     async def balance(self, account: AccountInfo) -> BalanceView:
         try:
             return _balance(self.context.ledger.balance(account.id))
@@ -174,6 +191,8 @@ class PlatformBackend:
     async def send(
         self, account: AccountInfo, request: SendRequest, *, request_id: str
     ) -> SendAnswer:
+        if request.callback_url is not None:
+            await self._check_url("callback_url", request.callback_url)
         outgoing = Outgoing(
             to=request.to,
             sender=request.sender,
@@ -329,6 +348,15 @@ class PlatformBackend:
             "carriers": {name: side.connector.health() for name, side in self.carriers.items()},
             "time": time.time(),
         }
+
+    async def _check_url(self, field: str, url: str) -> None:
+        """Refuses (`InvalidField`) a URL of a customer's that the platform may not call."""
+        await check_customer_url(field, url, allow_private=self.context.allow_private_addresses)
+
+
+def _new_api_key() -> str:
+    """A new random API key: 24 random bytes, base64url, prefixed "rk_"."""
+    return f"rk_{secrets.token_urlsafe(24)}"
 
 
 def _check_number(number: str, where: str) -> None:

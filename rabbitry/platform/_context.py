@@ -4,6 +4,7 @@
     context.publisher          # Publisher: confirmed publishes carrying the correlation id
     context.accounts           # AccountClient: asks and tells the account actors
     context.route("+33612345678"), context.rate_for("+33612345678", "sim")   # pricing
+    context.webhook_secrets.secret("acc_1")   # WebhookSecrets: the account's webhook secret
 
 The daemon builds one Context and hands out its parts: nothing below it is given the whole. Its
 rates, routes and per-carrier rates are the config's and change on reload (SIGHUP), so the send
@@ -12,6 +13,7 @@ flow reads them from here at every request (as a `Pricing`).
 
 from __future__ import annotations
 
+import secrets
 import time
 from decimal import Decimal
 
@@ -24,6 +26,7 @@ from rabbitry.platform._account_client import AccountClient
 from rabbitry.platform._layout import Names, platform_codec
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records_store import RecordsStore
+from rabbitry.platform._webhook_secrets import WebhookSecrets
 
 
 @attrs.define
@@ -47,14 +50,21 @@ class Context:
     """`[sms] max_segments`: the most segments one text may take."""
     unqueued_timeout: float = 900.0
     """`[sms] unqueued_timeout`: a send that could not be queued is failed by then."""
+    webhook_key: bytes = attrs.field(factory=lambda: secrets.token_bytes(32), repr=False)
+    """The master key of the accounts' webhook secrets (`[webhooks] signing_key`, or the one the
+    records keep); a random one by default, for a Context of its own."""
+    allow_private_addresses: bool = False
+    """Whether customers' URLs may reach private addresses (`[webhooks]`)."""
     publisher: Publisher = attrs.field(init=False)
     accounts: AccountClient = attrs.field(init=False)
+    webhook_secrets: WebhookSecrets = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.publisher = Publisher(
             self.transport, self.codec, self.names.exchange, timeout=self.publish_timeout
         )
         self.accounts = AccountClient(self.publisher, self.names)
+        self.webhook_secrets = WebhookSecrets(self.records, self.webhook_key)
 
     @property
     def currency(self) -> str:
@@ -92,6 +102,9 @@ class Services:
 
     context: Context
     http: httpx.AsyncClient
+    webhooks: httpx.AsyncClient
+    """The client for customers' URLs: it connects only to addresses it checked
+    (rabbitry.platform._webhook_client)."""
 
 
 def now() -> float:

@@ -10,11 +10,13 @@ share them); the dialect is the only difference (rabbitry.storage).
 
 Tables (next to the ledger's when both share one URL): `platform_accounts`, `platform_numbers`,
 `platform_messages`, `platform_events`, `platform_inbound`, `platform_idempotency`,
-`platform_invoices` and `platform_carrier_ids`. Prices are exact (decimal TEXT in SQLite, NUMERIC
-in PostgreSQL, back as `Decimal`), times are epoch seconds (REAL, DOUBLE PRECISION), bodies and
-documents BLOB or BYTEA. Events recorded at the same time keep the order they were recorded in:
-SQLite's `rowid`, PostgreSQL's identity column `platform_events.seq`. A row recorded twice keeps
-the first (`INSERT ... ON CONFLICT DO NOTHING`).
+`platform_invoices` and `platform_carrier_ids`; then `platform_webhook_generations` (each
+account's webhook secret generation: the secrets themselves are derived, never stored) and
+`platform_keys` (a master key the daemon generated, when its config gives none). Prices are
+exact (decimal TEXT in SQLite, NUMERIC in PostgreSQL, back as `Decimal`), times are epoch seconds
+(REAL, DOUBLE PRECISION), bodies and documents BLOB or BYTEA. Events recorded at the same time
+keep the order they were recorded in: SQLite's `rowid`, PostgreSQL's identity column
+`platform_events.seq`. A row recorded twice keeps the first (`INSERT ... ON CONFLICT DO NOTHING`).
 
 Batches cost a few statements, whatever their size: `insert_messages` is one INSERT over the
 batch's rows (`Database.rows`: one `unnest` statement in PostgreSQL, one prepared statement run
@@ -110,6 +112,17 @@ CREATE TABLE IF NOT EXISTS {schema}.platform_carrier_ids (
 
 _LAST_TABLE = "platform_carrier_ids"  # created last: if it exists, so do the others
 
+# Added after the tables above, so a store created before them gets them when it is opened.
+_KEY_TABLES = """
+CREATE TABLE IF NOT EXISTS {schema}.platform_webhook_generations (
+    account TEXT PRIMARY KEY, generation INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {schema}.platform_keys (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL
+);
+"""
+_LAST_KEY_TABLE = "platform_keys"
+
 # What the records' tables have of their own dialect: the column numbering events in the order
 # they were recorded (the DDL of a PostgreSQL identity column; SQLite's implicit rowid).
 _EVENT_SEQ = {
@@ -134,6 +147,16 @@ _STATEMENTS = {
     "account_by_key": _ACCOUNTS + " WHERE key_hash = ?",
     "accounts": _ACCOUNTS + " ORDER BY created_at, id",
     "owner_of": "SELECT account FROM {schema}.platform_numbers WHERE number = ?",
+    "replace_key": "UPDATE {schema}.platform_accounts SET key_hash = ? WHERE id = ?",
+    "webhook_generation": """SELECT generation FROM {schema}.platform_webhook_generations
+        WHERE account = ?""",
+    "next_webhook_generation": """INSERT INTO {schema}.platform_webhook_generations AS g
+        (account, generation) VALUES (?, 1)
+        ON CONFLICT (account) DO UPDATE SET generation = g.generation + 1
+        RETURNING generation""",
+    "keep_key": """INSERT INTO {schema}.platform_keys (name, value) VALUES (?, ?)
+        ON CONFLICT (name) DO NOTHING""",
+    "kept_key": "SELECT value FROM {schema}.platform_keys WHERE name = ?",
     "insert_messages": f"""INSERT INTO {{schema}}.platform_messages ({_MESSAGE_COLUMNS}, rank)
         SELECT * FROM {{messages}} WHERE true ON CONFLICT (id) DO NOTHING""",
     "lock_messages": f"""SELECT {_MESSAGE_COLUMNS}, rank FROM {{schema}}.platform_messages
@@ -217,6 +240,7 @@ class SqlRecords:
     def __init__(self, database: Database) -> None:
         self.database = database
         database.create_tables(_TABLES, last=_LAST_TABLE, **_EVENT_SEQ[database.dialect])
+        database.create_tables(_KEY_TABLES, last=_LAST_KEY_TABLE)
         message_columns = [*_MESSAGES, "rank"]
         fragments = {
             **_EVENT_SEQ[database.dialect],
@@ -267,6 +291,29 @@ class SqlRecords:
     def owner_of(self, number: str) -> str | None:
         row = self._one("owner_of", (number,))
         return None if row is None else str(row[0])
+
+    # Account keys
+
+    def replace_key(self, account_id: str, key_hash: str) -> bool:
+        with self.database.session() as session:
+            return session.run(self._sql["replace_key"], (key_hash, account_id)) == 1
+
+    def webhook_generation(self, account_id: str) -> int:
+        row = self._one("webhook_generation", (account_id,))
+        return 0 if row is None else int(row[0])
+
+    def next_webhook_generation(self, account_id: str) -> int:
+        with self.database.transaction() as session:
+            row = session.one(self._sql["next_webhook_generation"], (account_id,))
+        assert row is not None  # RETURNING answers the row it wrote
+        return int(row[0])
+
+    def generated_key(self, name: str, candidate: str) -> str:
+        with self.database.transaction() as session:
+            session.run(self._sql["keep_key"], (name, candidate))
+            row = session.one(self._sql["kept_key"], (name,))
+        assert row is not None  # kept now, or before
+        return str(row[0])
 
     # Messages
 

@@ -57,6 +57,25 @@ class RecordsStore(Protocol):
         """The account an inbound number belongs to, or None."""
         ...
 
+    # Account keys
+
+    def replace_key(self, account_id: str, key_hash: str) -> bool:
+        """Gives the account a new API key (its hash): the old one opens nothing from now on.
+        False if there is no such account."""
+        ...
+
+    def webhook_generation(self, account_id: str) -> int:
+        """The generation of the account's webhook secret (0 until its first renewal)."""
+        ...
+
+    def next_webhook_generation(self, account_id: str) -> int:
+        """Moves the account's webhook secret to its next generation; answers it."""
+        ...
+
+    def generated_key(self, name: str, candidate: str) -> str:
+        """The key kept under `name`: `candidate`, unless a key was kept under it before."""
+        ...
+
     # Messages
 
     def insert_messages(self, messages: Iterable[MessageRecord]) -> None:

@@ -20,7 +20,11 @@ ADMIN_KEY = "e2e-admin-key"
 START_TIMEOUT = 30.0
 
 
-def config_text(store: Path, *, extra: str = "", carriers: str | None = None) -> str:
+def config_text(
+    store: Path, *, extra: str = "", carriers: str | None = None, allow_private: bool = True
+) -> str:
+    """A daemon's config on `store`; `allow_private` lets it call back to loopback, where the
+    tests' webhook receivers listen (`[webhooks] allow_private_addresses`)."""
     carriers = (
         carriers
         if carriers is not None
@@ -55,6 +59,7 @@ def config_text(store: Path, *, extra: str = "", carriers: str | None = None) ->
         )
         + textwrap.dedent(carriers)
         + textwrap.dedent(extra)
+        + f"\n[webhooks]\nallow_private_addresses = {'true' if allow_private else 'false'}\n"
     )
 
 
@@ -123,10 +128,12 @@ async def start_daemon(
 
 
 class Receiver:
-    """A webhook receiver on loopback: records every POST (path, headers, JSON body)."""
+    """A webhook receiver on loopback: records every POST (path, headers, JSON body), and its
+    body as it came in `raw` (a signature covers those bytes)."""
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict[str, str], Any]] = []
+        self.raw: list[bytes] = []
         self.changed = trio.Event()
         self.fail_first = 0
         self.url = ""
@@ -154,6 +161,7 @@ class Receiver:
             status = 200
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
             self.posts.append((scope["path"], headers, json.loads(body)))
+            self.raw.append(body)
             self.changed.set()
             self.changed = trio.Event()
         await send({"type": "http.response.start", "status": status, "headers": []})

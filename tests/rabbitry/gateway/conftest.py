@@ -14,6 +14,7 @@ from rabbitry.billing import Encoding
 from rabbitry.gateway import (
     AccountCreated,
     AccountInfo,
+    ApiKeyRenewed,
     BalanceView,
     EventView,
     GatewayApp,
@@ -30,6 +31,7 @@ from rabbitry.gateway import (
     StoredResponse,
     Unauthorized,
     WebhookAnswer,
+    WebhookSecretRenewed,
     serve_gateway,
 )
 
@@ -83,7 +85,17 @@ class FakeBackend:
         self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
     ) -> AccountCreated:
         self.calls.append(("create_account", name, currency, numbers, webhook_url))
-        return AccountCreated(id="acc-new", api_key="key-new", currency="EUR")
+        return AccountCreated(
+            id="acc-new", api_key="key-new", webhook_secret="whsec-new", currency="EUR"
+        )
+
+    async def new_api_key(self, account: AccountInfo) -> ApiKeyRenewed:
+        self.calls.append(("new_api_key", account.id))
+        return ApiKeyRenewed(api_key=f"key-renewed-{len(self.calls)}")
+
+    async def new_webhook_secret(self, account: AccountInfo) -> WebhookSecretRenewed:
+        self.calls.append(("new_webhook_secret", account.id))
+        return WebhookSecretRenewed(webhook_secret=f"whsec-renewed-{len(self.calls)}")
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str

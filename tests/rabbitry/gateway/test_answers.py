@@ -66,8 +66,10 @@ def test_balances_write_money_as_str_of_the_decimal(amount: str) -> None:
 
 
 def test_a_new_account() -> None:
-    created = AccountCreated(id="acc_1", api_key="rk_x", currency="EUR")
-    assert encode(created) == b'{"id":"acc_1","api_key":"rk_x","currency":"EUR"}'
+    created = AccountCreated(id="acc_1", api_key="rk_x", webhook_secret="whsec_x", currency="EUR")
+    assert encode(created) == (
+        b'{"id":"acc_1","api_key":"rk_x","webhook_secret":"whsec_x","currency":"EUR"}'
+    )
 
 
 def message(**changes: object) -> MessageView:

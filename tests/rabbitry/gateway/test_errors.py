@@ -162,3 +162,18 @@ async def test_a_backend_refusal_reaches_the_client_with_its_status(
     body: dict[str, Any] = response.json()
     assert body == {"error": {"code": code, "message": str(error)}}
     assert "www-authenticate" not in response.headers
+
+
+async def test_an_invalid_field_that_names_its_field_has_it_in_the_answer(
+    gateway: Gateway,
+) -> None:
+    message = "callback_url must point to a public address (127.0.0.1 is a loopback address)"
+    gateway.backend.refuse = InvalidField(message, field="callback_url")
+    refusal = refusal_of(gateway.backend.refuse)
+    assert refusal is not None
+    assert (refusal.status, refusal.code, refusal.field) == (422, "invalid_field", "callback_url")
+    response = await gateway.client.post("/v1/sms", json=SMS, headers=gateway.acme)
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": {"code": "invalid_field", "message": message, "field": "callback_url"}
+    }

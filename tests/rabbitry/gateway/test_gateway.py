@@ -53,7 +53,12 @@ async def test_admin_creates_an_account(gateway: Gateway) -> None:
     body = {"name": "Acme", "numbers": ["+33700000000"], "webhook_url": "https://acme.test/in"}
     response = await gateway.client.post("/v1/accounts", json=body, headers=gateway.admin)
     assert response.status_code == 201
-    assert response.json() == {"id": "acc-new", "api_key": "key-new", "currency": "EUR"}
+    assert response.json() == {
+        "id": "acc-new",
+        "api_key": "key-new",
+        "webhook_secret": "whsec-new",
+        "currency": "EUR",
+    }
     assert gateway.backend.calls == [
         ("create_account", "Acme", None, ["+33700000000"], "https://acme.test/in")
     ]
@@ -172,7 +177,9 @@ async def test_send_accepts_ten_thousand_recipients_and_refuses_one_more(
         ({"text": ""}, "text", "text: expected `str` of length >= 1"),
         ({"text": 5}, "text", "text: expected `str`, got `int`"),
         ({"from": None}, "from", "from: expected `str`, got `null`"),
-        ({"callback_url": "ftp://x"}, "callback_url", "callback_url: expected `str` matching"),
+        ({"callback_url": "ftp://x"}, "callback_url", "callback_url must be an absolute http"),
+        ({"callback_url": "http://[::1\n"}, "callback_url", "callback_url must be an absolute"),
+        ({"callback_url": "http://x/" + "a" * 2048}, "callback_url", "callback_url must be"),
         ({"sender": "x"}, "sender", "unknown field 'sender'"),
     ],
 )
@@ -343,3 +350,25 @@ async def test_a_backend_crash_is_a_bare_500_and_logged_without_the_key(
     assert record.exc_info is not None
     assert record.exc_info[1] is gateway.backend.crash
     assert "key-acme" not in caplog.text
+
+
+async def test_a_customer_renews_its_api_key_and_its_webhook_secret(gateway: Gateway) -> None:
+    key = await gateway.client.post("/v1/account/api-key", headers=gateway.acme)
+    assert key.status_code == 200
+    assert key.json() == {"api_key": "key-renewed-1"}
+    secret = await gateway.client.post("/v1/account/webhook-secret", headers=gateway.acme)
+    assert secret.status_code == 200
+    assert secret.json() == {"webhook_secret": "whsec-renewed-2"}
+    assert gateway.backend.calls == [
+        ("new_api_key", "acc-acme"),
+        ("new_webhook_secret", "acc-acme"),
+    ]
+
+
+@pytest.mark.parametrize("path", ["/v1/account/api-key", "/v1/account/webhook-secret"])
+async def test_renewing_a_key_takes_the_accounts_own_key(gateway: Gateway, path: str) -> None:
+    for headers in ({}, gateway.admin, {"authorization": "Bearer key-nobody"}):
+        response = await gateway.client.post(path, headers=headers)
+        assert response.status_code == 401
+    assert (await gateway.client.get(path, headers=gateway.acme)).status_code == 405
+    assert gateway.backend.calls == []

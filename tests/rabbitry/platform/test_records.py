@@ -341,9 +341,11 @@ def test_the_tables_are_in_the_schema_with_exact_types(
         "platform_inbound",
         "platform_invoice_numbers",
         "platform_invoices",
+        "platform_keys",
         "platform_messages",
         "platform_numbers",
         "platform_outbox",
+        "platform_webhook_generations",
     ]
     types: dict[str, str] = dict(
         admin.execute(
