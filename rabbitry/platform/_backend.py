@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 _STATUSES: dict[str, MessageStatus] = {status: status for status in get_args(MessageStatus)}
 _INVOICE_STATES: dict[str, InvoiceState] = {state: state for state in get_args(InvoiceState)}
 _INVOICE = msgspec.json.Decoder(InvoiceDocument)
+_MAX_CARRIER_ID = 255
 
 
 class PlatformBackend:
@@ -292,6 +293,7 @@ class PlatformBackend:
             sender=sender,
             to=to,
             text=text,
+            carrier_id=_injected_id(body),
         )
         return WebhookAnswer(id=message.id, status="received")
 
@@ -357,6 +359,18 @@ def _injected(body: bytes) -> tuple[str, str, str]:
         if not isinstance(value, str) or (name != "text" and not value):
             raise InvalidField(f"{name}: expected a non-empty string")
     return fields["from"], fields["to"], fields["text"]
+
+
+def _injected_id(body: bytes) -> str:
+    """The carrier's id of an injected inbound SMS (its optional "id"): taken once per id."""
+    given = msgspec.json.decode(body).get("id")  # `_injected` read the body as an object
+    if given is None:
+        return ""
+    if not isinstance(given, str) or not 1 <= len(given) <= _MAX_CARRIER_ID:
+        raise InvalidField(
+            f"id: expected the carrier's id of the SMS, 1 to {_MAX_CARRIER_ID} characters"
+        )
+    return given
 
 
 def _balance(balance: Balance) -> BalanceView:
