@@ -72,6 +72,16 @@ class Http(Table, frozen=True):
             )
         ),
     ] = None
+    idempotency_ttl: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "Seconds an answer to a request with an Idempotency-Key is kept and replayed to a "
+                "retry with that key; a cleanup in the daemon forgets it afterwards. A day."
+            ),
+        ),
+    ] = 86400.0
 
     @property
     def host(self) -> str:

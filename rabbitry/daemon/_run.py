@@ -134,7 +134,12 @@ async def run_daemon(
             router = FailureRouter(transport, retry, failure_policy(schedule))
             admin_key = config.http.admin_key.reveal() if config.http.admin_key else ""
             async with httpx.AsyncClient(timeout=10.0) as http:
-                backend = PlatformBackend(context, admin_key=admin_key, carriers=sides)
+                backend = PlatformBackend(
+                    context,
+                    admin_key=admin_key,
+                    carriers=sides,
+                    idempotency_ttl=config.http.idempotency_ttl,
+                )
                 ops = DaemonOps(
                     backend,
                     sides,

@@ -16,6 +16,7 @@ feeds them drained):
     │   └── in                consumer of carrier.<name>
     ├── invoice-jobs, invoices / invoices-in
     ├── hold-reaper           gives back holds whose send never queued a message
+    ├── idempotency-cleanup   forgets idempotent answers older than [http] idempotency_ttl
     ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
     │                         platform's own (reports, inbound, callbacks) are pools too, with
     │                         defaults when the config leaves them out
@@ -49,6 +50,7 @@ from rabbitry.platform import (
     Services,
     account_of,
     platform_codec,
+    run_idempotency_cleanup,
     run_reaper,
 )
 from supervisor import (
@@ -265,6 +267,15 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
         ChildSpec(
             name="hold-reaper",
             start=functools.partial(run_reaper, context.ledger, context.records, context.accounts),
+            backoff=Backoff.exponential(min=1.0, max=60.0),
+        )
+    )
+    children.append(
+        ChildSpec(
+            name="idempotency-cleanup",
+            start=functools.partial(
+                run_idempotency_cleanup, context.records, config.http.idempotency_ttl
+            ),
             backoff=Backoff.exponential(min=1.0, max=60.0),
         )
     )

@@ -14,10 +14,13 @@ the body (400 not JSON, 422 invalid field) and calls the backend once. The opera
 exist only in an app given an `OpsBackend` (404 otherwise); the event stream is the one answer
 sent in chunks as it goes (`Answer.stream`).
 
-Idempotency: the scope is the caller's account id (or "admin"). The first request with a key runs
-and its answer, errors included but not 5xx, is stored with the SHA-256 of its method, path and
-body; a retry with the same key and the same request gets that answer again byte for byte (with
-`Idempotent-Replayed: true`), the same key with another request gets 422
+Idempotency, for customer and admin routes only (a carrier's webhooks are deduplicated by their
+carrier message id; an unauthenticated request stores nothing): the scope is the caller's account
+id (or "admin"). The first request with a key runs and its answer, errors included but not 5xx,
+is stored with the SHA-256 of its method, path and body, without its secrets
+(rabbitry.gateway._replay), for as long as the backend keeps it (a day by default); a retry with
+the same key and the same request gets that answer again (with `Idempotent-Replayed: true`;
+byte for byte unless it held a secret), the same key with another request gets 422
 `idempotency_key_reused`, and a retry while the first is still running gets 409
 `idempotency_key_in_flight` (the in-flight set is in memory: one gateway process per scope).
 
@@ -59,6 +62,7 @@ from rabbitry.gateway._http import (
     json_answer,
 )
 from rabbitry.gateway._ops import EVENTS_INTERVAL, Operations, OpsBackend, OpsHandler
+from rabbitry.gateway._replay import replay_body
 
 MAX_BODY_SIZE = 4 * 1024 * 1024
 """Request bodies larger than this (4 MiB) are refused with 413."""
@@ -68,6 +72,9 @@ _ADMIN_SCOPE = "admin"
 _MAX_KEY_LENGTH = 255
 _DISCARD_LIMIT = 4 * MAX_BODY_SIZE  # the most unread body discarded to finish a request
 _INBOUND_LIMIT = (1, 1000, 100)  # lowest, highest, default `?limit=` of GET /v1/inbound
+# Who gets idempotent retries: authenticated callers. A carrier's webhooks are taken once by
+# their carrier message id instead, and an unauthenticated request stores nothing.
+_IDEMPOTENT_ACCESS = ("customer", "admin")
 
 
 _INTERNAL = error_answer(500, "internal", "internal error")
@@ -150,7 +157,8 @@ class GatewayApp:
                 raise _unauthorized()
             scope_name = caller.id
         body = await request_body.read()
-        idempotency_key = _idempotency_key(headers) if method == "POST" else None
+        idempotent = method == "POST" and route.access in _IDEMPOTENT_ACCESS
+        idempotency_key = _idempotency_key(headers) if idempotent else None
         if idempotency_key is None:
             request_id = secrets.token_hex(12)
         else:
@@ -184,7 +192,7 @@ class GatewayApp:
             answer = await self._run(route, call)
             if answer.status < 500:
                 response = StoredResponse(
-                    fingerprint, answer.status, answer.body, answer.content_type
+                    fingerprint, answer.status, replay_body(answer), answer.content_type
                 )
                 await self.backend.idempotency_store(call.scope, key, response)
             return answer

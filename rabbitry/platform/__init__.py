@@ -8,6 +8,11 @@ from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
 from rabbitry.platform._carrier import CarrierActor, CarrierSide
 from rabbitry.platform._context import Context, Services
+from rabbitry.platform._idempotency import (
+    IDEMPOTENCY_TTL,
+    forget_expired,
+    run_idempotency_cleanup,
+)
 from rabbitry.platform._invoices import InvoiceJobActor, InvoicesActor, request_invoice
 from rabbitry.platform._layout import Names, platform_codec, platform_topology
 from rabbitry.platform._messages import (
@@ -45,6 +50,7 @@ __all__ = [
     "ACCOUNT_ERRORS",
     "BATCH_SIZE",
     "FINAL_STATUSES",
+    "IDEMPOTENCY_TTL",
     "AccountActor",
     "AccountClient",
     "Batcher",
@@ -86,6 +92,7 @@ __all__ = [
     "UnknownNumber",
     "UnmatchedReport",
     "account_of",
+    "forget_expired",
     "hash_key",
     "inject_inbound",
     "open_records",
@@ -93,5 +100,6 @@ __all__ = [
     "platform_topology",
     "reap_once",
     "request_invoice",
+    "run_idempotency_cleanup",
     "run_reaper",
 ]

@@ -57,6 +57,7 @@ from rabbitry.gateway import (
     WebhookAnswer,
 )
 from rabbitry.platform._context import Context, now
+from rabbitry.platform._idempotency import IDEMPOTENCY_TTL
 from rabbitry.platform._invoices import request_invoice
 from rabbitry.platform._messages import Fund, OpenAccountCommand
 from rabbitry.platform._records import AccountRecord, DuplicateNumber, StoredAnswer, hash_key
@@ -82,8 +83,10 @@ class PlatformBackend:
         admin_key: str,
         carriers: dict[str, CarrierSide] | None = None,
         batch_size: int = BATCH_SIZE,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self.context = context
+        self.idempotency_ttl = idempotency_ttl  # seconds an idempotent answer is replayed
         self._admin_key = admin_key.encode()
         self.carriers = carriers or {}
         self.sender = Sender(
@@ -300,7 +303,7 @@ class PlatformBackend:
     # Idempotency
 
     async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
-        answer = self.context.records.recall(scope, key)
+        answer = self.context.records.recall(scope, key, since=now() - self.idempotency_ttl)
         if answer is None:
             return None
         return StoredResponse(
@@ -319,7 +322,9 @@ class PlatformBackend:
                 status=response.status,
                 body=response.body,
                 content_type=response.content_type,
+                created_at=now(),
             ),
+            since=now() - self.idempotency_ttl,
         )
 
     def health(self) -> dict[str, object]:
