@@ -153,8 +153,10 @@ async def run_daemon(
                     carriers=sides,
                     router=router,
                     http=http,
-                    gateway=GatewayApp(backend, ops=ops),
+                    gateway=GatewayApp(backend, ops=ops, read_timeout=config.http.read_timeout),
                     bind=config.http.bind,
+                    read_timeout=config.http.read_timeout,
+                    max_connections=config.http.max_connections,
                     on_listening=on_listening
                     or functools.partial(_say, out, "listening on http://{}"),
                 )

@@ -38,7 +38,7 @@ from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue,
 from conf import Pool as PoolConfig
 from rabbitry.config import PLATFORM_POOLS, Config, effective_pools
 from rabbitry.daemon._build import import_actor
-from rabbitry.gateway import GatewayApp, serve_gateway
+from rabbitry.gateway import MAX_CONNECTIONS, READ_TIMEOUT, GatewayApp, serve_gateway
 from rabbitry.platform import (
     AccountActor,
     CarrierActor,
@@ -80,6 +80,8 @@ class Parts:
     gateway: GatewayApp
     bind: str
     on_listening: Callable[[str], None]
+    read_timeout: float = READ_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
 
 class GatewayHandle:
@@ -97,7 +99,14 @@ async def _run_gateway(parts: Parts, *, task_status: trio.TaskStatus[GatewayHand
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         address = await nursery.start(
-            functools.partial(serve_gateway, parts.gateway, parts.bind, shutdown=stop)
+            functools.partial(
+                serve_gateway,
+                parts.gateway,
+                parts.bind,
+                shutdown=stop,
+                read_timeout=parts.read_timeout,
+                max_connections=parts.max_connections,
+            )
         )
         parts.on_listening(address)
         task_status.started(GatewayHandle(address, stop))

@@ -16,7 +16,7 @@ from rabbitry.gateway._answers import (
     SendAnswer,
     WebhookAnswer,
 )
-from rabbitry.gateway._app import MAX_BODY_SIZE, GatewayApp
+from rabbitry.gateway._app import MAX_BODY_SIZE, READ_TIMEOUT, GatewayApp
 from rabbitry.gateway._backend import AccountInfo, GatewayBackend, StoredResponse
 from rabbitry.gateway._bodies import MAX_RECIPIENTS, InvalidBody, SendRequest
 from rabbitry.gateway._errors import (
@@ -33,11 +33,13 @@ from rabbitry.gateway._errors import (
     refusal_of,
 )
 from rabbitry.gateway._ops import OpsBackend, ParkedQuery
-from rabbitry.gateway._serve import serve_gateway
+from rabbitry.gateway._serve import MAX_CONNECTIONS, serve_gateway
 
 __all__ = [
     "MAX_BODY_SIZE",
+    "MAX_CONNECTIONS",
     "MAX_RECIPIENTS",
+    "READ_TIMEOUT",
     "STATUSES",
     "AccountCreated",
     "AccountInfo",

@@ -9,8 +9,9 @@
 
 One request goes: route (404 unknown path, 405 known path with another method), API key (401;
 admin routes want the admin key, customer routes an account's key), body (413 past
-`max_body_size`), idempotency (POST with an `Idempotency-Key`), then the handler, which decodes
-the body (400 not JSON, 422 invalid field) and calls the backend once. The operations routes
+`max_body_size`, 408 when it stalls `read_timeout` seconds), idempotency (POST with an
+`Idempotency-Key`), then the handler, which decodes the body (400 not JSON, 422 invalid field)
+and calls the backend once. The operations routes
 exist only in an app given an `OpsBackend` (404 otherwise); the event stream is the one answer
 sent in chunks as it goes (`Answer.stream`).
 
@@ -39,6 +40,7 @@ from typing import Literal
 from urllib.parse import parse_qs
 
 import attrs
+import trio
 
 from rabbitry.gateway import _ops
 from rabbitry.gateway._answers import InboundList
@@ -66,6 +68,9 @@ from rabbitry.gateway._replay import replay_body
 
 MAX_BODY_SIZE = 4 * 1024 * 1024
 """Request bodies larger than this (4 MiB) are refused with 413."""
+
+READ_TIMEOUT = 10.0
+"""Seconds a request body may stall (no byte comes) before it is answered 408 and closed."""
 
 _log = logging.getLogger("rabbitry.gateway")
 _ADMIN_SCOPE = "admin"
@@ -99,9 +104,13 @@ class GatewayApp:
         ops: OpsBackend | None = None,
         max_body_size: int = MAX_BODY_SIZE,
         events_interval: float = EVENTS_INTERVAL,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         if max_body_size < 1:
             raise ValueError(f"max_body_size must be >= 1 byte (got {max_body_size!r})")
+        if not read_timeout > 0:
+            raise ValueError(f"read_timeout must be > 0 seconds (got {read_timeout!r})")
+        self.read_timeout = read_timeout
         if not events_interval > 0:
             raise ValueError(f"events_interval must be > 0 seconds (got {events_interval!r})")
         self.backend = backend
@@ -115,7 +124,7 @@ class GatewayApp:
             return
         if scope["type"] != "http":
             return  # no websockets: the server closes them
-        body = _Body(receive, _headers(scope), self.max_body_size)
+        body = _Body(receive, _headers(scope), self.max_body_size, self.read_timeout)
         try:
             answer = await self._answer(scope, body)
         except ApiError as exc:
@@ -132,6 +141,8 @@ class GatewayApp:
             (b"cache-control", b"no-store"),
             *answer.headers,
         ]
+        if body.stalled:
+            headers.append((b"connection", b"close"))
         if answer.stream is None:
             headers.append((b"content-length", str(len(answer.body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -218,13 +229,20 @@ class _Body:
     What was not read (for a 401, a 413, a 404) is discarded before the answer is sent: hypercorn
     closes a connection whose request was not read to the end, and a client still sending would
     meet a reset instead of reading the answer. Past `_DISCARD_LIMIT` bytes, it may.
+
+    A body that stalls (no byte for `timeout` seconds, `[http] read_timeout`) is answered 408
+    `request_timeout` with `Connection: close`, and hypercorn closes the connection after it.
     """
 
-    def __init__(self, receive: Receive, headers: dict[bytes, bytes], limit: int) -> None:
+    def __init__(
+        self, receive: Receive, headers: dict[bytes, bytes], limit: int, timeout: float
+    ) -> None:
         self.receive = receive
         self.headers = headers
         self.limit = limit
+        self.timeout = timeout
         self.complete = False
+        self.stalled = False  # no byte came for `timeout` seconds: answered 408, then closed
         declared = headers.get(b"content-length", b"")
         self.declared = int(declared) if declared.isdigit() else None
 
@@ -246,7 +264,7 @@ class _Body:
 
     async def discard_rest(self) -> bool:
         """Reads what is left of the body; False if the client went away meanwhile."""
-        if self.declared is not None and self.declared > _DISCARD_LIMIT:
+        if self.stalled or (self.declared is not None and self.declared > _DISCARD_LIMIT):
             return True
         discarded = 0
         while not self.complete and discarded <= _DISCARD_LIMIT:
@@ -254,10 +272,22 @@ class _Body:
                 discarded += len(await self._next())
             except _DisconnectedError:
                 return False
+            except ApiError:  # it stalled: the answer goes out, and the connection closes
+                return True
         return True
 
     async def _next(self) -> bytes:
-        message = await self.receive()
+        """The next chunk; raises `ApiError` 408 when none comes within `timeout` seconds."""
+        message = None
+        with trio.move_on_after(self.timeout):
+            message = await self.receive()
+        if message is None:
+            self.stalled = True
+            raise ApiError(
+                408,
+                "request_timeout",
+                f"the request body stalled: no byte came for {self.timeout:g} s; send it whole",
+            )
         if message["type"] == "http.disconnect":
             self.complete = True
             raise _DisconnectedError
