@@ -53,10 +53,10 @@ def test_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_json_shows_the_validated_config_with_secrets_masked(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RABBITRY_ADMIN_KEY", "the-real-admin-key")
+    monkeypatch.setenv("RABBITRY_ADMIN_KEY", "the-real-admin-key-0123456789")
     assert cli(["config", "check", "--json", str(SHIPPED)]) == 0
     out = capsys.readouterr().out
-    assert "the-real-admin-key" not in out
+    assert "the-real-admin-key-0123456789" not in out
     assert "guest:guest" not in out
     shown = json.loads(out)
     assert shown["http"] == {
@@ -162,3 +162,37 @@ def test_no_secret_prints_at_any_depth(tmp_path: Path, capsys: pytest.CaptureFix
     assert options["headers"]["X-Region"] == "eu-west"
     assert options["auth"] == {"kind": "header", "header": "X-Key", "value": "***"}
     assert options["url"] == "https://api.example/sms?api_key=***&region=eu"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "said"),
+    [
+        (
+            '[http]\nadmin_key = "change-me"\n',
+            {},
+            "http.admin_key is an example value (got ***), not a key",
+        ),
+        (
+            '[http]\nbind = "127.0.0.1:0"\n',
+            {"RABBITRY_ADMIN_KEY": "short-admin-key"},
+            "http.admin_key (from RABBITRY_ADMIN_KEY) must be at least 24 characters (got 15)",
+        ),
+    ],
+)
+def test_the_daemon_refuses_a_weak_admin_key_and_the_check_says_so(
+    tmp_path: Path, text: str, environ: dict[str, str], said: str
+) -> None:
+    """Exit 2, one sentence naming http.admin_key, before anything starts (no broker needed)."""
+    path = tmp_path / "weak.toml"
+    path.write_text(f'[broker]\nurl = "memory://"\n{text}')
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("RABBITRY_")}
+    generate = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    for command in (["run", "--config", str(path)], ["config", "check", str(path)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "rabbitry", *command],
+            capture_output=True, text=True, timeout=60, env={**clean, **environ}, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout) == (2, ""), command
+        assert done.stderr == f"rabbitry: {path}: {said}; {generate}\n", command
+        assert "change-me" not in done.stderr
+        assert "short-admin-key" not in done.stderr

@@ -219,7 +219,7 @@ url = "amqp://rabbit:br0ker-pass@mq.internal:5672/sms"
 [store]
 url = "postgresql://ledger:st%40re-pass@db.internal/ledger"
 [http]
-admin_key = "admin-key-7f3a"
+admin_key = "admin-key-7f3a-0123456789abcdef"
 [[carriers]]
 name = "sim"
 plugin = "simulator"
@@ -236,7 +236,7 @@ def test_secrets_of_a_config_are_its_keys_passwords_and_secret_options() -> None
     config = loads_config(CONFIG, environ=ENVIRON)
     found = secrets_of(config, broker_url="amqp://cli:cli-pass@other/")
     assert set(found) == {
-        "admin-key-7f3a",
+        "admin-key-7f3a-0123456789abcdef",
         "br0ker-pass",
         "st%40re-pass",
         "st@re-pass",
@@ -252,7 +252,7 @@ def test_secrets_never_reach_a_line(output: Output) -> None:
     out = configure(output.style, secrets=secrets_of(config))
     log = logging.getLogger("rabbitry.platform.carrier")
     carrier_password = config.carriers[0].options["password"].reveal()
-    log.info("admin request with key admin-key-7f3a refused")
+    log.info("admin request with key admin-key-7f3a-0123456789abcdef refused")
     log.warning("connecting to %s", "amqp://someone:unlisted-pw@mq:5672/")
     log.warning("login to %r with %r failed", "sim", carrier_password)
     log.warning("store at postgresql://ledger:st%40re-pass@db.internal/ledger is down")
@@ -263,7 +263,7 @@ def test_secrets_never_reach_a_line(output: Output) -> None:
         log.exception("carrier down")
     text = out.text()
     for secret in (
-        "admin-key-7f3a",
+        "admin-key-7f3a-0123456789abcdef",
         "unlisted-pw",
         carrier_password,
         'car\\"rier',
