@@ -37,7 +37,6 @@ def carrier_config(url: str) -> str:
         [carriers.options]
         url = "{url}/send"
         webhook_secret = "{SECRET}"
-        inbound = {{ id_field = "messageId" }}
         [carriers.options.response]
         id_path = "messages.0.id"
         """
@@ -70,7 +69,7 @@ async def texts_once_marker_arrived(
 
 def inbound(text: str, carrier_id: str | None = None) -> dict[str, str]:
     fields = {"from": "+447700900001", "to": NUMBER, "text": text}
-    return fields if carrier_id is None else {**fields, "messageId": carrier_id}
+    return fields if carrier_id is None else {**fields, "id": carrier_id}  # inbound.id_field
 
 
 async def test_a_webhook_sent_again_is_taken_once_across_a_restart(
