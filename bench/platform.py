@@ -34,7 +34,7 @@ import httpx
 from bench._report import Result
 
 RECIPIENTS = 10_000
-ADMIN = "bench-admin-key"
+ADMIN = "bench-admin-key-0123456789abcdef"
 CONFIG = """
 [broker]
 url = "amqp://guest:guest@127.0.0.1:5672/"

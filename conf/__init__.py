@@ -16,9 +16,20 @@ from conf._load import Loader
 from conf._report import config_json
 from conf._resolve import resolve_actors, resolve_import_path
 from conf._schema import Backoff, Broker, Logging, Pool, Retry, Table, named_queues
-from conf._secret import Secret, SecretURL, mask_url, split_url
+from conf._secret import (
+    SECRET_NAMES,
+    SECRET_WORDS,
+    Secret,
+    SecretURL,
+    is_secret_name,
+    mask_url,
+    mask_urls_in,
+    split_url,
+)
 
 __all__ = [
+    "SECRET_NAMES",
+    "SECRET_WORDS",
     "Backoff",
     "Broker",
     "ConfigError",
@@ -36,8 +47,10 @@ __all__ = [
     "config_json",
     "decimal_string_problems",
     "entries_problems",
+    "is_secret_name",
     "key_path",
     "mask_url",
+    "mask_urls_in",
     "named_queues",
     "pool_problems",
     "resolve_actors",

@@ -3,21 +3,74 @@
     >>> key = Secret("change-me")
     >>> key, str(key), key.reveal()
     (Secret('***'), '***', 'change-me')
-    >>> url = SecretURL("amqp://guest:guest@127.0.0.1:5672/")
+    >>> url = SecretURL("amqp://guest:guest@127.0.0.1:5672/?auth_token=t0k&heartbeat=30")
     >>> print(url)
-    amqp://***@127.0.0.1:5672/
+    amqp://***@127.0.0.1:5672/?auth_token=***&heartbeat=30
 
 `repr`, `str`, JSON output (`conf.config_json`) and error messages all use the masked form; the
 only way to the value is `.reveal()`, so a `grep reveal` finds every place a secret leaves.
+
+What is secret, by name (`is_secret_name`; the one rule, used for URL query parameters, for an
+application's free-form option tables, and by the logs): a name that contains one of
+`SECRET_WORDS` (password, passwd, passphrase, secret, token, key, credential, authorization,
+signature), whatever its case, or that is one of `SECRET_NAMES` (pass, pwd, auth...). So
+`sslpassword`, `api_key`, `X-Api-Secret` and `Authorization` are secret names; `region` is not.
+A URL shows neither its user-info nor the value of a query (or fragment) parameter with a secret
+name (`mask_url`); in free text, `mask_urls_in` masks the password of `scheme://user:pass@` and
+those parameters.
 """
 
 import hmac
 import re
+import urllib.parse
 
-__all__ = ["Secret", "SecretURL", "mask_url", "split_url"]
+__all__ = [
+    "SECRET_NAMES",
+    "SECRET_WORDS",
+    "Secret",
+    "SecretURL",
+    "is_secret_name",
+    "mask_url",
+    "mask_urls_in",
+    "split_url",
+]
+
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "authorization",
+    "signature",
+)
+"""A name containing one of these (in any case) holds a secret."""
+
+SECRET_NAMES = frozenset({"pass", "pwd", "pw", "auth", "sig"})
+"""Names (in any case) that hold a secret though they contain no word of `SECRET_WORDS`."""
+
+MASK = "***"
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
 _USERINFO = re.compile(r"^[^/?#]*@")
+# `?name=value` (or after `&`, `;`, `#`): a parameter of a query string or fragment.
+_PARAMETER = re.compile(r"(?P<lead>[?&;#])(?P<name>[^=&;#?\s'\"<>]+)=(?P<value>[^&;#\s'\"<>]*)")
+# `scheme://user:password@` in free text: the user and password are masked, as `mask_url` does.
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"<>]*:[^\s/?#'\"<>]*@"
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a value named `name` (a key, an option, a header, a query parameter) is secret.
+
+    >>> [is_secret_name(name) for name in ("sslpassword", "X-Api-Secret", "pass", "region")]
+    [True, True, True, False]
+    """
+    lowered = name.lower()
+    return lowered in SECRET_NAMES or any(word in lowered for word in SECRET_WORDS)
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -31,15 +84,36 @@ def split_url(url: str) -> tuple[str, str]:
 
 
 def mask_url(url: str) -> str:
-    """`url` with any user and password replaced by `***`.
+    """`url` with any user and password, and the value of every query or fragment parameter with
+    a secret name (`is_secret_name`), replaced by `***`.
 
-    >>> mask_url("postgresql://app:s3cret@db:5432/ledger")
-    'postgresql://***@db:5432/ledger'
+    >>> mask_url("postgresql://app:s3cret@db:5432/ledger?sslpassword=k3y&sslmode=require")
+    'postgresql://***@db:5432/ledger?sslpassword=***&sslmode=require'
     """
     scheme, rest = split_url(url)
     if not scheme:
-        return _USERINFO.sub("***@", url)
-    return f"{url[: len(scheme)]}://{_USERINFO.sub('***@', rest)}"
+        return _mask_parameters(_USERINFO.sub(f"{MASK}@", url))
+    return f"{url[: len(scheme)]}://{_mask_parameters(_USERINFO.sub(f'{MASK}@', rest))}"
+
+
+def mask_urls_in(text: str) -> str:
+    """`text` (a log line, an error) with the password of every `scheme://user:password@` and
+    the value of every `?name=value` or `&name=value` with a secret name replaced by `***`.
+
+    >>> mask_urls_in("GET /hook?token=abc&id=7 from amqp://guest:guest@mq/ and amqp://guest@mq/")
+    'GET /hook?token=***&id=7 from amqp://***@mq/ and amqp://guest@mq/'
+    """
+    return _mask_parameters(_URL_PASSWORD.sub(rf"\g<scheme>{MASK}@", text))
+
+
+def _mask_parameters(text: str) -> str:
+    def masked(match: re.Match[str]) -> str:
+        name = urllib.parse.unquote_plus(match["name"])
+        if not match["value"] or not is_secret_name(name):
+            return match[0]
+        return f"{match['lead']}{match['name']}={MASK}"
+
+    return _PARAMETER.sub(masked, text)
 
 
 class Secret:

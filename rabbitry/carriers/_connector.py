@@ -135,11 +135,17 @@ class DeliveryEvent:
 
 @attrs.frozen
 class InboundEvent:
-    """An SMS the carrier received from `sender` for one of our numbers (`to`)."""
+    """An SMS the carrier received from `sender` for one of our numbers (`to`).
+
+    `carrier_id` is the carrier's own id of the SMS ("" when it gives none): the platform takes
+    an SMS once per carrier and id, so a carrier that sends it again (a lost acknowledgement, a
+    replayed webhook) does not make a second one.
+    """
 
     sender: str
     to: str
     text: str
+    carrier_id: str = ""
 
 
 Event = DeliveryEvent | InboundEvent

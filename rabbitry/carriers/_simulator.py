@@ -216,12 +216,13 @@ class SimulatorConnector:
         self._wakeup.unpark()
         return Accepted(ids)
 
-    async def inject_inbound(self, sender: str, to: str, text: str) -> None:
-        """Pushes an inbound SMS through the running `run`'s sink; returns once it is stored."""
+    async def inject_inbound(self, sender: str, to: str, text: str, carrier_id: str = "") -> None:
+        """Pushes an inbound SMS (known to the carrier as `carrier_id`, if given) through the
+        running `run`'s sink; returns once it is stored."""
         sink = self._sink
         if sink is None:
             raise CarrierDown(f"carrier {self.name!r} is not connected; start run() first")
-        await sink(InboundEvent(sender, to, text))
+        await sink(InboundEvent(sender, to, text, carrier_id))
 
     def health(self) -> Health:
         """The state: "bound" while `run` runs, "down" otherwise."""

@@ -16,7 +16,7 @@ from importlib.resources import files
 
 import trio
 
-from conf import ConfigError
+from conf import ConfigError, mask_url
 from rabbitry.carriers import GROUP
 from rabbitry.compat import deprecation, renamed_path
 from rabbitry.config import Config, config_json, load_config, summary
@@ -64,7 +64,7 @@ def sms_demo_command(config_path: str | None, *, broker: str | None, count: int)
     except ConfigError as error:
         print(f"rabbitry: {path}: {error}", file=sys.stderr)
         return ExitStatus.INVALID
-    where = broker or config.broker.url.masked
+    where = mask_url(broker) if broker else config.broker.url.masked
     print(f"rabbitry: SMS demo on {where}, config {path}", flush=True)
     return trio.run(functools.partial(run_sms_demo, config, broker=broker, count=count))
 

@@ -30,12 +30,23 @@ from rabbitry.config._schema import Carrier, Config
 from rabbitry.config._webhooks import webhooks_problems
 from rabbitry.storage import parse_store_url
 
-__all__ = ["money_problems", "problems"]
+__all__ = ["EXAMPLE_ADMIN_KEYS", "MIN_ADMIN_KEY_LENGTH", "money_problems", "problems"]
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")  # as rabbitry.billing checks a Money's currency
 _PREFIX = re.compile(r"^\+[0-9]{0,15}$")
 _PLUGIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
+
+MIN_ADMIN_KEY_LENGTH = 24
+"""The shortest admin key accepted (`secrets.token_urlsafe(32)` makes 43 characters)."""
+
+EXAMPLE_ADMIN_KEYS = frozenset(
+    {"change-me", "changeme", "change_me", "demo-admin-key", "admin", "admin-key", "secret"}
+)
+"""Admin keys shipped as examples (conf/rabbitry.toml, conf/demo.toml, the README, before):
+refused whatever their length, compared without case."""
+
+_GENERATE = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 def money_problems(raw: Mapping[str, object]) -> Iterator[Problem]:
@@ -102,8 +113,20 @@ def _http_problems(config: Config) -> Iterator[Problem]:
     valid_port = port.isascii() and port.isdigit() and int(port) < 65536
     if not (colon and _HOST.match(host) and valid_port):
         yield ("http", "bind"), f'must be "host:port" (got {show(config.http.bind)})'
-    if config.http.admin_key is not None and not config.http.admin_key.reveal():
-        yield ("http", "admin_key"), "must not be empty; leave it out to disable the admin API"
+    if config.http.admin_key is not None:
+        yield from _admin_key_problems(config.http.admin_key.reveal())
+
+
+def _admin_key_problems(key: str) -> Iterator[Problem]:
+    """The admin key guards money and every account: long, and not one anybody has read."""
+    where = ("http", "admin_key")
+    if not key:
+        yield where, "must not be empty; leave it out to disable the admin API"
+    elif key.strip().lower() in EXAMPLE_ADMIN_KEYS:
+        yield where, f"is an example value (got ***), not a key; {_GENERATE}"
+    elif len(key) < MIN_ADMIN_KEY_LENGTH:
+        rule = f"must be at least {MIN_ADMIN_KEY_LENGTH} characters (got {len(key)})"
+        yield where, f"{rule}; {_GENERATE}"
 
 
 def _carrier_problems(path: KeyPath, carrier: Carrier) -> Iterator[Problem]:

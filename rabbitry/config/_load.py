@@ -16,8 +16,13 @@ came from the environment is named with its variable in errors: `http.bind (from
 RABBITRY_HTTP_BIND) must be "host:port" (got "8080")`.
 
 Carrier secrets: in `[carriers.options]`, `KEY_env = "VAR"` puts the value of the environment
-variable VAR under KEY (as a Secret), so the file holds no password. Options whose name ends in
-password, passwd, secret, token, key, passphrase or credentials are handed over as Secret too.
+variable VAR under KEY (as a Secret), so the file holds no password. Options whose name is a
+secret name (`conf.is_secret_name`: it contains key, secret, token, password, authorization,
+signature..., in any case) are handed over as Secret too, at any depth of the table: a nested
+`request.api_key`, a header `X-Api-Secret` under `headers`, the strings of a list so named, and
+the `value` of a table itself so named (`auth = {kind = "header", header = "X-Key", value =
+"..."}`). `NAME_env` keys below the top are the plugin's to read (their values name variables).
+So `rabbitry config check`, its `--json` and the logs show them as `***`.
 
 The steps and their order are `conf.Loader`'s; the platform's rules are in `_check.py`.
 
@@ -32,7 +37,16 @@ from typing import Any
 
 import msgspec
 
-from conf import ConfigError, KeyPath, Loader, Secret, key_path, named_queues, show
+from conf import (
+    ConfigError,
+    KeyPath,
+    Loader,
+    Secret,
+    is_secret_name,
+    key_path,
+    named_queues,
+    show,
+)
 from rabbitry.config._check import money_problems, problems
 from rabbitry.config._schema import Carrier, Config
 
@@ -47,7 +61,6 @@ ENVIRONMENT: Mapping[str, tuple[str, str]] = {
     "RABBITRY_LOG_LEVEL": ("logging", "level"),
     "RABBITRY_WEBHOOK_SIGNING_KEY": ("webhooks", "signing_key"),
 }
-SECRET_SUFFIXES = ("password", "passwd", "secret", "token", "key", "passphrase", "credentials")
 
 
 def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] = os.environ) -> Config:
@@ -97,11 +110,26 @@ def _options(path: KeyPath, carrier: Carrier, environ: Mapping[str, str]) -> dic
             if value not in environ:
                 raise fail(f"names the environment variable {show(value)}, which is not set", key)
             options[target] = Secret(environ[value])
-        elif isinstance(value, str) and key.lower().endswith(SECRET_SUFFIXES):
-            options[key] = Secret(value)
         else:
-            options[key] = value
+            options[key] = _secret_option(key, value, within_secret=False)
     return options
+
+
+def _secret_option(name: str, value: Any, *, within_secret: bool) -> Any:
+    """`value` of option `name`, every secret in it a `Secret` (see the module docstring)."""
+    secret = is_secret_name(name) or (within_secret and name == "value")
+    if isinstance(value, str):
+        return Secret(value) if secret else value
+    if isinstance(value, list):
+        return [_secret_option(name, item, within_secret=within_secret) for item in value]
+    if isinstance(value, dict):
+        return {
+            key: item
+            if key.endswith("_env")
+            else _secret_option(key, item, within_secret=is_secret_name(name))
+            for key, item in value.items()
+        }
+    return value
 
 
 _LOADER = Loader(

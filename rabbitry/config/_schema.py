@@ -75,6 +75,36 @@ class Http(Table, frozen=True):
             )
         ),
     ] = None
+    idempotency_ttl: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "Seconds an answer to a request with an Idempotency-Key is kept and replayed to a "
+                "retry with that key; a cleanup in the daemon forgets it afterwards. A day."
+            ),
+        ),
+    ] = 86400.0
+    read_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "Seconds a request's headers or body may stall (no byte comes) before the "
+                "connection is closed (a stalled body is answered 408 first)."
+            ),
+        ),
+    ] = 10.0
+    max_connections: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description=(
+                "Connections served at once; past it, new clients wait to be accepted until one "
+                "closes. Keep it below the process's open-files limit (ulimit -n)."
+            ),
+        ),
+    ] = 1000
 
     @property
     def host(self) -> str:

@@ -3,7 +3,8 @@
     rabbitry sms-demo                       # RabbitMQ from conf/demo.toml ([broker] url)
     rabbitry sms-demo --broker memory://    # no RabbitMQ at all
 
-It starts the daemon in this process (the same tree `rabbitry run` starts), then acts as a
+It starts the daemon in this process (the same tree `rabbitry run` starts; with an admin key
+generated for this run when the config has none, as the shipped demo.toml), then acts as a
 customer would, only through the HTTP API: an account is opened and funded, one `POST /v1/sms`
 sends a batch through the simulator carrier (some destinations rejected by it, some undeliverable,
 one long UCS-2 text), the messages are followed until they are final, and a summary is printed
@@ -13,14 +14,17 @@ one long UCS-2 text), the messages are followed until they are final, and a summ
 from __future__ import annotations
 
 import io
+import secrets
 import sys
 from collections import Counter
 from decimal import Decimal
 from typing import Any, TextIO
 
 import httpx
+import msgspec
 import trio
 
+from conf import Secret
 from rabbitry.config import Config
 from rabbitry.daemon._run import run_daemon
 from supervisor import Supervisor
@@ -122,7 +126,13 @@ async def run_sms_demo(
 ) -> int:
     listening: list[str] = []
     result: list[dict[str, Any]] = []
-    admin_key = config.http.admin_key.reveal() if config.http.admin_key else ""
+    key = config.http.admin_key
+    if key is None:  # the shipped demo.toml has none: a key for this run only
+        key = Secret(secrets.token_urlsafe(32))
+        config = msgspec.structs.replace(
+            config, http=msgspec.structs.replace(config.http, admin_key=key)
+        )
+    admin_key = key.reveal()
     async with trio.open_nursery() as nursery:
 
         async def daemon(task_status: trio.TaskStatus[Supervisor]) -> None:

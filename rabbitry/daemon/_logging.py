@@ -17,10 +17,12 @@ A record logged while an actor handles a delivery (inside `ConsumerActor.handle`
 delivery's `message_id` and `correlation_id` (the `x-correlation-id` header, else the envelope's
 correlation id, else its message id), unless the call passed its own.
 
-Secrets: every value in `secrets` (as written, JSON-escaped, repr-escaped or percent-encoded)
-and the password of any `scheme://user:password@` URL are replaced by `***` in every field of
-every line, whoever logged it. `secrets_of(config)` lists the secrets of a config: the admin key,
-the broker and store URL passwords, and every carrier option that is a `conf.Secret`.
+Secrets: every value in `secrets` (as written, JSON-escaped, repr-escaped or percent-encoded),
+the password of any `scheme://user:password@` URL and the value of any URL query parameter with a
+secret name (`conf.mask_urls_in`) are replaced by `***` in every field of every line, whoever
+logged it. `secrets_of(config)` lists the secrets of a config: the admin key, the broker and
+store URL passwords and secret query parameters (`?sslpassword=`), and every carrier option that
+is a `conf.Secret` (the config makes one of each option with a secret name, at any depth).
 """
 
 import datetime
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from actors import inbound_or_none
-from conf import Logging, Secret, SecretURL
+from conf import Logging, Secret, SecretURL, is_secret_name, mask_urls_in
 from rabbitry.config import Config
 
 __all__ = ["configure_logging", "secrets_of"]
@@ -41,10 +43,6 @@ __all__ = ["configure_logging", "secrets_of"]
 MASK = "***"
 _HANDLER_NAME = "rabbitry.structured"  # how configure_logging finds the handler it installed
 
-# `scheme://user:password@`: the user and password are masked, as `conf.mask_url` does.
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"<>]*:[^\s/?#'\"<>]*@"
-)
 # The attributes every LogRecord has; any other attribute came from `extra` (or a filter).
 _STANDARD = frozenset(
     {
@@ -96,13 +94,17 @@ def secrets_of(config: Config, *, broker_url: str | None = None) -> list[str]:
 
 
 def _url_passwords(url: str) -> list[str]:
+    """The password of `url` and the values of its query parameters with a secret name."""
     try:
-        password = urllib.parse.urlsplit(url).password
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
     except ValueError:
-        return []  # not a URL the config would accept; `_URL_PASSWORD` still masks its password
-    if not password:
-        return []
-    return [password, urllib.parse.unquote(password)]
+        return []  # not a URL the config would accept; `mask_urls_in` still masks its password
+    found = [password, urllib.parse.unquote(password)] if password else []
+    for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=False):
+        if is_secret_name(name):
+            found.append(value)
+    return found
 
 
 def _option_secrets(value: object) -> list[str]:
@@ -110,6 +112,8 @@ def _option_secrets(value: object) -> list[str]:
         return [value.reveal(), *_url_passwords(value.reveal())]
     if isinstance(value, Secret):
         return [value.reveal()]
+    if isinstance(value, str) and "://" in value:
+        return _url_passwords(value)  # an option's URL: its password, its `?api_key=`
     if isinstance(value, Mapping):
         return [secret for item in value.values() for secret in _option_secrets(item)]
     if isinstance(value, list | tuple):
@@ -142,7 +146,7 @@ class Masker:
         self._known = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def __call__(self, text: str) -> str:
-        text = _URL_PASSWORD.sub(rf"\g<scheme>{MASK}@", text)
+        text = mask_urls_in(text)
         return text if self._known is None else self._known.sub(MASK, text)
 
 

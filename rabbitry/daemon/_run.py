@@ -142,7 +142,12 @@ async def run_daemon(
                 httpx.AsyncClient(timeout=10.0) as http,
                 open_webhook_client(allow_private=context.allow_private_addresses) as webhooks,
             ):
-                backend = PlatformBackend(context, admin_key=admin_key, carriers=sides)
+                backend = PlatformBackend(
+                    context,
+                    admin_key=admin_key,
+                    carriers=sides,
+                    idempotency_ttl=config.http.idempotency_ttl,
+                )
                 ops = DaemonOps(
                     backend,
                     sides,
@@ -157,8 +162,10 @@ async def run_daemon(
                     router=router,
                     http=http,
                     webhooks=webhooks,
-                    gateway=GatewayApp(backend, ops=ops),
+                    gateway=GatewayApp(backend, ops=ops, read_timeout=config.http.read_timeout),
                     bind=config.http.bind,
+                    read_timeout=config.http.read_timeout,
+                    max_connections=config.http.max_connections,
                     on_listening=on_listening
                     or functools.partial(_say, out, "listening on http://{}"),
                 )

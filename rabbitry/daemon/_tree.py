@@ -17,6 +17,7 @@ feeds them drained):
     ├── invoice-jobs, invoices / invoices-in
     ├── hold-reaper           gives back holds whose send never queued a message, and fails
     │                         the messages of a send not queued within [sms] unqueued_timeout
+    ├── idempotency-cleanup   forgets idempotent answers older than [http] idempotency_ttl
     ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
     │                         platform's own (reports, inbound, callbacks) are pools too, with
     │                         defaults when the config leaves them out
@@ -38,7 +39,7 @@ from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue,
 from conf import Pool as PoolConfig
 from rabbitry.config import PLATFORM_POOLS, Config, effective_pools
 from rabbitry.daemon._build import import_actor
-from rabbitry.gateway import GatewayApp, serve_gateway
+from rabbitry.gateway import MAX_CONNECTIONS, READ_TIMEOUT, GatewayApp, serve_gateway
 from rabbitry.platform import (
     AccountActor,
     CarrierActor,
@@ -50,6 +51,7 @@ from rabbitry.platform import (
     Services,
     account_of,
     platform_codec,
+    run_idempotency_cleanup,
     run_reaper,
 )
 from supervisor import (
@@ -80,6 +82,8 @@ class Parts:
     gateway: GatewayApp
     bind: str
     on_listening: Callable[[str], None]
+    read_timeout: float = READ_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
 
 class GatewayHandle:
@@ -97,7 +101,14 @@ async def _run_gateway(parts: Parts, *, task_status: trio.TaskStatus[GatewayHand
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         address = await nursery.start(
-            functools.partial(serve_gateway, parts.gateway, parts.bind, shutdown=stop)
+            functools.partial(
+                serve_gateway,
+                parts.gateway,
+                parts.bind,
+                shutdown=stop,
+                read_timeout=parts.read_timeout,
+                max_connections=parts.max_connections,
+            )
         )
         parts.on_listening(address)
         task_status.started(GatewayHandle(address, stop))
@@ -272,6 +283,15 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
                 context.records,
                 context.accounts,
                 unqueued_timeout=context.unqueued_timeout,
+            ),
+            backoff=Backoff.exponential(min=1.0, max=60.0),
+        )
+    )
+    children.append(
+        ChildSpec(
+            name="idempotency-cleanup",
+            start=functools.partial(
+                run_idempotency_cleanup, context.records, config.http.idempotency_ttl
             ),
             backoff=Backoff.exponential(min=1.0, max=60.0),
         )

@@ -19,7 +19,7 @@ from rabbitry.gateway._answers import (
     WebhookAnswer,
     WebhookSecretRenewed,
 )
-from rabbitry.gateway._app import MAX_BODY_SIZE, GatewayApp
+from rabbitry.gateway._app import MAX_BODY_SIZE, READ_TIMEOUT, GatewayApp
 from rabbitry.gateway._backend import AccountInfo, GatewayBackend, StoredResponse
 from rabbitry.gateway._bodies import (
     AMOUNT_PLACES,
@@ -46,13 +46,15 @@ from rabbitry.gateway._errors import (
     refusal_of,
 )
 from rabbitry.gateway._ops import OpsBackend, ParkedQuery
-from rabbitry.gateway._serve import serve_gateway
+from rabbitry.gateway._serve import MAX_CONNECTIONS, serve_gateway
 
 __all__ = [
     "AMOUNT_PLACES",
     "MAX_AMOUNT",
     "MAX_BODY_SIZE",
+    "MAX_CONNECTIONS",
     "MAX_RECIPIENTS",
+    "READ_TIMEOUT",
     "SECRET_FIELDS",
     "STATUSES",
     "AccountCreated",

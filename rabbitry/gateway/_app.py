@@ -9,15 +9,19 @@
 
 One request goes: route (404 unknown path, 405 known path with another method), API key (401;
 admin routes want the admin key, customer routes an account's key), body (413 past
-`max_body_size`), idempotency (POST with an `Idempotency-Key`), then the handler, which decodes
-the body (400 not JSON, 422 invalid field) and calls the backend once. The operations routes
+`max_body_size`, 408 when it stalls `read_timeout` seconds), idempotency (POST with an
+`Idempotency-Key`), then the handler, which decodes the body (400 not JSON, 422 invalid field)
+and calls the backend once. The operations routes
 exist only in an app given an `OpsBackend` (404 otherwise); the event stream is the one answer
 sent in chunks as it goes (`Answer.stream`).
 
-Idempotency: the scope is the caller's account id (or "admin"). The first request with a key runs
-and its answer, errors included but not 5xx, is stored with the SHA-256 of its method, path and
-body; a retry with the same key and the same request gets that answer again byte for byte (with
-`Idempotent-Replayed: true`), the same key with another request gets 422
+Idempotency, for customer and admin routes only (a carrier's webhooks are deduplicated by their
+carrier message id; an unauthenticated request stores nothing): the scope is the caller's account
+id (or "admin"). The first request with a key runs and its answer, errors included but not 5xx,
+is stored with the SHA-256 of its method, path and body, without its secrets
+(rabbitry.gateway._replay), for as long as the backend keeps it (a day by default); a retry with
+the same key and the same request gets that answer again (with `Idempotent-Replayed: true`;
+byte for byte unless it held a secret), the same key with another request gets 422
 `idempotency_key_reused`, and a retry while the first is still running gets 409
 `idempotency_key_in_flight` (the in-flight set is in memory: one gateway process per scope).
 
@@ -36,6 +40,7 @@ from typing import Literal
 from urllib.parse import parse_qs
 
 import attrs
+import trio
 
 from rabbitry.gateway import _ops
 from rabbitry.gateway._answers import InboundList
@@ -60,15 +65,22 @@ from rabbitry.gateway._http import (
     whole_number,
 )
 from rabbitry.gateway._ops import EVENTS_INTERVAL, Operations, OpsBackend, OpsHandler
+from rabbitry.gateway._replay import replay_body
 
 MAX_BODY_SIZE = 4 * 1024 * 1024
 """Request bodies larger than this (4 MiB) are refused with 413."""
+
+READ_TIMEOUT = 10.0
+"""Seconds a request body may stall (no byte comes) before it is answered 408 and closed."""
 
 _log = logging.getLogger("rabbitry.gateway")
 _ADMIN_SCOPE = "admin"
 _MAX_KEY_LENGTH = 255
 _DISCARD_LIMIT = 4 * MAX_BODY_SIZE  # the most unread body discarded to finish a request
 _INBOUND_LIMIT = (1, 1000, 100)  # lowest, highest, default `?limit=` of GET /v1/inbound
+# Who gets idempotent retries: authenticated callers. A carrier's webhooks are taken once by
+# their carrier message id instead, and an unauthenticated request stores nothing.
+_IDEMPOTENT_ACCESS = ("customer", "admin")
 
 
 _INTERNAL = error_answer(500, "internal", "internal error")
@@ -93,9 +105,13 @@ class GatewayApp:
         ops: OpsBackend | None = None,
         max_body_size: int = MAX_BODY_SIZE,
         events_interval: float = EVENTS_INTERVAL,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         if max_body_size < 1:
             raise ValueError(f"max_body_size must be >= 1 byte (got {max_body_size!r})")
+        if not read_timeout > 0:
+            raise ValueError(f"read_timeout must be > 0 seconds (got {read_timeout!r})")
+        self.read_timeout = read_timeout
         if not events_interval > 0:
             raise ValueError(f"events_interval must be > 0 seconds (got {events_interval!r})")
         self.backend = backend
@@ -109,7 +125,7 @@ class GatewayApp:
             return
         if scope["type"] != "http":
             return  # no websockets: the server closes them
-        body = _Body(receive, _headers(scope), self.max_body_size)
+        body = _Body(receive, _headers(scope), self.max_body_size, self.read_timeout)
         try:
             answer = await self._answer(scope, body)
         except ApiError as exc:
@@ -126,6 +142,8 @@ class GatewayApp:
             (b"cache-control", b"no-store"),
             *answer.headers,
         ]
+        if body.stalled:
+            headers.append((b"connection", b"close"))
         if answer.stream is None:
             headers.append((b"content-length", str(len(answer.body)).encode("latin-1")))
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -151,7 +169,8 @@ class GatewayApp:
                 raise _unauthorized()
             scope_name = caller.id
         body = await request_body.read()
-        idempotency_key = _idempotency_key(headers) if method == "POST" else None
+        idempotent = method == "POST" and route.access in _IDEMPOTENT_ACCESS
+        idempotency_key = _idempotency_key(headers) if idempotent else None
         if idempotency_key is None:
             request_id = secrets.token_hex(12)
         else:
@@ -185,7 +204,7 @@ class GatewayApp:
             answer = await self._run(route, call)
             if answer.status < 500:
                 response = StoredResponse(
-                    fingerprint, answer.status, answer.body, answer.content_type
+                    fingerprint, answer.status, replay_body(answer), answer.content_type
                 )
                 await self.backend.idempotency_store(call.scope, key, response)
             return answer
@@ -211,13 +230,20 @@ class _Body:
     What was not read (for a 401, a 413, a 404) is discarded before the answer is sent: hypercorn
     closes a connection whose request was not read to the end, and a client still sending would
     meet a reset instead of reading the answer. Past `_DISCARD_LIMIT` bytes, it may.
+
+    A body that stalls (no byte for `timeout` seconds, `[http] read_timeout`) is answered 408
+    `request_timeout` with `Connection: close`, and hypercorn closes the connection after it.
     """
 
-    def __init__(self, receive: Receive, headers: dict[bytes, bytes], limit: int) -> None:
+    def __init__(
+        self, receive: Receive, headers: dict[bytes, bytes], limit: int, timeout: float
+    ) -> None:
         self.receive = receive
         self.headers = headers
         self.limit = limit
+        self.timeout = timeout
         self.complete = False
+        self.stalled = False  # no byte came for `timeout` seconds: answered 408, then closed
         declared = headers.get(b"content-length", b"")
         self.declared = int(declared) if declared.isdigit() else None
 
@@ -239,7 +265,7 @@ class _Body:
 
     async def discard_rest(self) -> bool:
         """Reads what is left of the body; False if the client went away meanwhile."""
-        if self.declared is not None and self.declared > _DISCARD_LIMIT:
+        if self.stalled or (self.declared is not None and self.declared > _DISCARD_LIMIT):
             return True
         discarded = 0
         while not self.complete and discarded <= _DISCARD_LIMIT:
@@ -247,10 +273,22 @@ class _Body:
                 discarded += len(await self._next())
             except _DisconnectedError:
                 return False
+            except ApiError:  # it stalled: the answer goes out, and the connection closes
+                return True
         return True
 
     async def _next(self) -> bytes:
-        message = await self.receive()
+        """The next chunk; raises `ApiError` 408 when none comes within `timeout` seconds."""
+        message = None
+        with trio.move_on_after(self.timeout):
+            message = await self.receive()
+        if message is None:
+            self.stalled = True
+            raise ApiError(
+                408,
+                "request_timeout",
+                f"the request body stalled: no byte came for {self.timeout:g} s; send it whole",
+            )
         if message["type"] == "http.disconnect":
             self.complete = True
             raise _DisconnectedError

@@ -8,6 +8,11 @@ from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
 from rabbitry.platform._carrier import CarrierActor, CarrierSide
 from rabbitry.platform._context import Context, Services
+from rabbitry.platform._idempotency import (
+    IDEMPOTENCY_TTL,
+    forget_expired,
+    run_idempotency_cleanup,
+)
 from rabbitry.platform._invoices import (
     InvoiceJobActor,
     InvoicesActor,
@@ -57,6 +62,7 @@ __all__ = [
     "ACCOUNT_ERRORS",
     "BATCH_SIZE",
     "FINAL_STATUSES",
+    "IDEMPOTENCY_TTL",
     "SIGNATURE_HEADER",
     "SIGNING_KEY_NAME",
     "AccountActor",
@@ -102,6 +108,7 @@ __all__ = [
     "WebhookSecrets",
     "account_of",
     "check_closed",
+    "forget_expired",
     "hash_key",
     "inject_inbound",
     "open_records",
@@ -111,6 +118,7 @@ __all__ = [
     "reap_once",
     "recover_once",
     "request_invoice",
+    "run_idempotency_cleanup",
     "run_reaper",
     "signature",
 ]

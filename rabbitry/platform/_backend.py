@@ -62,6 +62,7 @@ from rabbitry.gateway import (
 )
 from rabbitry.platform._context import Context, now
 from rabbitry.platform._customer_urls import check_customer_url
+from rabbitry.platform._idempotency import IDEMPOTENCY_TTL
 from rabbitry.platform._invoices import request_invoice
 from rabbitry.platform._messages import Fund, OpenAccountCommand
 from rabbitry.platform._records import AccountRecord, DuplicateNumber, StoredAnswer, hash_key
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
 _STATUSES: dict[str, MessageStatus] = {status: status for status in get_args(MessageStatus)}
 _INVOICE_STATES: dict[str, InvoiceState] = {state: state for state in get_args(InvoiceState)}
 _INVOICE = msgspec.json.Decoder(InvoiceDocument)
+_MAX_CARRIER_ID = 255
 
 
 class PlatformBackend:
@@ -86,8 +88,10 @@ class PlatformBackend:
         admin_key: str,
         carriers: dict[str, CarrierSide] | None = None,
         batch_size: int = BATCH_SIZE,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self.context = context
+        self.idempotency_ttl = idempotency_ttl  # seconds an idempotent answer is replayed
         self._admin_key = admin_key.encode()
         self.carriers = carriers or {}
         self.sender = Sender(
@@ -315,13 +319,14 @@ class PlatformBackend:
             sender=sender,
             to=to,
             text=text,
+            carrier_id=_injected_id(body),
         )
         return WebhookAnswer(id=message.id, status="received")
 
     # Idempotency
 
     async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
-        answer = self.context.records.recall(scope, key)
+        answer = self.context.records.recall(scope, key, since=now() - self.idempotency_ttl)
         if answer is None:
             return None
         return StoredResponse(
@@ -340,7 +345,9 @@ class PlatformBackend:
                 status=response.status,
                 body=response.body,
                 content_type=response.content_type,
+                created_at=now(),
             ),
+            since=now() - self.idempotency_ttl,
         )
 
     def health(self) -> dict[str, object]:
@@ -396,6 +403,18 @@ def _injected(body: bytes) -> tuple[str, str, str]:
         if not isinstance(value, str) or (name != "text" and not value):
             raise InvalidField(f"{name}: expected a non-empty string")
     return fields["from"], fields["to"], fields["text"]
+
+
+def _injected_id(body: bytes) -> str:
+    """The carrier's id of an injected inbound SMS (its optional "id"): taken once per id."""
+    given = msgspec.json.decode(body).get("id")  # `_injected` read the body as an object
+    if given is None:
+        return ""
+    if not isinstance(given, str) or not 1 <= len(given) <= _MAX_CARRIER_ID:
+        raise InvalidField(
+            f"id: expected the carrier's id of the SMS, 1 to {_MAX_CARRIER_ID} characters"
+        )
+    return given
 
 
 def _balance(balance: Balance) -> BalanceView:

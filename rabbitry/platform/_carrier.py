@@ -27,7 +27,9 @@ submitted again (at least once towards the carrier when the crash came between i
 and the outcome; the ledger still charges once). The carrier side never reads the ledger: the
 account actor owns it.
 
-Delivery reports and inbound SMS come from the connector's event stream. A report is matched from
+Delivery reports and inbound SMS come from the connector's event stream. An inbound SMS's id
+derives from the carrier's name and its carrier id (`inbound_id`), so the records take a repeat
+once (rabbitry.platform._status). A report is matched from
 the carrier's id to ours in memory; one that does not match (it overtook its submit answer, or
 its message was sent before a restart) goes out with the carrier's id only, and the reports
 consumer looks it up in the records, where the account actor keeps every carrier id it
@@ -72,6 +74,7 @@ from rabbitry.platform._messages import (
     Reports,
     SendBatch,
     SendItem,
+    inbound_id,
 )
 from rabbitry.platform._publisher import Publisher
 
@@ -161,7 +164,7 @@ class CarrierSide:
         """The connector's event sink: returns once the event is safe in RabbitMQ."""
         if isinstance(event, InboundEvent):
             inbound = InboundSms(
-                id=f"in-{_new_id()}",
+                id=inbound_id(self.name, event.carrier_id),
                 sender=event.sender,
                 to=event.to,
                 text=event.text,

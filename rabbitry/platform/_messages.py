@@ -16,6 +16,8 @@ The flow (see rabbitry.platform's docstring):
     status  --Callback--> sms.callbacks            (POSTed to the customer, retried by tiers)
 """
 
+import hashlib
+import uuid
 from decimal import Decimal
 from typing import Literal
 
@@ -36,6 +38,16 @@ def send_message_id(request_id: str, index: int) -> str:
 def send_hold_id(request_id: str) -> str:
     """The ledger hold (and its operation id) of a send request."""
     return f"hold-{request_id}"
+
+
+def inbound_id(carrier: str, carrier_id: str) -> str:
+    """The id of the inbound SMS `carrier` knows as `carrier_id`: derived, so the same SMS sent
+    again by the carrier (to any daemon, before or after a restart) is recorded once; a random
+    one when the carrier gives no id."""
+    if not carrier_id:
+        return f"in-{uuid.uuid4().hex}"
+    digest = hashlib.sha256(f"{carrier}\n{carrier_id}".encode()).hexdigest()
+    return f"in-{digest[:32]}"
 
 
 def send_request_of(hold: str) -> str | None:

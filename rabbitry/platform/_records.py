@@ -110,6 +110,7 @@ class StoredAnswer(msgspec.Struct, frozen=True, kw_only=True):
     status: int
     body: bytes
     content_type: str
+    created_at: float = 0.0  # when it was remembered (epoch seconds): it is kept for a while
 
 
 class DuplicateNumber(ValueError):  # noqa: N818  (names what happened)
@@ -195,12 +196,13 @@ def _inbound(row: tuple[object, ...]) -> InboundRecord:
 
 
 def _answer(row: tuple[Any, ...]) -> StoredAnswer:
-    request_hash, status, body, content_type = row
+    request_hash, status, body, content_type, created_at = row
     return StoredAnswer(
         request_hash=str(request_hash),
         status=int(status),
         body=bytes(body),
         content_type=str(content_type),
+        created_at=float(created_at),
     )
 
 

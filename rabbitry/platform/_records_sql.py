@@ -9,14 +9,15 @@ share them); the dialect is the only difference (rabbitry.storage).
     records.close()
 
 Tables (next to the ledger's when both share one URL): `platform_accounts`, `platform_numbers`,
-`platform_messages`, `platform_events`, `platform_inbound`, `platform_idempotency`,
-`platform_invoices` and `platform_carrier_ids`; then `platform_webhook_generations` (each
-account's webhook secret generation: the secrets themselves are derived, never stored) and
-`platform_keys` (a master key the daemon generated, when its config gives none). Prices are
-exact (decimal TEXT in SQLite, NUMERIC in PostgreSQL, back as `Decimal`), times are epoch seconds
-(REAL, DOUBLE PRECISION), bodies and documents BLOB or BYTEA. Events recorded at the same time
-keep the order they were recorded in: SQLite's `rowid`, PostgreSQL's identity column
-`platform_events.seq`. A row recorded twice keeps the first (`INSERT ... ON CONFLICT DO NOTHING`).
+`platform_messages`, `platform_events`, `platform_inbound`, `platform_answers` (idempotent
+answers, expiring), `platform_invoices` and `platform_carrier_ids`; then
+`platform_webhook_generations` (each account's webhook secret generation: the secrets themselves
+are derived, never stored) and `platform_keys` (a master key the daemon generated, when its config
+gives none). Prices are exact (decimal TEXT in SQLite, NUMERIC in PostgreSQL, back as `Decimal`),
+times are epoch seconds (REAL, DOUBLE PRECISION), bodies and documents BLOB or BYTEA. Events
+recorded at the same time keep the order they were recorded in: SQLite's `rowid`, PostgreSQL's
+identity column `platform_events.seq`. A row recorded twice keeps the first (`INSERT ... ON
+CONFLICT DO NOTHING`; an expired answer excepted).
 
 Batches cost a few statements, whatever their size: `insert_messages` is one INSERT over the
 batch's rows (`Database.rows`: one `unnest` statement in PostgreSQL, one prepared statement run
@@ -96,10 +97,6 @@ CREATE TABLE IF NOT EXISTS {schema}.platform_inbound (
 );
 CREATE INDEX IF NOT EXISTS platform_inbound_account
     ON {schema}.platform_inbound (account, received_at);
-CREATE TABLE IF NOT EXISTS {schema}.platform_idempotency (
-    scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
-    body {bytes} NOT NULL, content_type TEXT NOT NULL, PRIMARY KEY (scope, key)
-);
 CREATE TABLE IF NOT EXISTS {schema}.platform_invoices (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT NULL,
     document {bytes}, pdf {bytes}, updated_at {real} NOT NULL
@@ -122,6 +119,18 @@ CREATE TABLE IF NOT EXISTS {schema}.platform_keys (
 );
 """
 _LAST_KEY_TABLE = "platform_keys"
+# Idempotent answers, each with the time it was remembered so it expires. They replace the table
+# `platform_idempotency` of before, dropped: its answers never expired and could hold API keys.
+_ANSWER_TABLES = """
+DROP TABLE IF EXISTS {schema}.platform_idempotency;
+CREATE TABLE IF NOT EXISTS {schema}.platform_answers (
+    scope TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
+    body {bytes} NOT NULL, content_type TEXT NOT NULL, created_at {real} NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS platform_answers_created ON {schema}.platform_answers (created_at);
+"""
+_LAST_ANSWER_TABLE = "platform_answers"
 
 # What the records' tables have of their own dialect: the column numbering events in the order
 # they were recorded (the DDL of a PostgreSQL identity column; SQLite's implicit rowid).
@@ -184,11 +193,17 @@ _STATEMENTS = {
     "inbound": """SELECT id, account, sender, to_number, text, carrier, received_at
         FROM {schema}.platform_inbound WHERE account = ?
         ORDER BY received_at DESC, id LIMIT ?""",
-    "recall": """SELECT request_hash, status, body, content_type FROM {schema}.platform_idempotency
-        WHERE scope = ? AND key = ?""",
-    "remember": """INSERT INTO {schema}.platform_idempotency
-        (scope, key, request_hash, status, body, content_type) VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT (scope, key) DO NOTHING""",
+    "recall": """SELECT request_hash, status, body, content_type, created_at
+        FROM {schema}.platform_answers WHERE scope = ? AND key = ? AND created_at >= ?""",
+    # An answer remembered before `since` has expired: it is replaced, never a live one.
+    "remember": """INSERT INTO {schema}.platform_answers AS a
+        (scope, key, request_hash, status, body, content_type, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash,
+            status = excluded.status, body = excluded.body,
+            content_type = excluded.content_type, created_at = excluded.created_at
+        WHERE a.created_at < ?""",
+    "forget_answers": "DELETE FROM {schema}.platform_answers WHERE created_at < ?",
     "save_invoice": """INSERT INTO {schema}.platform_invoices AS i
         (id, account, period, status, document, pdf, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET status = excluded.status, document = excluded.document,
@@ -241,6 +256,7 @@ class SqlRecords:
         self.database = database
         database.create_tables(_TABLES, last=_LAST_TABLE, **_EVENT_SEQ[database.dialect])
         database.create_tables(_KEY_TABLES, last=_LAST_KEY_TABLE)
+        database.create_tables(_ANSWER_TABLES, last=_LAST_ANSWER_TABLE)
         message_columns = [*_MESSAGES, "rank"]
         fragments = {
             **_EVENT_SEQ[database.dialect],
@@ -409,17 +425,25 @@ class SqlRecords:
 
     # Idempotent answers
 
-    def recall(self, scope: str, key: str) -> StoredAnswer | None:
-        row = self._one("recall", (scope, key))
+    def recall(self, scope: str, key: str, *, since: float = 0.0) -> StoredAnswer | None:
+        """The answer remembered for (scope, key) at `since` (epoch seconds) or later, or None."""
+        row = self._one("recall", (scope, key, since))
         return None if row is None else _answer(row)
 
-    def remember(self, scope: str, key: str, answer: StoredAnswer) -> None:
-        """Keeps `answer` unless one was remembered for (scope, key) before."""
+    def remember(self, scope: str, key: str, answer: StoredAnswer, *, since: float = 0.0) -> None:
+        """Keeps `answer` unless one was remembered for (scope, key) at `since` or later; an
+        older one is expired and replaced."""
+        a = answer
         with self.database.session() as session:
             session.run(
                 self._sql["remember"],
-                (scope, key, answer.request_hash, answer.status, answer.body, answer.content_type),
+                (scope, key, a.request_hash, a.status, a.body, a.content_type, a.created_at, since),
             )
+
+    def forget_answers(self, older_than: float) -> int:
+        """Forgets the answers remembered before `older_than` (epoch seconds); returns how many."""
+        with self.database.session() as session:
+            return session.run(self._sql["forget_answers"], (older_than,))
 
     # Carrier ids
 

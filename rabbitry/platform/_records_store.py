@@ -7,9 +7,9 @@
 One implementation: `SqlRecords`, on SQLite (`Records`, a file or ":memory:") or on PostgreSQL
 (`PostgresRecords`); `open_records` opens the one the store URL names. Its rules (see
 rabbitry.platform._records): statuses only move forward, an event is unique per (message,
-status), a message, an inbound SMS or an idempotent answer recorded twice keeps the first, a
-ready invoice is never replaced, and every read of a message or an invoice is scoped to its
-account.
+status), a message, an inbound SMS or an idempotent answer recorded twice keeps the first (an
+answer until it expires: `recall(since=...)`, `forget_answers`), a ready invoice is never
+replaced, and every read of a message or an invoice is scoped to its account.
 """
 
 from __future__ import annotations
@@ -110,10 +110,17 @@ class RecordsStore(Protocol):
 
     # Idempotent answers
 
-    def recall(self, scope: str, key: str) -> StoredAnswer | None: ...
+    def recall(self, scope: str, key: str, *, since: float = 0.0) -> StoredAnswer | None:
+        """The answer remembered for (scope, key) at `since` (epoch seconds) or later, or None."""
+        ...
 
-    def remember(self, scope: str, key: str, answer: StoredAnswer) -> None:
-        """Keeps `answer` unless one was remembered for (scope, key) before."""
+    def remember(self, scope: str, key: str, answer: StoredAnswer, *, since: float = 0.0) -> None:
+        """Keeps `answer` unless one was remembered for (scope, key) at `since` or later; an
+        older one is expired and replaced."""
+        ...
+
+    def forget_answers(self, older_than: float) -> int:
+        """Forgets the answers remembered before `older_than` (epoch seconds); returns how many."""
         ...
 
     # Carrier ids

@@ -7,22 +7,26 @@
   destination number (once per id) and POSTed to the account's webhook_url through the callback
   queue. An SMS for a number nobody owns is refused as `UnknownNumber`, a permanent failure: it is
   parked with that reason, where an operator sees it (nothing is dropped).
+  An SMS's id derives from its carrier and carrier id (`inbound_id`), so one the carrier sends
+  again (to this daemon or another, before or after a restart) finds its record there already:
+  it is acknowledged and not POSTed again. Only a redelivery of our own (this delivery was
+  handled before and failed, or its ack was lost) POSTs again, since its first POST may not
+  have gone out; the receiver deduplicates by `X-Rabbitry-Event`.
 - `inject_inbound` queues an SMS handed in for a carrier that has no inbound webhook of its own
   (the admin's injected traffic), as if that carrier had received it.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from actors import ConsumerActor
+from actors import ConsumerActor, inbound_or_none
 from rabbitry.billing import InvalidNumber, check_number
 from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
 from rabbitry.platform._context import Services, now
 from rabbitry.platform._layout import Names
-from rabbitry.platform._messages import InboundSms, Reports
+from rabbitry.platform._messages import InboundSms, Reports, inbound_id
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import AccountRecord, Changed, InboundRecord, StatusChange
 
@@ -134,24 +138,44 @@ class InboundActor(ConsumerActor):
             carrier=message.carrier,
             received_at=message.at or now(),
         )
-        records.insert_inbound(record)
+        if not records.insert_inbound(record) and not _handled_before():
+            return  # the carrier sent it again: taken once, POSTed once
         account = records.account(owner)
         if account is not None and account.webhook_url:
             callback = inbound_callback(record, account.webhook_url)
             await publish_callbacks(self.publisher, self.names, [callback])
 
 
+def _handled_before() -> bool:
+    """Whether the delivery being handled was delivered before (redelivered, or retried)."""
+    inbound = inbound_or_none()
+    return inbound is not None and (inbound.redelivered or inbound.attempt > 0)
+
+
 async def inject_inbound(
-    publisher: Publisher, names: Names, *, carrier: str, sender: str, to: str, text: str
+    publisher: Publisher,
+    names: Names,
+    *,
+    carrier: str,
+    sender: str,
+    to: str,
+    text: str,
+    carrier_id: str = "",
 ) -> InboundSms:
-    """Queues an SMS from `sender` to our number `to` as received by `carrier`; returns it once
-    confirmed. Raises InvalidNumber (naming `to`) when `to` is not E.164."""
+    """Queues an SMS from `sender` to our number `to` as received by `carrier` (which knows it as
+    `carrier_id`, if given: then it is taken once); returns it once confirmed. Raises
+    InvalidNumber (naming `to`) when `to` is not E.164."""
     try:
         check_number(to)
     except InvalidNumber as error:
         raise InvalidNumber(f"to: {error}") from None
     message = InboundSms(
-        id=f"in_{secrets.token_hex(12)}", sender=sender, to=to, text=text, carrier=carrier, at=now()
+        id=inbound_id(carrier, carrier_id),
+        sender=sender,
+        to=to,
+        text=text,
+        carrier=carrier,
+        at=now(),
     )
     await publisher.publish(message, routing_key=names.inbound_key, message_id=message.id)
     return message

@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from conf import Secret, SecretURL, mask_url
+from conf import Secret, SecretURL, is_secret_name, mask_url, mask_urls_in
 
 
 def test_a_secret_shows_only_stars() -> None:
@@ -42,7 +42,56 @@ def test_a_secret_survives_pickling_and_refuses_non_strings() -> None:
         ("memory://", "memory://"),
         ("sqlite:///./var/rabbitry.db", "sqlite:///./var/rabbitry.db"),
         ("user:pw@host", "***@host"),
+        (
+            "postgresql://app@db/ledger?sslmode=require&password=pg-pass&sslpassword=k",
+            "postgresql://***@db/ledger?sslmode=require&password=***&sslpassword=***",
+        ),
+        ("amqps://mq/?auth_token=t0k&heartbeat=30", "amqps://mq/?auth_token=***&heartbeat=30"),
+        (
+            "https://api.test/sms?PASS=1&Api-Key=2&key=",
+            "https://api.test/sms?PASS=***&Api-Key=***&key=",
+        ),
+        (
+            "https://api.test/cb#access_token=t&state=s",
+            "https://api.test/cb#access_token=***&state=s",
+        ),
+        (
+            "https://api.test/sms?region=eu&secret%5Fid=x",
+            "https://api.test/sms?region=eu&secret%5Fid=***",
+        ),
+        (
+            "sqlite:///./var/rabbitry.db?synchronous=FULL",
+            "sqlite:///./var/rabbitry.db?synchronous=FULL",
+        ),
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "password", "sslpassword", "passwd", "pass", "PWD", "secret", "client_secret",
+        "X-Api-Secret", "token", "auth_token", "key", "api_key", "apiKey", "X-API-KEY",
+        "Authorization", "X-Signature", "credentials", "passphrase", "auth",
+    ],
+)  # fmt: skip
+def test_secret_names(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["region", "url", "host", "kind", "header", "user", "schema"])
+def test_names_that_are_not_secret(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+def test_urls_in_free_text_lose_their_passwords_and_secret_parameters() -> None:
+    line = (
+        "POST https://api.test/sms?api_key=k3y&to=%2B33 failed; store"
+        " 'postgresql://app:pw@db/x?sslpassword=s1' and amqp://guest@mq/ ok"
+    )
+    assert mask_urls_in(line) == (
+        "POST https://api.test/sms?api_key=***&to=%2B33 failed; store"
+        " 'postgresql://***@db/x?sslpassword=***' and amqp://guest@mq/ ok"
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import trio
 
-ADMIN_KEY = "e2e-admin-key"
+ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 START_TIMEOUT = 30.0
 
 

@@ -13,7 +13,9 @@ from rabbitry.carriers.http._options import (
 from rabbitry.carriers.http._template import PLACEHOLDERS, RequestTemplate, find, parse_path
 from rabbitry.carriers.http._webhooks import (
     SIGNATURE_HEADER,
+    TOLERANCE,
     InvalidWebhook,
+    Signature,
     WebhookError,
     WebhookRefused,
     sign_webhook,
@@ -25,6 +27,7 @@ __all__ = [
     "DEFAULT_STATUS_MAP",
     "PLACEHOLDERS",
     "SIGNATURE_HEADER",
+    "TOLERANCE",
     "Auth",
     "DlrMapping",
     "HttpConnector",
@@ -33,6 +36,7 @@ __all__ = [
     "InvalidWebhook",
     "RequestTemplate",
     "ResponseMapping",
+    "Signature",
     "WebhookError",
     "WebhookRefused",
     "find",

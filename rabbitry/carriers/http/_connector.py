@@ -304,9 +304,13 @@ class HttpConnector:
         if kind not in ("dlr", "inbound"):
             raise ValueError(f"webhook kind must be 'dlr' or 'inbound' (got {kind!r})")
         o = self.options
-        verify_signature(self.name, o.webhook_secret, body, headers)
+        signature = verify_signature(self.name, o.webhook_secret, body, headers)
         fields = parse_body(body, headers)
-        event = delivery_event(o.dlr, fields) if kind == "dlr" else inbound_event(o.inbound, fields)
+        event = (
+            delivery_event(o.dlr, fields)
+            if kind == "dlr"
+            else inbound_event(o.inbound, fields, signature)
+        )
         if event is None:
             return {"status": "ignored", "reason": "not a final delivery status"}
         sink = self._sink

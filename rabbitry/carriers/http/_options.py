@@ -17,7 +17,8 @@
                  down_statuses = ["4", "8", "9"], error_path = "messages.*.error-text" }
     webhook_secret_env = "VONAGE_WEBHOOK_SECRET"
     dlr = { id_field = "messageId", status_field = "status", error_field = "err-code" }
-    inbound = { from_field = "msisdn", to_field = "to", text_field = "text", add_plus = true }
+    inbound = { from_field = "msisdn", to_field = "to", text_field = "text", add_plus = true,
+                id_field = "messageId" }
 
     options = HttpOptions.parse("vonage", {...}, environ=os.environ)
 
@@ -46,7 +47,9 @@ never a secret's):
 - `dlr`: `id_field` ("id"), `status_field` ("status"), `error_field` (""), `status_map` (carrier
   status -> delivered|undelivered|failed|sent, on top of `DEFAULT_STATUS_MAP`, compared without
   case). `inbound`: `from_field` ("from"), `to_field` ("to"), `text_field` ("text"), `add_plus`
-  (false: put "+" before an all-digit number, for carriers that drop it).
+  (false: put "+" before an all-digit number, for carriers that drop it), `id_field` ("id": the
+  carrier's id of the SMS, so a repeat is taken once; a body without it is known by its
+  signature).
 """
 
 import base64
@@ -135,6 +138,7 @@ class InboundMapping:
     to_field: str = "to"
     text_field: str = "text"
     add_plus: bool = False
+    id_field: str = "id"
 
 
 @attrs.frozen
@@ -197,7 +201,9 @@ class HttpOptions:
             webhook_secret=check.secret("webhook_secret", required=False),
             dlr=_dlr(check.sub("dlr", ("id_field", "status_field", "error_field", "status_map"))),
             inbound=_inbound(
-                check.sub("inbound", ("from_field", "to_field", "text_field", "add_plus"))
+                check.sub(
+                    "inbound", ("from_field", "to_field", "text_field", "add_plus", "id_field")
+                )
             ),
         )
 
@@ -288,4 +294,5 @@ def _inbound(check: Checker) -> InboundMapping:
         to_field=check.field("to_field", "to"),
         text_field=check.field("text_field", "text"),
         add_plus=check.flag("add_plus", default=False),
+        id_field=check.field("id_field", "id"),
     )

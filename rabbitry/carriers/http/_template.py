@@ -11,8 +11,9 @@ A template is a table of the carrier's field names; each string value may hold p
 (`PLACEHOLDERS`), written `{to}`, with `{{` and `}}` for literal braces. A value that is exactly
 one placeholder keeps its type (`"{segments}"` renders as the integer 2 in a JSON body); any
 other string is filled in as text. Numbers, booleans, lists and nested tables pass through (their
-strings templated too), and a `conf.Secret` value is revealed only when the body is built. A key
-`NAME_env = "VAR"` puts the environment variable VAR's value under NAME, as a Secret.
+strings templated too), and a `conf.Secret` value (the config makes one of a field with a secret
+name, like `api_key`) is templated the same and revealed only when the body is built. A key
+`NAME_env = "VAR"` puts the environment variable VAR's value under NAME, as a Secret, as it is.
 
 A path is dotted keys into a JSON answer: a number indexes a list, `*` takes every element of a
 list. `find` returns every value the path reaches (in order, a list found at the end is
@@ -92,10 +93,12 @@ def _parse_table(
         target = key
         if key.endswith("_env") and len(key) > len("_env"):
             target = key.removesuffix("_env")
-            value = _from_environment(f"{where}.{key}", value, environ)
         if target in fields:
             raise ValueError(f"{where}.{target} is given twice (as {target} and {target}_env)")
-        fields[target] = _parse_value(f"{where}.{target}", value, environ, flat=flat, depth=depth)
+        if target != key:  # the environment's value, as it is: never a template
+            fields[target] = _from_environment(f"{where}.{key}", value, environ)
+        else:
+            fields[target] = _parse_value(f"{where}.{key}", value, environ, flat=flat, depth=depth)
     return fields
 
 
@@ -112,7 +115,9 @@ def _parse_value(
 ) -> _Node:
     if isinstance(value, str):
         return _parse_string(where, value)
-    if isinstance(value, Secret | bool | int | float):
+    if isinstance(value, Secret):
+        return _parse_secret(where, value)
+    if isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple) and not (flat and depth > 0):
         return tuple(
@@ -153,6 +158,19 @@ def _parse_string(where: str, value: str) -> _Node:
     if all(kind == "text" for kind, _ in pieces):
         return "".join(text for _, text in pieces)
     return _Field(tuple(pieces))
+
+
+def _parse_secret(where: str, value: Secret) -> _Node:
+    """A value the config made a Secret for its name (`api_key`): a template like any other, but
+    its text stays a Secret and an error does not show it."""
+    try:
+        node = _parse_string(where, value.reveal())
+    except ValueError:
+        raise ValueError(
+            f"{where} is not a valid template (a placeholder it does not know, or a lone brace;"
+            " write {{ and }} for literal braces) (got ***)"
+        ) from None
+    return node if isinstance(node, _Field) else Secret(str(node))
 
 
 def _render(node: _Node, values: Mapping[str, Scalar]) -> object:

@@ -1,16 +1,25 @@
 """The HTTP connector's webhooks: signed delivery reports and inbound SMS, read into events.
 
-    header = sign_webhook(secret, body)       # "sha256=9f86d081..."; what the carrier sends
-    verify_signature(secret, body, {"X-Rabbitry-Signature": header})     # or WebhookRefused
+    header = sign_webhook(secret, body)       # "t=1767225600,v1=9f86d081...": the carrier sends it
+    signed = verify_signature("acme", secret, body, {"X-Rabbitry-Signature": header}, now=now)
     fields = parse_body(body, headers)        # {"messageId": "0A00...", "status": "delivered"}
     delivery_event(options.dlr, fields)       # DeliveryEvent("0A00...", "delivered", "")
-    inbound_event(options.inbound, fields)    # InboundEvent(sender, to, text)
+    inbound_event(options.inbound, fields, signed)    # InboundEvent(sender, to, text, carrier_id)
 
-The signature: the header `X-Rabbitry-Signature: sha256=<hex>`, where `<hex>` is the lowercase
-hex HMAC-SHA256 of the raw request body, keyed with the carrier's `webhook_secret` (UTF-8). The
-carrier (or the relay in front of it) computes it over the exact bytes it sends; it is compared
-in constant time. A webhook without it, with another one, or to a carrier without a
-`webhook_secret` is refused (`WebhookRefused`, a `PermissionError`: answer 401 or 403).
+The signature: the header `X-Rabbitry-Signature: t=<unix seconds>,v1=<hex>`, where `<hex>` is the
+lowercase hex HMAC-SHA256 of `"<t>.<raw request body>"`, keyed with the carrier's
+`webhook_secret` (UTF-8). The carrier (or the relay in front of it) computes it over the exact
+bytes it sends, at the time it sends them; it is compared in constant time (several `v1=` are
+allowed, for a secret being rotated: one matching is enough). A webhook is refused
+(`WebhookRefused`, a `PermissionError`: answer 401) without the header, with another form
+(the body-only `sha256=<hex>` of before, too), with a wrong signature, with a `t` more than
+`TOLERANCE` (300) seconds away from now (a replay of an old request, or a carrier's clock that
+is off), or to a carrier without a `webhook_secret`.
+
+A repeat inside those 300 seconds (the same request sent again, or the carrier retrying) is
+not refused: the platform takes each carrier message once, by its carrier message id. An inbound
+SMS names its id with `inbound.id_field` ("id" by default); a body without that field is known by
+its signature, so the very same signed request counts once.
 
 A body is JSON (an object) when its Content-Type says so or it starts with "{", else a form
 (application/x-www-form-urlencoded; the first value of a repeated field counts). A field name is
@@ -26,8 +35,11 @@ raises `InvalidWebhook` (a `ValueError`: answer 400), naming the field.
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
+
+import attrs
 
 from conf import Secret
 from rabbitry.carriers import DeliveryEvent, InboundEvent
@@ -35,9 +47,14 @@ from rabbitry.carriers.http._options import DlrMapping, InboundMapping
 from rabbitry.carriers.http._template import find, parse_path
 
 SIGNATURE_HEADER = "X-Rabbitry-Signature"
-"""The header holding a webhook's signature, `sha256=<hex HMAC-SHA256 of the raw body>`."""
+"""The header holding a webhook's signature, `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+"<t>.<raw body>">`."""
 
-_PREFIX = "sha256="
+TOLERANCE = 300.0
+"""How far (seconds) a webhook's signed time may be from now, either way."""
+
+_EXPECTED = "'t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">'"
+_TIMESTAMP_DIGITS = 12  # unix seconds until the year 33658
 
 
 class WebhookError(Exception):
@@ -52,16 +69,33 @@ class InvalidWebhook(WebhookError, ValueError):  # noqa: N818 - names of the pub
     """The webhook's body does not hold what the carrier's mapping expects."""
 
 
-def sign_webhook(secret: Secret | str, body: bytes) -> str:
-    """The `X-Rabbitry-Signature` value of `body` under `secret`: "sha256=<hex>"."""
-    key = secret.reveal() if isinstance(secret, Secret) else secret
-    return _PREFIX + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+@attrs.frozen
+class Signature:
+    """A webhook's verified signature: the time it was signed at and its HMAC (hex)."""
+
+    timestamp: int
+    digest: str
+
+
+def sign_webhook(secret: Secret | str, body: bytes, *, timestamp: int | None = None) -> str:
+    """The `X-Rabbitry-Signature` value of `body` under `secret`, signed at `timestamp` (unix
+    seconds, now by default): "t=<timestamp>,v1=<hex>"."""
+    signed_at = int(time.time()) if timestamp is None else timestamp
+    return f"t={signed_at},v1={_digest(secret, signed_at, body)}"
 
 
 def verify_signature(
-    carrier: str, secret: Secret | None, body: bytes, headers: Mapping[str, str]
-) -> None:
-    """Returns when `headers` sign `body` with `secret`; raises `WebhookRefused` otherwise."""
+    carrier: str,
+    secret: Secret | None,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    now: float | None = None,
+    tolerance: float = TOLERANCE,
+) -> Signature:
+    """The signature of `body` in `headers` when it is `secret`'s and was made within
+    `tolerance` seconds of `now` (the wall clock by default); raises `WebhookRefused`
+    otherwise."""
     if secret is None:
         raise WebhookRefused(
             f"carrier {carrier!r} takes no webhooks: set carriers.{carrier}.options.webhook_secret"
@@ -71,14 +105,55 @@ def verify_signature(
     if given is None:
         raise WebhookRefused(
             f"webhook for carrier {carrier!r} has no {SIGNATURE_HEADER} header (expected"
-            " 'sha256=<hex HMAC-SHA256 of the body>')"
+            f" {_EXPECTED})"
         )
-    expected = sign_webhook(secret, body)
-    if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+    timestamp, digests = _parse(given)
+    if timestamp is None or not digests:
         raise WebhookRefused(
             f"webhook for carrier {carrier!r} has a wrong {SIGNATURE_HEADER} (expected"
-            " 'sha256=<hex HMAC-SHA256 of the body with the carrier's webhook_secret>')"
+            f" {_EXPECTED}; the body-only 'sha256=' form is no longer accepted)"
         )
+    expected = _digest(secret, timestamp, body)
+    if not any(hmac.compare_digest(digest, expected.encode()) for digest in digests):
+        raise WebhookRefused(
+            f"webhook for carrier {carrier!r} has a wrong {SIGNATURE_HEADER} (expected"
+            f" {_EXPECTED} with the carrier's webhook_secret)"
+        )
+    moment = time.time() if now is None else now
+    if not abs(moment - timestamp) <= tolerance:
+        raise WebhookRefused(
+            f"webhook for carrier {carrier!r} was signed at t={timestamp}, {moment - timestamp:.0f}"
+            f" s from now, more than the {tolerance:g} s allowed (a replayed request, or a clock"
+            " that is off)"
+        )
+    return Signature(timestamp, expected)
+
+
+def _digest(secret: Secret | str, timestamp: int, body: bytes) -> str:
+    key = secret.reveal() if isinstance(secret, Secret) else secret
+    return hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def _parse(value: str) -> tuple[int | None, list[bytes]]:
+    """`t` and the `v1` digests of a signature header (None and [] where it has none)."""
+    timestamp: int | None = None
+    digests: list[bytes] = []
+    for item in value.split(","):
+        name, equals, text = item.strip().partition("=")
+        text = text.strip()
+        if not equals:
+            return None, []
+        if name == "t":
+            if timestamp is not None or not _is_digits(text, _TIMESTAMP_DIGITS):
+                return None, []
+            timestamp = int(text)
+        elif name == "v1":
+            digests.append(text.lower().encode("ascii", "replace"))
+    return timestamp, digests
+
+
+def _is_digits(text: str, most: int) -> bool:
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -136,14 +211,20 @@ def delivery_event(mapping: DlrMapping, fields: Mapping[str, object]) -> Deliver
     return DeliveryEvent(carrier_id, mapped, error)
 
 
-def inbound_event(mapping: InboundMapping, fields: Mapping[str, object]) -> InboundEvent:
-    """The inbound SMS `fields` hold."""
+def inbound_event(
+    mapping: InboundMapping, fields: Mapping[str, object], signature: Signature | None = None
+) -> InboundEvent:
+    """The inbound SMS `fields` hold; its carrier id is `inbound.id_field`'s value, else (a body
+    without one) "sig:" and the hex of the webhook's `signature`, else ""."""
     sender = _text(fields, mapping.from_field, "inbound.from_field", required=True)
     to = _text(fields, mapping.to_field, "inbound.to_field", required=True)
     text = _text(fields, mapping.text_field, "inbound.text_field", required=False, empty=True)
+    carrier_id = _text(fields, mapping.id_field, "inbound.id_field", required=False).strip()
+    if not carrier_id and signature is not None:
+        carrier_id = f"sig:{signature.digest}"
     if mapping.add_plus:
         sender, to = _plus(sender), _plus(to)
-    return InboundEvent(sender, to, text)
+    return InboundEvent(sender, to, text, carrier_id)
 
 
 def _text(

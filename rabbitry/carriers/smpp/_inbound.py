@@ -14,6 +14,10 @@ as one, so an escape or surrogate pair cut between parts survives. A message sti
 `timeout` seconds after its first part is given up on: `expired` returns it with the parts that
 did come, in order (better a partial text than none, as Kannel does).
 
+A part that carries a `receipted_message_id` TLV (some SMSCs put their own id of an inbound SMS
+there) gives the SMS its carrier id, so an SMS the SMSC sends again is taken once; a long one's is
+its parts' ids in order, joined by ",", when every part has one. Without it the carrier id is "".
+
 Payloads decode by data_coding: 0 (and 0xF0..0xF3) GSM-7 unpacked, 8 UTF-16-BE, 1 and 3 ASCII /
 Latin-1, anything else as Latin-1 octets. Addresses of type of number 1 (international) get a
 leading "+" so they read like the platform's numbers.
@@ -27,6 +31,7 @@ from rabbitry.carriers import InboundEvent
 from rabbitry.carriers.smpp._gsm import decode_gsm7
 from rabbitry.carriers.smpp._pdu import (
     TLV_MESSAGE_PAYLOAD,
+    TLV_RECEIPTED_MESSAGE_ID,
     TLV_SAR_MSG_REF_NUM,
     TLV_SAR_SEGMENT_SEQNUM,
     TLV_SAR_TOTAL_SEGMENTS,
@@ -59,6 +64,7 @@ class InboundPart:
     data_coding: int
     payload: bytes
     concatenation: Concatenation | None = None
+    carrier_id: str = ""
 
 
 def decode_inbound(message: ShortMessage) -> InboundPart:
@@ -81,7 +87,13 @@ def decode_inbound(message: ShortMessage) -> InboundPart:
         data_coding=message.data_coding,
         payload=payload,
         concatenation=concatenation,
+        carrier_id=_carrier_id(message),
     )
+
+
+def _carrier_id(message: ShortMessage) -> str:
+    value = tlv(message.tlvs, TLV_RECEIPTED_MESSAGE_ID)
+    return value.rstrip(b"\x00").decode("latin-1").strip() if value else ""
 
 
 def decode_payload(payload: bytes, data_coding: int) -> str:
@@ -129,6 +141,7 @@ class _Pending:
     deadline: float
     data_coding: int
     parts: dict[int, bytes]
+    ids: dict[int, str] = attrs.field(factory=dict)
 
 
 class Reassembler:
@@ -146,13 +159,17 @@ class Reassembler:
         place = part.concatenation
         if place is None:
             return InboundEvent(
-                part.sender, part.to, decode_payload(part.payload, part.data_coding)
+                part.sender,
+                part.to,
+                decode_payload(part.payload, part.data_coding),
+                part.carrier_id,
             )
         key = (part.sender, part.to, place.reference, place.total)
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = _Pending(now + self.timeout, part.data_coding, {})
         pending.parts[place.sequence] = part.payload
+        pending.ids[place.sequence] = part.carrier_id
         if len(pending.parts) < place.total:
             return None
         del self._pending[key]
@@ -181,5 +198,10 @@ class Reassembler:
 
     @staticmethod
     def _event(key: _Key, pending: _Pending) -> InboundEvent:
-        payload = b"".join(pending.parts[sequence] for sequence in sorted(pending.parts))
-        return InboundEvent(key[0], key[1], decode_payload(payload, pending.data_coding))
+        order = sorted(pending.parts)
+        payload = b"".join(pending.parts[sequence] for sequence in order)
+        ids = [pending.ids[sequence] for sequence in order]
+        carrier_id = ",".join(ids) if all(ids) else ""
+        return InboundEvent(
+            key[0], key[1], decode_payload(payload, pending.data_coding), carrier_id
+        )

@@ -10,6 +10,7 @@ from rabbitry.config import load_config, loads_config
 CARRIER = '[[carriers]]\nname = "sim"\nplugin = "simulator"\nprefixes = ["+"]\n'
 POOL = '[[pools]]\nname = "refunds"\nactor = "app.refunds:Refunds"\n'
 
+GENERATE = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
 CASES = [
     # unknown keys, with a suggestion when one is close
     (
@@ -112,6 +113,19 @@ CASES = [
         '[http]\nadmin_key = ""',
         "http.admin_key",
         "http.admin_key must not be empty; leave it out to disable the admin API",
+    ),
+    (
+        '[http]\nadmin_key = "0123456789abcdef0123456"',
+        "http.admin_key",
+        f"http.admin_key must be at least 24 characters (got 23); {GENERATE}",
+    ),
+    *(
+        (
+            f'[http]\nadmin_key = "{example}"',
+            "http.admin_key",
+            f"http.admin_key is an example value (got ***), not a key; {GENERATE}",
+        )
+        for example in ("change-me", "Demo-Admin-Key", "changeme")
     ),
     (
         '[broker]\nurl = "http://rabbit/"',

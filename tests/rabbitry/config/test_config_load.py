@@ -21,7 +21,9 @@ def test_the_issue_example_config_loads_as_written() -> None:
         "127.0.0.1",
         8080,
     )
-    assert config.http.admin_key == Secret("change-me")
+    assert config.http.admin_key is None  # it says how to make one; RABBITRY_ADMIN_KEY gives it
+    assert (config.http.idempotency_ttl, config.http.read_timeout) == (86400.0, 10.0)
+    assert config.http.max_connections == 1000
     assert config.rates == {"default": Decimal("0.0500"), "+33": Decimal("0.0450")}
     assert str(config.rates["default"]) == "0.0500"
     [carrier] = config.carriers
@@ -117,7 +119,7 @@ def test_the_config_is_frozen() -> None:
         ("RABBITRY_BROKER_URL", "memory://", lambda c: c.broker.url.reveal()),
         ("RABBITRY_STORE_URL", "postgresql://app:pw@db/test", lambda c: c.store.url.reveal()),
         ("RABBITRY_HTTP_BIND", "[::1]:9000", lambda c: c.http.bind),
-        ("RABBITRY_ADMIN_KEY", "from-env", lambda c: c.http.admin_key.reveal()),
+        ("RABBITRY_ADMIN_KEY", "from-env-0123456789abcdef", lambda c: c.http.admin_key.reveal()),
         ("RABBITRY_LOG_FORMAT", "json", lambda c: c.logging.format),
         ("RABBITRY_LOG_LEVEL", "debug", lambda c: c.logging.level),
     ],
@@ -128,8 +130,8 @@ def test_the_environment_overrides_the_file(variable: str, value: str, read: obj
 
 
 def test_an_override_fills_a_table_the_file_leaves_out() -> None:
-    config = loads_config("", environ={"RABBITRY_ADMIN_KEY": "k"})
-    assert config.http.admin_key == Secret("k")
+    config = loads_config("", environ={"RABBITRY_ADMIN_KEY": "k" * 24})
+    assert config.http.admin_key == Secret("k" * 24)
     assert config.http.host == "127.0.0.1"
 
 

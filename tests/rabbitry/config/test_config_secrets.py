@@ -21,7 +21,7 @@ def _everything_with(secret: str, environ: dict[str, str]) -> str:
         [store]
         url = "postgresql://ledger:{secret}@db:5432/test"
         [http]
-        admin_key = "{secret}"
+        admin_key = "{secret}{secret}"
         [[carriers]]
         name = "smpp"
         plugin = "smpp"

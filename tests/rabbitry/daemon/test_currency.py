@@ -20,6 +20,7 @@ from rabbitry.daemon._reload import Reloader, ReloadRefused
 from rabbitry.daemon._run import run_daemon
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"
+ADMIN_KEY = "daemon-test-admin-key-0123456789"  # demo.toml has none: the demo makes one
 
 
 def demo_text(tmp_path: Path, currency: str) -> str:
@@ -30,7 +31,7 @@ def demo_text(tmp_path: Path, currency: str) -> str:
 
 
 async def test_a_usd_platform_opens_prices_and_charges_in_usd(tmp_path: Path) -> None:
-    config = loads_config(demo_text(tmp_path, "USD"), environ={})
+    config = loads_config(demo_text(tmp_path, "USD"), environ={"RABBITRY_ADMIN_KEY": ADMIN_KEY})
     assert config.currency == "USD"
     listening: list[str] = []
     async with trio.open_nursery() as nursery:
@@ -40,7 +41,7 @@ async def test_a_usd_platform_opens_prices_and_charges_in_usd(tmp_path: Path) ->
             )
         )
         base = f"http://{listening[0]}"
-        headers = {"authorization": "Bearer demo-admin-key"}
+        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
         async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
             opened = await admin.post("/v1/accounts", json={"name": "A"})
             assert opened.status_code == 201, opened.text

@@ -1,9 +1,12 @@
 """The main job: the SMS demo runs the platform, sends a batch and prints a true summary."""
 
 import io
+import os
+import sys
 from pathlib import Path
 
 import msgspec
+import trio
 
 from rabbitry.config import PLATFORM_POOLS, effective_pools, load_config
 from rabbitry.daemon import demo_batch, run_sms_demo
@@ -40,3 +43,23 @@ def test_the_shipped_config_runs_exactly_the_platform_pools() -> None:
     shipped = load_config(DEMO.parent / "rabbitry.toml")
     assert shipped.pools == ()
     assert effective_pools(shipped) == PLATFORM_POOLS
+
+
+def test_the_shipped_configs_say_how_to_make_an_admin_key_and_ship_none() -> None:
+    for name in ("rabbitry.toml", "demo.toml"):
+        text = (DEMO.parent / name).read_text()
+        assert 'python -c "import secrets; print(secrets.token_urlsafe(32))"' in text, name
+        assert load_config(DEMO.parent / name, environ={}).http.admin_key is None, name
+
+
+async def test_the_demo_command_runs_on_the_shipped_config_with_a_key_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """`./dev run` is `rabbitry sms-demo`: demo.toml has no admin key, the demo makes one."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("RABBITRY_")}
+    done = await trio.run_process(
+        [sys.executable, "-m", "rabbitry", "sms-demo", "--broker", "memory://", "--count", "10"],
+        cwd=tmp_path, env=environ, capture_stdout=True, capture_stderr=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert "sent 11 SMS" in done.stdout.decode()

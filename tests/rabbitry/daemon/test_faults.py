@@ -27,6 +27,7 @@ from rabbitry.config import load_config
 from rabbitry.daemon._run import run_daemon
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"
+ADMIN_KEY = "daemon-test-admin-key-0123456789"  # demo.toml has none: the demo makes one
 
 
 class FlakyStore:
@@ -68,7 +69,7 @@ class Daemon:
 @asynccontextmanager
 async def in_process_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     """conf/demo.toml with a SQLite store under `tmp_path`; the account holds 1 EUR."""
-    config = load_config(DEMO)
+    config = load_config(DEMO, environ={"RABBITRY_ADMIN_KEY": ADMIN_KEY})
     config = msgspec.structs.replace(
         config,
         store=msgspec.structs.replace(
@@ -83,7 +84,7 @@ async def in_process_daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
             )
         )
         base = f"http://{listening[0]}"
-        headers = {"authorization": "Bearer demo-admin-key"}
+        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
         async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
             account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
             funded = await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})

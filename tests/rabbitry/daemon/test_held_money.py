@@ -27,6 +27,7 @@ from rabbitry.config import load_config
 from rabbitry.daemon._run import run_daemon
 
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"
+ADMIN_KEY = "daemon-test-admin-key-0123456789"  # demo.toml has none: the demo makes one
 TIMEOUT = 3.0
 SMS = {"from": "Acme", "text": "hi"}
 FINAL = {"delivered", "undelivered", "failed"}
@@ -72,7 +73,7 @@ async def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
             yield transports[-1]
 
     monkeypatch.setattr(daemon_module, "open_transport", refusing)
-    config = load_config(DEMO)
+    config = load_config(DEMO, environ={"RABBITRY_ADMIN_KEY": ADMIN_KEY})
     config = msgspec.structs.replace(
         config,
         store=msgspec.structs.replace(
@@ -88,7 +89,7 @@ async def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
             )
         )
         base = f"http://{listening[0]}"
-        headers = {"authorization": "Bearer demo-admin-key"}
+        headers = {"authorization": f"Bearer {ADMIN_KEY}"}
         async with httpx.AsyncClient(base_url=base, headers=headers) as admin:
             account = (await admin.post("/v1/accounts", json={"name": "A"})).json()
             funded = await admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": "1"})

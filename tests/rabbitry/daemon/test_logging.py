@@ -219,7 +219,7 @@ url = "amqp://rabbit:br0ker-pass@mq.internal:5672/sms"
 [store]
 url = "postgresql://ledger:st%40re-pass@db.internal/ledger"
 [http]
-admin_key = "admin-key-7f3a"
+admin_key = "admin-key-7f3a-0123456789abcdef"
 [[carriers]]
 name = "sim"
 plugin = "simulator"
@@ -236,7 +236,7 @@ def test_secrets_of_a_config_are_its_keys_passwords_and_secret_options() -> None
     config = loads_config(CONFIG, environ=ENVIRON)
     found = secrets_of(config, broker_url="amqp://cli:cli-pass@other/")
     assert set(found) == {
-        "admin-key-7f3a",
+        "admin-key-7f3a-0123456789abcdef",
         "br0ker-pass",
         "st%40re-pass",
         "st@re-pass",
@@ -252,7 +252,7 @@ def test_secrets_never_reach_a_line(output: Output) -> None:
     out = configure(output.style, secrets=secrets_of(config))
     log = logging.getLogger("rabbitry.platform.carrier")
     carrier_password = config.carriers[0].options["password"].reveal()
-    log.info("admin request with key admin-key-7f3a refused")
+    log.info("admin request with key admin-key-7f3a-0123456789abcdef refused")
     log.warning("connecting to %s", "amqp://someone:unlisted-pw@mq:5672/")
     log.warning("login to %r with %r failed", "sim", carrier_password)
     log.warning("store at postgresql://ledger:st%40re-pass@db.internal/ledger is down")
@@ -263,7 +263,7 @@ def test_secrets_never_reach_a_line(output: Output) -> None:
         log.exception("carrier down")
     text = out.text()
     for secret in (
-        "admin-key-7f3a",
+        "admin-key-7f3a-0123456789abcdef",
         "unlisted-pw",
         carrier_password,
         'car\\"rier',
@@ -288,6 +288,38 @@ def test_a_url_without_a_password_is_left_alone(output: Output) -> None:
     )
     [record] = output.records()
     assert record["msg"] == "listening on http://127.0.0.1:8080/v1?x=a@b, broker amqp://guest@mq/"
+
+
+NESTED = """
+[store]
+url = "postgresql://ledger@db.internal/ledger?sslpassword=ssl-9f2c&sslmode=require"
+[[carriers]]
+name = "rest"
+plugin = "http"
+prefixes = ["+"]
+[carriers.options]
+url = "https://api.example/sms?api_key=url-k3y"
+headers = { X-Api-Secret = "hdr-s3cret" }
+request = { to = "{to}", api_key = "req-k3y", auth = { token = "deep-t0k" } }
+"""
+
+
+def test_nested_option_secrets_and_url_parameters_are_known_and_masked(output: Output) -> None:
+    config = loads_config(NESTED, environ={})
+    found = set(secrets_of(config))
+    assert {"ssl-9f2c", "url-k3y", "hdr-s3cret", "req-k3y", "deep-t0k"} <= found
+    out = configure(output.style, secrets=sorted(found))
+    log = logging.getLogger("rabbitry.carriers.http")
+    log.warning("carrier said no to %s with req-k3y and deep-t0k", "hdr-s3cret")
+    log.warning("POST https://api.example/sms?api_key=url-k3y failed")
+    log.warning("store ssl key ssl-9f2c refused")
+    log.warning("callback to https://hooks.test/in?token=unlisted-t0k&id=7 failed")
+    text = out.text()
+    for secret in (*found, "unlisted-t0k"):
+        assert secret not in text
+    records = out.records()
+    assert records[1]["msg"] == "POST https://api.example/sms?api_key=*** failed"
+    assert records[3]["msg"] == "callback to https://hooks.test/in?token=***&id=7 failed"
 
 
 # -- ids of the delivery being handled ------------------------------------------------------------

@@ -136,3 +136,51 @@ async def test_a_server_error_the_backend_raises_is_not_stored_either(gateway: G
     again = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
     assert again.status_code == 202
     assert gateway.backend.runs == 2
+
+
+async def test_carrier_webhooks_and_refused_requests_store_nothing(gateway: Gateway) -> None:
+    """Only an authenticated customer's or the admin's request has its answer kept."""
+    signed = {"x-rabbitry-signature": "t=1,v1=00", "idempotency-key": "dlr-1"}
+    report = {"messageId": "c-1", "status": "delivered"}
+    for _ in range(2):  # a carrier's webhook runs each time: it is deduplicated by its id
+        answer = await gateway.client.post("/v1/carriers/sim/dlr", json=report, headers=signed)
+        assert answer.status_code == 200
+        assert "idempotent-replayed" not in answer.headers
+    unsigned = {"idempotency-key": "dlr-2"}
+    answer = await gateway.client.post("/v1/carriers/sim/dlr", json=report, headers=unsigned)
+    assert answer.status_code == 401
+    for headers in (
+        {"idempotency-key": "k"},
+        {"authorization": "Bearer no", "idempotency-key": "k"},
+    ):
+        answer = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+        assert answer.status_code == 401
+    answer = await gateway.client.post("/v1/nowhere", headers=with_key(gateway.acme, "k"))
+    assert answer.status_code == 404
+    assert len(gateway.backend.calls) == 2
+    assert gateway.backend.stored == {}
+
+
+async def test_a_stored_answer_keeps_no_secret(gateway: Gateway) -> None:
+    headers = with_key(gateway.admin, "open-1")
+    body = {"name": "ACME"}
+    first = await gateway.client.post("/v1/accounts", json=body, headers=headers)
+    again = await gateway.client.post("/v1/accounts", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == {
+        "id": "acc-new",
+        "api_key": "key-new",
+        "webhook_secret": "whsec-new",
+        "currency": "EUR",
+    }
+    assert again.json() == {
+        "id": "acc-new",
+        "api_key": None,
+        "webhook_secret": None,
+        "currency": "EUR",
+        "redacted": ["api_key", "webhook_secret"],
+    }
+    assert again.headers["idempotent-replayed"] == "true"
+    assert b"key-new" not in gateway.backend.stored["admin", "open-1"].body
+    assert b"whsec-new" not in gateway.backend.stored["admin", "open-1"].body
+    assert [call[0] for call in gateway.backend.calls] == ["create_account"]

@@ -80,7 +80,7 @@ async def test_an_injected_sms_is_queued_as_the_carriers() -> None:
         to="+33700000000",
         text="STOP",
     )
-    assert message.id.startswith("in_")
+    assert message.id.startswith("in-")
     assert (message.sender, message.to, message.text, message.carrier) == (
         "+33611111111",
         "+33700000000",

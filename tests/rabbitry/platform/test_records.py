@@ -301,6 +301,27 @@ def test_the_first_answer_is_kept(records: RecordsStore) -> None:
     assert records.recall("acc-2", "order-7") is None
 
 
+def test_an_answer_expires_and_is_forgotten(records: RecordsStore) -> None:
+    def answer(status: int, at: float) -> StoredAnswer:
+        return StoredAnswer(
+            request_hash="h", status=status, body=b"{}", content_type="json", created_at=at
+        )
+
+    records.remember("acc-1", "old", answer(201, 1000.0))
+    records.remember("acc-1", "new", answer(202, 2000.0))
+    assert records.recall("acc-1", "old", since=1000.0) == answer(201, 1000.0)
+    assert records.recall("acc-1", "old", since=1000.5) is None  # expired: not replayed
+    # A live answer stays; an expired one is replaced by the answer of the request run again.
+    records.remember("acc-1", "new", answer(500, 2001.0), since=1500.0)
+    records.remember("acc-1", "old", answer(409, 2002.0), since=1500.0)
+    assert records.recall("acc-1", "new", since=1500.0) == answer(202, 2000.0)
+    assert records.recall("acc-1", "old", since=1500.0) == answer(409, 2002.0)
+    records.remember("acc-2", "gone", answer(200, 10.0))
+    assert records.forget_answers(older_than=2000.0) == 1
+    assert records.recall("acc-2", "gone") is None
+    assert records.recall("acc-1", "new") is not None
+
+
 # Invoices
 
 
@@ -335,9 +356,9 @@ def test_the_tables_are_in_the_schema_with_exact_types(
     ).fetchall()
     assert [t for (t,) in tables] == [
         "platform_accounts",
+        "platform_answers",
         "platform_carrier_ids",
         "platform_events",
-        "platform_idempotency",
         "platform_inbound",
         "platform_invoice_numbers",
         "platform_invoices",
@@ -356,7 +377,7 @@ def test_the_tables_are_in_the_schema_with_exact_types(
     )
     assert types == {
         "platform_messages.price": "numeric",
-        "platform_idempotency.body": "bytea",
+        "platform_answers.body": "bytea",
         "platform_invoices.document": "bytea",
         "platform_invoices.pdf": "bytea",
         "platform_outbox.items": "bytea",

@@ -421,3 +421,51 @@ async def test_run_twice_at_once_is_refused(carrier: Served) -> None:
     async with running(http):
         with pytest.raises(RuntimeError, match="http connector 'acme' is already running"):
             await http.run(Sink())
+
+
+async def test_options_the_config_made_secrets_at_any_depth_still_work(carrier: Served) -> None:
+    """The config hands a nested `request.api_key`, a header `X-Api-Secret` and `auth.value`
+    over as Secrets (so nothing prints them); the connector sends them, templated, all the same."""
+    from rabbitry.config import loads_config
+
+    config = loads_config(
+        f"""
+        [[carriers]]
+        name = "acme"
+        plugin = "http"
+        prefixes = ["+"]
+        [carriers.options]
+        url = "{carrier.url}/sms"
+        auth = {{ kind = "header", header = "X-Key", value = "auth-v4lue" }}
+        [carriers.options.request]
+        to = "{{to}}"
+        api_key = "k3y"
+        idempotency_key = "{{message_id}}-{{to_digits}}"
+        credentials = {{ token = "t0ken", region = "eu" }}
+        [carriers.options.headers]
+        X-Api-Secret = "s3cret"
+        """,
+        environ={},
+    )
+    options = config.carriers[0].options
+    assert isinstance(options["request"]["api_key"], Secret)
+    assert isinstance(options["headers"]["X-Api-Secret"], Secret)
+    assert isinstance(options["auth"]["value"], Secret)
+    http = HttpConnector("acme", options, environ={})
+    async with running(http):
+        await http.submit(HELLO)
+    request = carrier.app.requests[0]
+    assert request.json() == {
+        "to": "+33612345678",
+        "api_key": "k3y",
+        "idempotency_key": "m-1-33612345678",
+        "credentials": {"token": "t0ken", "region": "eu"},
+    }
+    assert (request.headers["x-api-secret"], request.headers["x-key"]) == ("s3cret", "auth-v4lue")
+
+
+def test_a_secret_that_is_not_a_template_is_refused_without_being_shown() -> None:
+    options = {"url": "http://127.0.0.1:9/sms", "request": {"api_key": Secret("oops{nope}")}}
+    with pytest.raises(ValueError, match=r"request\.api_key is not a valid template") as caught:
+        HttpConnector("acme", options, environ={})
+    assert "oops" not in str(caught.value)

@@ -1,7 +1,10 @@
 """The HTTP connector's webhooks: signatures, delivery reports, inbound SMS, and the sink."""
 
+import hashlib
+import hmac
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,13 +14,15 @@ import trio.testing
 from http_harness import Sink, running
 
 from conf import Secret
-from rabbitry.carriers import CarrierDown, DeliveryEvent, InboundEvent
+from rabbitry.carriers import CarrierDown, DeliveryEvent
 from rabbitry.carriers.http import (
     SIGNATURE_HEADER,
     HttpConnector,
     InvalidWebhook,
+    Signature,
     WebhookRefused,
     sign_webhook,
+    verify_signature,
 )
 
 SECRET = "whsec-0123456789abcdef"
@@ -60,11 +65,66 @@ def json_body(fields: dict[str, object]) -> tuple[bytes, dict[str, str]]:
     }
 
 
-def test_the_signature_is_the_hex_hmac_sha256_of_the_body() -> None:
-    # echo -n '{"id":"1"}' | openssl dgst -sha256 -hmac whsec-0123456789abcdef
-    expected = "sha256=704e294191287fc83e35b935f87a65e9b1d901486b6a55e41fbd6270792d470f"
-    assert sign_webhook(Secret(SECRET), b'{"id":"1"}') == expected
-    assert sign_webhook(SECRET, b'{"id":"1"}') == expected
+def test_the_signature_is_the_hex_hmac_sha256_of_the_time_and_the_body() -> None:
+    # printf '%s' '1767225600.{"id":"1"}' | openssl dgst -sha256 -hmac whsec-0123456789abcdef
+    expected = "t=1767225600,v1=0bc00faa756bd48546c3fafce4c087da5da429d38933490ed73c72092c34982d"
+    assert sign_webhook(Secret(SECRET), b'{"id":"1"}', timestamp=1767225600) == expected
+    assert sign_webhook(SECRET, b'{"id":"1"}', timestamp=1767225600) == expected
+    signed = verify_signature(
+        "acme", Secret(SECRET), b'{"id":"1"}', {SIGNATURE_HEADER: expected}, now=1767225600.5
+    )
+    assert signed == Signature(1767225600, expected.partition("v1=")[2])
+
+
+def test_a_signature_is_taken_within_300_seconds_of_now_either_way() -> None:
+    body = b'{"id":"1"}'
+    t = 1767225600
+    header = {SIGNATURE_HEADER: sign_webhook(SECRET, body, timestamp=t)}
+    for now in (t - 300, t + 300, t + 299.9):
+        verify_signature("acme", Secret(SECRET), body, header, now=now)
+    for now in (t - 301, t + 300.5, t + 86400):
+        with pytest.raises(
+            WebhookRefused,
+            match=rf"^webhook for carrier 'acme' was signed at t={t}, -?\d+ s from now, more than"
+            r" the 300 s allowed \(a replayed request, or a clock that is off\)$",
+        ):
+            verify_signature("acme", Secret(SECRET), body, header, now=now)
+
+
+def test_the_body_only_signature_of_before_is_refused() -> None:
+    body = b'{"id":"1"}'
+    # what a carrier signed before: sha256=<HMAC-SHA256 of the body alone>, correct in itself
+    old = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    with pytest.raises(WebhookRefused, match="the body-only 'sha256=' form is no longer accepted"):
+        verify_signature("acme", Secret(SECRET), body, {SIGNATURE_HEADER: old})
+
+
+def test_one_matching_v1_of_several_is_enough_and_spaces_and_case_do_not_matter() -> None:
+    body = b'{"id":"1"}'
+    t = int(time.time())
+    good = sign_webhook(SECRET, body, timestamp=t).partition("v1=")[2]
+    other = sign_webhook("old-secret", body, timestamp=t).partition("v1=")[2]
+    header = f" t={t} , v1={other}, v1={good.upper()}"
+    verify_signature("acme", Secret(SECRET), body, {"x-rabbitry-signature": header})
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=1767225600",  # no v1
+        "v1=00",  # no t
+        "t=,v1=00",
+        "t=-5,v1=00",
+        "t=1e9,v1=00",
+        "t=١٧٦٧٢٢٥٦٠٠,v1=00",  # digits, but not ASCII ones
+        "t=1767225600,t=1767225601,v1=00",
+        "t=1767225600;v1=00",
+        "t=9999999999999,v1=00",
+    ],
+)
+def test_a_malformed_signature_header_is_refused(header: str) -> None:
+    with pytest.raises(WebhookRefused, match="has a wrong X-Rabbitry-Signature"):
+        verify_signature("acme", Secret(SECRET), b"{}", {SIGNATURE_HEADER: header})
 
 
 async def test_a_signed_delivery_report_is_mapped_and_stored() -> None:
@@ -129,10 +189,26 @@ async def test_an_inbound_sms_is_mapped_and_stored() -> None:
         body, headers = json_body({"From": "+33611111111", "To": "+33700000000", "Body": ""})
         async with running(twilio, sink):
             await twilio.handle_webhook("inbound", body, headers)
-    assert sink.events == [
-        InboundEvent("+447700900001", "+447700900999", "STOP"),
-        InboundEvent("+33611111111", "+33700000000", ""),
+    assert [(e.sender, e.to, e.text) for e in sink.events] == [  # type: ignore[union-attr]
+        ("+447700900001", "+447700900999", "STOP"),
+        ("+33611111111", "+33700000000", ""),
     ]
+
+
+async def test_an_inbound_sms_is_known_by_its_id_field_else_by_its_signature() -> None:
+    http = connector(inbound={"id_field": "messageId"})
+    without = json.dumps({"from": "+4411", "to": "+4412", "text": "hi"}).encode()
+    now = int(time.time())
+    first, later = (sign_webhook(SECRET, without, timestamp=t) for t in (now, now + 1))
+    async with running(http) as sink:
+        for signature in (first, first, later):
+            await http.handle_webhook("inbound", without, {SIGNATURE_HEADER: signature})
+        body, headers = json_body({"messageId": "MO-7", "from": "+4411", "to": "+4412", "text": ""})
+        await http.handle_webhook("inbound", body, headers)
+    ids = [event.carrier_id for event in sink.events]  # type: ignore[union-attr]
+    assert ids[:3] == [f"sig:{first[-64:]}", f"sig:{first[-64:]}", f"sig:{later[-64:]}"]
+    assert ids[3] == "MO-7"
+    assert first[-64:] != later[-64:]  # the same SMS signed again later: not the same request
 
 
 async def test_the_call_returns_only_after_the_sink_returned() -> None:

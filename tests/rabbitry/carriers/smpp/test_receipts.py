@@ -137,6 +137,20 @@ def test_an_impossible_place_is_taken_as_a_whole_message() -> None:
     assert Reassembler(1).add(part, 0) == InboundEvent("+33612345678", "4470000", "hi")
 
 
+def test_an_smscs_own_id_of_an_inbound_sms_is_its_carrier_id() -> None:
+    """A receipted_message_id TLV on an inbound SMS: the SMSC sending it again is one SMS."""
+    single = decode_inbound(mo(b"STOP", tlvs=((0x001E, b"MO-77\x00"),)))
+    assert Reassembler(1).add(single, 0) == InboundEvent("+33612345678", "4470000", "STOP", "MO-77")
+    parts = Reassembler(timeout=60)
+    udh = (bytes((5, 0, 3, 9, 2, 1)), bytes((5, 0, 3, 9, 2, 2)))
+    assert parts.add(decode_inbound(mo(b"A", udh[0], tlvs=((0x001E, b"p1\x00"),))), 0) is None
+    joined = parts.add(decode_inbound(mo(b"B", udh[1], tlvs=((0x001E, b"p2\x00"),))), 1)
+    assert joined == InboundEvent("+33612345678", "4470000", "AB", "p1,p2")
+    assert parts.add(decode_inbound(mo(b"A", udh[0], tlvs=((0x001E, b"p1\x00"),))), 2) is None
+    partly = parts.add(decode_inbound(mo(b"B", udh[1])), 3)  # a part without one: no id
+    assert partly == InboundEvent("+33612345678", "4470000", "AB", "")
+
+
 def valid() -> dict[str, object]:
     return {"host": "127.0.0.1", "system_id": "rabbitry", "password": Secret("secret1")}
 

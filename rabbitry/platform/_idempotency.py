@@ -1,0 +1,76 @@
+"""How long idempotent answers are kept, and the cleanup that forgets them afterwards.
+
+    backend = PlatformBackend(context, admin_key=key, idempotency_ttl=86400.0)
+    await nursery.start(run_idempotency_cleanup, context.records, 86400.0)   # a daemon child
+
+A customer's or the admin's request with an `Idempotency-Key` is answered, and its answer kept,
+so that a retry with the same key gets it again (rabbitry.gateway). An answer is replayed for
+`ttl` seconds (`[http] idempotency_ttl`, a day by default: longer than any client retries); after
+that the key is free again and the recall no longer finds the answer, even before the cleanup
+came. Every `interval` seconds (an hour, or `ttl` if shorter) the cleanup deletes the answers
+older than `ttl`, so the table holds about a day of answers, not all of them since the start.
+
+Times are epoch seconds (`clock`, the wall clock), shared by every daemon on the store; the
+waits between two cleanups are trio's, so a test drives them with a `MockClock`. Any daemon's
+cleanup may delete any expired answer: the DELETE is the same whoever runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from rabbitry.platform._context import now
+
+_log = logging.getLogger("rabbitry.platform.idempotency")
+
+IDEMPOTENCY_TTL = 86400.0
+"""Seconds an idempotent answer is kept and replayed: a day."""
+
+CLEANUP_INTERVAL = 3600.0
+"""Seconds between two cleanups, at most (`ttl` when that is shorter)."""
+
+
+class ExpiringAnswers(Protocol):
+    """What the cleanup asks of the records."""
+
+    def forget_answers(self, older_than: float) -> int: ...
+
+
+def forget_expired(
+    records: ExpiringAnswers, ttl: float, *, clock: Callable[[], float] = now
+) -> int:
+    """Deletes the answers remembered more than `ttl` seconds ago; returns how many."""
+    forgotten = records.forget_answers(clock() - ttl)
+    if forgotten:
+        _log.info(
+            "forgot %d idempotent answers older than %.0f s",
+            forgotten,
+            ttl,
+            extra={"event": "idempotency_cleanup", "forgotten": forgotten},
+        )
+    return forgotten
+
+
+async def run_idempotency_cleanup(
+    records: ExpiringAnswers,
+    ttl: float = IDEMPOTENCY_TTL,
+    *,
+    interval: float | None = None,
+    clock: Callable[[], float] = now,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Forgets expired answers now, then every `interval` seconds, until cancelled.
+
+    Raises what the records raise (`LedgerUnavailable`): the supervisor restarts the child.
+    """
+    if not ttl > 0:
+        raise ValueError(f"idempotency ttl must be > 0 seconds (got {ttl!r})")
+    every = min(CLEANUP_INTERVAL, ttl) if interval is None else interval
+    task_status.started()
+    while True:
+        forget_expired(records, ttl, clock=clock)
+        await trio.sleep(every)
