@@ -11,6 +11,7 @@ order, and uses conf's rules for the runtime's tables (broker, pools, retry).
 """
 
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -115,6 +116,18 @@ def _http_problems(config: Config) -> Iterator[Problem]:
         yield ("http", "bind"), f'must be "host:port" (got {show(config.http.bind)})'
     if config.http.admin_key is not None:
         yield from _admin_key_problems(config.http.admin_key.reveal())
+    yield from _tls_problems(config)
+
+
+def _tls_problems(config: Config) -> Iterator[Problem]:
+    certfile, keyfile = config.http.certfile, config.http.keyfile
+    if (certfile is None) != (keyfile is None):
+        given, missing = ("certfile", "keyfile") if keyfile is None else ("keyfile", "certfile")
+        yield ("http", missing), f"must be set with http.{given} to serve HTTPS (it is missing)"
+        return
+    for name, path in (("certfile", certfile), ("keyfile", keyfile)):
+        if path is not None and not os.path.isfile(path):
+            yield ("http", name), f"must name a PEM file (got {show(path)}, which is not a file)"
 
 
 def _admin_key_problems(key: str) -> Iterator[Problem]:

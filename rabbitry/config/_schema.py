@@ -105,6 +105,19 @@ class Http(Table, frozen=True):
             ),
         ),
     ] = 1000
+    certfile: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "The PEM file of the certificate chain to serve HTTPS with (with `keyfile`); "
+                "left out, the API is plain HTTP (put a TLS proxy in front of it)."
+            )
+        ),
+    ] = None
+    keyfile: Annotated[
+        str | None,
+        Meta(description="The PEM file of `certfile`'s private key (unencrypted)."),
+    ] = None
 
     @property
     def host(self) -> str:

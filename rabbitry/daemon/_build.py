@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import ssl
 
 from actors import Actor
 from conf import ConfigError, resolve_import_path
@@ -31,6 +32,7 @@ __all__ = [
     "load_checked_config",
     "rate_card",
     "routes",
+    "server_tls",
     "webhook_key",
 ]
 
@@ -51,7 +53,8 @@ def load_checked_config(path: str | os.PathLike[str]) -> Config:
 
 def check_config(config: Config) -> None:
     """What a config must pass beyond its schema before anything starts (or reloads): every
-    carrier's plugin loads and takes its options, every pool's actor class imports.
+    carrier's plugin loads and takes its options, every pool's actor class imports, the HTTPS
+    certificate and key load.
 
     Raises:
         ConfigError: naming the key (`carriers[0].plugin`, `pools[1].actor`...).
@@ -66,6 +69,30 @@ def check_config(config: Config) -> None:
             raise ConfigError(str(error), key=f"carriers[{index}].options") from None
     for index, pool in enumerate(config.pools):
         import_actor(pool.actor, f"pools[{index}].actor")
+    server_tls(config)
+
+
+def server_tls(config: Config) -> ssl.SSLContext | None:
+    """The TLS context the HTTP API serves HTTPS with, when `[http] certfile` and `keyfile` are
+    set (HTTP/1.1, the defaults of `ssl.create_default_context` for a server).
+
+    Raises:
+        ConfigError: naming `http.certfile` when the pair cannot be loaded.
+    """
+    certfile, keyfile = config.http.certfile, config.http.keyfile
+    if certfile is None or keyfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(
+            f"http.certfile {certfile!r} and http.keyfile {keyfile!r} cannot serve HTTPS"
+            f" ({error}); give the PEM certificate chain and its unencrypted key",
+            key="http.certfile",
+        ) from None
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def import_actor(path: str, where: str) -> type[Actor]:

@@ -49,7 +49,14 @@ from rabbitry.billing import (
     open_ledger_store,
 )
 from rabbitry.config import Config, effective_pools
-from rabbitry.daemon._build import carrier_rates, carrier_side, rate_card, routes, webhook_key
+from rabbitry.daemon._build import (
+    carrier_rates,
+    carrier_side,
+    rate_card,
+    routes,
+    server_tls,
+    webhook_key,
+)
 from rabbitry.daemon._ops import DaemonOps
 from rabbitry.daemon._reload import Reloader, ReloadRefused
 from rabbitry.daemon._tree import Parts, platform_tree, pools_topology
@@ -111,6 +118,8 @@ async def run_daemon(
     schedule = RetrySchedule(tuple(config.retry.delays), max_attempts=config.retry.attempts)
     store_url = config.store.url.reveal()
     carriers = [carrier.name for carrier in config.carriers]
+    tls = server_tls(config)
+    scheme = "https" if tls is not None else "http"
     _log.info("broker %s, store %s", mask_url(url), mask_url(store_url))
     with open_ledger_store(store_url) as store, open_records(store_url) as records:
         ledger = Ledger(store)
@@ -166,8 +175,9 @@ async def run_daemon(
                     bind=config.http.bind,
                     read_timeout=config.http.read_timeout,
                     max_connections=config.http.max_connections,
+                    tls=tls,
                     on_listening=on_listening
-                    or functools.partial(_say, out, "listening on http://{}"),
+                    or functools.partial(_say, out, f"listening on {scheme}://{{}}"),
                 )
                 return await _run_tree(
                     platform_tree(parts, config),

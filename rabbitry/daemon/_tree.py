@@ -28,6 +28,7 @@ feeds them drained):
 from __future__ import annotations
 
 import functools
+import ssl
 from collections.abc import Callable, Iterable
 
 import attrs
@@ -84,6 +85,8 @@ class Parts:
     on_listening: Callable[[str], None]
     read_timeout: float = READ_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
+    tls: ssl.SSLContext | None = None
+    """Serve HTTPS with this context (`[http] certfile` and `keyfile`); None: plain HTTP."""
 
 
 class GatewayHandle:
@@ -108,6 +111,7 @@ async def _run_gateway(parts: Parts, *, task_status: trio.TaskStatus[GatewayHand
                 shutdown=stop,
                 read_timeout=parts.read_timeout,
                 max_connections=parts.max_connections,
+                ssl_context=parts.tls,
             )
         )
         parts.on_listening(address)

@@ -39,6 +39,7 @@ import contextlib
 import errno
 import logging
 import socket
+import ssl
 from functools import partial
 
 import hypercorn.config
@@ -72,8 +73,10 @@ async def serve_gateway(
     access_log: bool = False,
     max_connections: int = MAX_CONNECTIONS,
     read_timeout: float = READ_TIMEOUT,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
-    """Serves `app` on `bind` ("host:port", "[::1]:0") until `shutdown` is set or cancelled."""
+    """Serves `app` on `bind` ("host:port", "[::1]:0") until `shutdown` is set or cancelled;
+    HTTPS with `ssl_context` (its handshake bounded by `read_timeout`)."""
     if max_connections < 1:
         raise ValueError(f"max_connections must be >= 1 (got {max_connections!r})")
     if not read_timeout > 0:
@@ -87,6 +90,7 @@ async def serve_gateway(
     config.graceful_timeout = graceful_timeout
     config.include_server_header = False
     config.keep_alive_timeout = min(KEEP_ALIVE_TIMEOUT, read_timeout)
+    config.ssl_handshake_timeout = read_timeout
     context = hypercorn.trio.worker_context.WorkerContext(None)
     # hypercorn types ASGI events as TypedDicts; the app takes the same dicts as mappings.
     asgi = hypercorn.utils.wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
@@ -101,7 +105,7 @@ async def serve_gateway(
     async with trio.open_nursery() as connections:
         try:
             async with trio.open_nursery() as accepting:
-                accepting.start_soon(_accept, listener, slots, connections, server)
+                accepting.start_soon(_accept, listener, slots, connections, server, ssl_context)
                 task_status.started(address)
                 if shutdown is None:
                     await trio.sleep_forever()
@@ -118,8 +122,10 @@ async def _accept(
     slots: trio.CapacityLimiter,
     connections: trio.Nursery,
     server: partial[hypercorn.trio.tcp_server.TCPServer],
+    ssl_context: ssl.SSLContext | None,
 ) -> None:
-    """Accepts a connection whenever one of the `slots` is free, and serves it."""
+    """Accepts a connection whenever one of the `slots` is free, and serves it (over TLS with
+    `ssl_context`: hypercorn's server does the handshake, under its timeout)."""
     while True:
         slot = object()
         await slots.acquire_on_behalf_of(slot)
@@ -135,11 +141,14 @@ async def _accept(
         except BaseException:
             slots.release_on_behalf_of(slot)
             raise
-        connections.start_soon(_connection, stream, server, slots, slot)
+        served: trio.abc.Stream = stream
+        if ssl_context is not None:
+            served = trio.SSLStream(stream, ssl_context, server_side=True, https_compatible=True)
+        connections.start_soon(_connection, served, server, slots, slot)
 
 
 async def _connection(
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     server: partial[hypercorn.trio.tcp_server.TCPServer],
     slots: trio.CapacityLimiter,
     slot: object,

@@ -119,6 +119,8 @@ class SmppConnector:
             max_timeouts=o.max_timeouts,
             connect_timeout=o.connect_timeout,
             unbind_timeout=o.unbind_timeout,
+            tls=o.tls_context(),
+            server_name=o.tls_server_name,
         )
         self.inbound = Reassembler(o.reassembly_timeout)
         self._sessions: tuple[Session, ...] = ()

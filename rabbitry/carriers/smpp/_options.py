@@ -25,11 +25,17 @@ Options (a wrong one raises `ValueError` naming the option and the value; never 
 - `reassembly_timeout` (s, default 60): how long parts of an inbound SMS wait for the others.
 - `submit_id_format` / `receipt_id_format`: "text" (default), "hex" or "decimal": how the ids of
   submit_sm_resp and of receipts are read (see `rabbitry.carriers.smpp._receipts`).
+- `tls` (default false): SMPP over TLS (many SMSCs offer it on its own port, often 3550 or
+  8775); the SMSC's certificate is verified against the system's authorities, or those of
+  `tls_ca_file` (a PEM file), for the name `tls_server_name` (default: `host`). `tls_verify =
+  false` turns the verification off, for a test bench only.
 
 The window of submits in flight is not an option here: `CarrierLink` (the carrier's `window`)
 keeps it.
 """
 
+import os
+import ssl
 from collections.abc import Mapping
 from typing import Literal, TypeVar
 
@@ -70,6 +76,20 @@ class SmppOptions:
     reassembly_timeout: float = 60.0
     submit_id_format: IdFormat = "text"
     receipt_id_format: IdFormat = "text"
+    tls: bool = False
+    tls_ca_file: str | None = None
+    tls_verify: bool = True
+    tls_server_name: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client TLS context of the connection, or None for plain TCP."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     @classmethod
     def parse(cls, name: str, options: Mapping[str, object]) -> "SmppOptions":
@@ -112,6 +132,10 @@ class SmppOptions:
             reassembly_timeout=check.seconds("reassembly_timeout", 60.0),
             submit_id_format=check.choice("submit_id_format", "text", ID_FORMATS),
             receipt_id_format=check.choice("receipt_id_format", "text", ID_FORMATS),
+            tls=check.flag("tls", default=False),
+            tls_ca_file=check.pem_file("tls_ca_file"),
+            tls_verify=check.flag("tls_verify", default=True),
+            tls_server_name=check.text("tls_server_name", "", 253) or None,
         )
 
 
@@ -178,6 +202,20 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e6:
             raise ValueError(f"{self._where(key)} must be a number of seconds > 0 (got {value!r})")
         return float(value)
+
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self._value(key, default)
+        if not isinstance(value, bool):
+            raise ValueError(f"{self._where(key)} must be true or false (got {value!r})")
+        return value
+
+    def pem_file(self, key: str) -> str | None:
+        value = self._value(key, None)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not os.path.isfile(value):
+            raise ValueError(f"{self._where(key)} must name a PEM file (got {value!r})")
+        return value
 
     def choice(self, key: str, default: _Choice, choices: tuple[_Choice, ...]) -> _Choice:
         value = self._value(key, default)

@@ -29,6 +29,7 @@ session is just closed. Waiters still pending get `CarrierDown`.
 
 import logging
 import math
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -95,6 +96,10 @@ class SessionSettings:
     max_timeouts: int = 3
     connect_timeout: float = 10.0
     unbind_timeout: float = 2.0
+    tls: ssl.SSLContext | None = None
+    """Over TLS with this context (the handshake within `connect_timeout`); None: plain TCP."""
+    server_name: str | None = None
+    """The name the SMSC's certificate is checked for; None: the host connected to."""
 
 
 class Waiter:
@@ -119,9 +124,26 @@ async def open_session(
     host: str, port: int, settings: SessionSettings, *, label: str
 ) -> AsyncIterator["Session"]:
     """A TCP connection to `host:port` as a session (not bound yet); see the module docstring."""
+    stream: trio.abc.Stream
     try:
         with trio.fail_after(settings.connect_timeout):
-            stream = await trio.open_tcp_stream(host, port)
+            tcp = await trio.open_tcp_stream(host, port)
+            stream = tcp
+            if settings.tls is not None:
+                stream = trio.SSLStream(
+                    tcp, settings.tls, server_hostname=settings.server_name or host
+                )
+                try:
+                    await stream.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(tcp)
+                    raise
+    except trio.BrokenResourceError as exc:
+        reason = exc.__cause__ or exc
+        raise CarrierDown(
+            f"carrier {label!r} cannot connect to {host}:{port} over TLS: {reason}",
+            code="tls",
+        ) from exc
     except (OSError, trio.TooSlowError) as exc:
         raise CarrierDown(
             f"carrier {label!r} cannot connect to {host}:{port}: {exc or type(exc).__name__}",

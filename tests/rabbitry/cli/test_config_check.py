@@ -65,6 +65,8 @@ def test_json_shows_the_validated_config_with_secrets_masked(
         "idempotency_ttl": 86400.0,
         "read_timeout": 10.0,
         "max_connections": 1000,
+        "certfile": None,
+        "keyfile": None,
     }
     assert shown["broker"] == {"url": "amqp://***@127.0.0.1:5672/"}
     assert shown["rates"] == {"default": "0.0500", "+33": "0.0450"}
