@@ -16,7 +16,7 @@ from conf._load import Loader
 from conf._report import config_json
 from conf._resolve import resolve_actors, resolve_import_path
 from conf._schema import Backoff, Broker, Logging, Pool, Retry, Table, named_queues
-from conf._secret import Secret, SecretURL, mask_url, split_url
+from conf._secret import Secret, SecretURL, SecretURLs, mask_url, split_url, split_urls
 
 __all__ = [
     "Backoff",
@@ -30,6 +30,7 @@ __all__ = [
     "Retry",
     "Secret",
     "SecretURL",
+    "SecretURLs",
     "Table",
     "backoff_problems",
     "broker_problems",
@@ -45,4 +46,5 @@ __all__ = [
     "retry_problems",
     "show",
     "split_url",
+    "split_urls",
 ]
