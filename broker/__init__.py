@@ -15,6 +15,7 @@ from broker._errors import (
     PublishNacked,
     PublishTimeout,
     QueueInUse,
+    ReconnectFailed,
     StaleDelivery,
     TopologyConflict,
     TransportClosed,
@@ -38,7 +39,12 @@ from broker._parking import (
     ReplayResult,
 )
 from broker._partitions import PartitionLayout, jump_hash, stable_key_hash
-from broker._rabbitmq import BridgeFailed, RabbitMQTransport, open_rabbitmq_transport
+from broker._rabbitmq import (
+    BridgeFailed,
+    RabbitMQTransport,
+    ReconnectPolicy,
+    open_rabbitmq_transport,
+)
 from broker._retry import (
     FailurePolicy,
     FailureRouter,
@@ -126,6 +132,8 @@ __all__ = [
     "QueueInUse",
     "QueueStatistics",
     "RabbitMQTransport",
+    "ReconnectFailed",
+    "ReconnectPolicy",
     "Reject",
     "RemoteError",
     "RemoteFailure",

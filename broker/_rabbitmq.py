@@ -54,7 +54,7 @@ import contextlib
 import functools
 import itertools
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
@@ -83,7 +83,7 @@ from broker._rabbitmq_wire import (
 )
 from broker._topology import Topology
 from broker._transport import DEFAULT_PREFETCH, Delivery, QueueStatistics, TransportStatistics
-from conf import mask_url
+from conf import mask_url, split_urls
 
 __all__ = ["BridgeFailed", "RabbitMQTransport", "ReconnectPolicy", "open_rabbitmq_transport"]
 
@@ -499,7 +499,7 @@ def with_heartbeat(url: str, seconds: int) -> str:
 
 @contextlib.asynccontextmanager
 async def open_rabbitmq_transport(
-    url: str,
+    url: str | Sequence[str],
     *,
     close_timeout: float = 10.0,
     use_uvloop: bool | None = None,
@@ -510,6 +510,10 @@ async def open_rabbitmq_transport(
 ) -> AsyncIterator[RabbitMQTransport]:
     """Connect to RabbitMQ at `url` for the ``async with`` block; close gracefully on exit.
 
+    `url` is one URL, or several (a sequence, or one string of comma-separated URLs): the nodes
+    of one RabbitMQ cluster. The transport connects to the first that answers, in list order,
+    and after a loss reconnects starting with the next one (see broker._rabbitmq_link).
+
     ``heartbeat`` (seconds) is asked of the broker unless the URL has its own ``?heartbeat=``: a
     connection that goes silent (a cable pulled, a firewall dropping packets: nothing closes the
     socket) is then found dead within a few heartbeats and re-established, instead of after
@@ -519,18 +523,23 @@ async def open_rabbitmq_transport(
     each AMQP control operation. ``use_uvloop`` defaults to using uvloop when it is installed.
     ``reconnect`` (default ``ReconnectPolicy()``) says how a lost connection is re-established.
     Raises TransportClosed (naming the URL without its password) if RabbitMQ is unreachable, and
-    ConnectionLost when the connection was lost and reconnecting failed past the policy's budget
-    (the block is cancelled then).
+    ReconnectFailed (a ConnectionLost) when the connection was lost and reconnecting failed past
+    the policy's budget (the block is cancelled then).
     """
+    urls = split_urls(url) if isinstance(url, str) else tuple(url)
+    shown = ",".join(urls)  # masked wherever it is shown
     async with open_bridge(use_uvloop=use_uvloop, hold=bridge_hold) as bridge:
         link = Link(
-            bridge, with_heartbeat(url, heartbeat), rpc_timeout=close_timeout, name=connection_name
+            bridge,
+            [with_heartbeat(one, heartbeat) for one in urls],
+            rpc_timeout=close_timeout,
+            name=connection_name,
         )
         with trio.CancelScope(shield=True):
             await bridge.call(link.connect)
         bridge.send(link.release)
         transport = RabbitMQTransport(
-            bridge, link, close_timeout=close_timeout, url=url, reconnect=reconnect
+            bridge, link, close_timeout=close_timeout, url=shown, reconnect=reconnect
         )
         try:
             async with trio.open_nursery() as nursery:

@@ -127,8 +127,10 @@ class ConsumerLink:
             return
         try:
             await channel.basic_cancel(tag, timeout=self._rpc_timeout)
-        except _CLOSED_CHANNEL:
+        except (*_CLOSED_CHANNEL, ConnectionError):
             return  # the channel is gone: nothing is delivered on it any more
+        except Exception as exc:  # a timeout: the channel does not answer
+            raise translate(exc, f"cancelling the consumer of queue {self._queue!r}") from exc
 
     async def close(self) -> None:
         """Cancel, send every queued settlement, close the channel; the broker requeues the rest."""

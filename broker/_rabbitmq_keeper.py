@@ -10,16 +10,20 @@ consumers, and reconnects following its :class:`~broker._rabbitmq_reconnect.Reco
     await nursery.start(keeper.run)
     await keeper.wait_connected()
 
-An attempt connects, declares every topology again and restores the reply consumer
-(``Link.recover``), has the owner register every consumer again and verify the broker counts them
-(``Recoverable.recover_consumers``), and only then releases the waiting publishes. An attempt
-that fails halfway is undone (consumers suspended, connection dropped) and retried after the next
-backoff delay; a loss during an attempt (a newer epoch lost) makes it start over. Past
-``give_up_after`` seconds since the loss it gives up: ``Recoverable.give_up(ConnectionLost)``.
+An attempt connects (to the next live URL of the list, see broker._rabbitmq_link), declares every
+topology again and restores the reply consumer (``Link.recover``), has the owner register every
+consumer again and verify the broker counts them (``Recoverable.recover_consumers``), and only
+then releases the waiting publishes. Each of those steps raises BrokerError alone, whatever
+failed under it (the link translates aiormq's and the socket's errors); an attempt that fails
+halfway is undone (consumers suspended, connection dropped) and retried after the next backoff
+delay; a loss during an attempt (a newer epoch lost) makes it start over. Past ``give_up_after``
+seconds since the loss it gives up: ``Recoverable.give_up(ReconnectFailed)``; with
+``give_up_after=math.inf`` it never does.
 
 Each step is one line on the ``broker.rabbitmq`` logger, its ``event`` field saying which:
 ``connection_lost`` (reason), ``reconnect`` (attempt, delay before it, the last cause),
-``connected`` (attempts, seconds down) and ``reconnect_failed``; the URL is always masked.
+``connected`` (attempts, seconds down, the URL connected to) and ``reconnect_failed``; URLs are
+always masked.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Protocol
 import trio
 
 from broker._bridge import Bridge, BridgeFailed
-from broker._errors import BrokerError, ConnectionLost
+from broker._errors import BrokerError, ConnectionLost, ReconnectFailed
 from broker._rabbitmq_link import Link
 from broker._rabbitmq_reconnect import ReconnectPolicy, backoff_delays
 from conf import mask_url
@@ -57,7 +61,7 @@ class Recoverable(Protocol):
         """Register again the consumers whose channel died while the connection lived."""
 
     def give_up(self, error: ConnectionLost) -> None:
-        """Fail everything with `error`; the transport's block raises it."""
+        """Fail everything with `error` (a ReconnectFailed); the transport's block raises it."""
 
 
 class ConnectionKeeper:
@@ -74,6 +78,7 @@ class ConnectionKeeper:
         self._epoch = link.epoch  # the connection last brought up
         self._lost_epoch = 0
         self._loss_reason = ""
+        self._last_error: BaseException | None = None  # why the last attempt failed
         self._wakeup = trio.Event()
         self._up = trio.Event()
         self._up.set()
@@ -83,7 +88,7 @@ class ConnectionKeeper:
         self.losses = 0
         self.reconnects = 0
         self._reconnected = trio.Event()
-        self.failure: ConnectionLost | None = None
+        self.failure: ReconnectFailed | None = None
         link.on_lost = self.on_lost
 
     def on_lost(self, epoch: int, reason: str) -> None:
@@ -92,6 +97,7 @@ class ConnectionKeeper:
             return
         self._lost_epoch = epoch
         self._loss_reason = reason
+        self._last_error = None
         self.losses += 1
         self.connected = False
         if self._up.is_set():
@@ -138,7 +144,7 @@ class ConnectionKeeper:
                 if not self.connected:
                     try:
                         await self._reconnect()
-                    except ConnectionLost as exc:
+                    except ReconnectFailed as exc:
                         _log.error(
                             "%s",
                             exc,
@@ -152,6 +158,15 @@ class ConnectionKeeper:
                 else:
                     await self._owner.reopen_consumers()
 
+    def _root_cause(self) -> str:
+        """Why the last attempt failed (the innermost error), else why the connection was lost."""
+        error = self._last_error
+        if error is None:
+            return self._loss_reason
+        while error.__cause__ is not None:
+            error = error.__cause__
+        return f"{type(error).__name__}: {error}"
+
     async def _reconnect(self) -> None:
         policy = self._policy
         started = trio.current_time()
@@ -160,10 +175,13 @@ class ConnectionKeeper:
         while True:
             remaining = started + policy.give_up_after - trio.current_time()
             if remaining <= 0:
-                raise ConnectionLost(
+                raise ReconnectFailed(
                     f"the connection to RabbitMQ at {self._url!r} was lost and could not be "
                     f"re-established within {policy.give_up_after!r} s ({attempts} attempts; "
-                    f"last cause: {self._loss_reason}); the transport gave up, open a new one"
+                    f"last cause: {self._loss_reason}); the transport gave up, open a new one",
+                    budget=policy.give_up_after,
+                    attempts=attempts,
+                    cause=self._root_cause(),
                 )
             delay = min(next(delays), remaining)
             _log.info(
@@ -191,6 +209,7 @@ class ConnectionKeeper:
                 raise
             except BrokerError as exc:
                 self._loss_reason = f"{type(exc).__name__}: {exc}"
+                self._last_error = exc
                 self._owner.connection_lost(self._loss_reason)
                 await self._bridge.call(self._link.drop)
                 continue
@@ -198,13 +217,14 @@ class ConnectionKeeper:
                 continue  # lost again while recovering: start over
             self.connected = True
             self.reconnects += 1
+            url = mask_url(self._link.url)
             _log.info(
                 "reconnected to RabbitMQ at %s after %d attempts",
-                self._url,
+                url,
                 attempts,
                 extra={
                     "event": "connected",
-                    "url": self._url,
+                    "url": url,
                     "attempts": attempts,
                     "down": round(trio.current_time() - started, 3),
                 },

@@ -11,10 +11,19 @@ declared topologies. Every aiormq error leaves as a BrokerError (broker._rabbitm
 Reconnecting is driven from trio (the transport's connection keeper): a connection that closes
 without :meth:`Link.close` posts ``on_lost(epoch, reason)``; the keeper calls :meth:`Link.connect`
 again, then :meth:`Link.recover` (topologies declared again, the reply consumer restored), and
-finally :meth:`Link.release`. Between loss and release every publish waits (within its own
-deadline) and a publish whose confirm the dead connection took with it is sent again on the new
-one, so duplicates are possible and consumers dedupe on ``message_id``. :meth:`Link.fail` (the
-keeper gave up) and :meth:`Link.close` make waiting publishes raise instead.
+finally :meth:`Link.release`. Every step raises BrokerError only, whatever aiormq or the socket
+raised, so that a broker dropping again mid-recovery is one more failed attempt, never a crash.
+Between loss and release every publish waits (within its own deadline) and a publish whose
+confirm the dead connection took with it is sent again on the new one, so duplicates are possible
+and consumers dedupe on ``message_id``. :meth:`Link.fail` (the keeper gave up) and
+:meth:`Link.close` make waiting publishes raise instead.
+
+With several URLs (the nodes of one RabbitMQ cluster) :meth:`Link.connect` tries them in list
+order, each within the RPC timeout, and connects to the first that answers; a reconnect starts
+with the URL after the one whose connection was lost (wrapping around), so the node that just
+went away is tried last (:func:`connect_order`). In order rather than shuffled: which node a
+daemon talks to stays predictable from its config and its logs, and an operator who wants
+daemons spread over the nodes lists the URLs in a different order on each host.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import aiormq
@@ -37,7 +46,7 @@ from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
 from conf import mask_url
 
-__all__ = ["REPLY_TO", "Link"]
+__all__ = ["REPLY_TO", "Link", "connect_order"]
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 # A publish whose channel died under it (not by its own fault) is re-sent at most this often.
@@ -54,9 +63,15 @@ def _unwired(*args: object) -> None:
 class Link:
     """The asyncio half of a transport: the connection and its shared channels (bridge thread)."""
 
-    def __init__(self, bridge: Bridge, url: str, *, rpc_timeout: float, name: str) -> None:
+    def __init__(
+        self, bridge: Bridge, urls: str | Sequence[str], *, rpc_timeout: float, name: str
+    ) -> None:
         self._bridge = bridge
-        self._url = url
+        self._urls = (urls,) if isinstance(urls, str) else tuple(urls)
+        if not self._urls:
+            raise ValueError("a Link needs at least one URL (got none)")
+        self.url_index = 0  # the URL of the current (or last) connection
+        self._connected_once = False
         self._rpc_timeout = rpc_timeout
         self._name = name
         self.connection: aiormq.Connection | None = None
@@ -83,29 +98,66 @@ class Link:
     def connected(self) -> bool:
         return self.connection is not None and not self.connection.is_closed
 
+    @property
+    def url(self) -> str:
+        """The URL of the current (or last) connection, password included: mask it to show it."""
+        return self._urls[self.url_index]
+
     async def connect(self) -> int:
-        """Open a (new) connection; return its epoch. The old one's channels are forgotten."""
+        """Open a (new) connection; return its epoch. The old one's channels are forgotten.
+
+        Tries each URL in :meth:`connect_order`, each within the RPC timeout; raises
+        TransportClosed naming every URL tried (masked) and why each failed.
+        """
         self.connection = None
         self._publish_channel = self._control_channel = self._rpc_channel = None
-        try:
-            connection = await aiormq.connect(
-                self._url, client_properties={"connection_name": self._name}
+        failures: list[tuple[str, Exception]] = []
+        last = self.url_index if self._connected_once else None
+        for index in connect_order(len(self._urls), last):
+            url = self._urls[index]
+            try:
+                connection = await asyncio.wait_for(self._open(url), self._rpc_timeout)
+            except Exception as exc:  # noqa: BLE001 - reported below, with every URL tried
+                failures.append((url, exc))
+                continue
+            if self._failure is not None:  # closed while connecting
+                with contextlib.suppress(Exception, asyncio.TimeoutError):
+                    await connection.close(timeout=self._rpc_timeout)
+                raise self._failure
+            self.epoch += 1
+            self.url_index = index
+            self._connected_once = True
+            self.connection = connection
+            connection.closing.add_done_callback(
+                functools.partial(self._on_connection_closed, connection, self.epoch)
             )
-        except Exception as exc:
-            raise TransportClosed(
-                f"cannot connect to RabbitMQ at {mask_url(self._url)!r}: "
-                f"{type(exc).__name__}: {exc}; is the broker running (rabbitmq-server -detached)?"
-            ) from exc
-        if self._failure is not None:  # closed while connecting
-            with contextlib.suppress(Exception, asyncio.TimeoutError):
-                await connection.close(timeout=self._rpc_timeout)
-            raise self._failure
-        self.epoch += 1
-        self.connection = connection
-        connection.closing.add_done_callback(
-            functools.partial(self._on_connection_closed, connection, self.epoch)
+            return self.epoch
+        raise self._unreachable(failures)
+
+    async def _open(self, url: str) -> aiormq.Connection:
+        connection: aiormq.Connection = await aiormq.connect(
+            url, client_properties={"connection_name": self._name}
         )
-        return self.epoch
+        return connection
+
+    def _unreachable(self, failures: list[tuple[str, Exception]]) -> TransportClosed:
+        why = [f"{_describe(exc, self._rpc_timeout)}" for _, exc in failures]
+        if len(failures) == 1:
+            url = failures[0][0]
+            error = TransportClosed(
+                f"cannot connect to RabbitMQ at {mask_url(url)!r}: {why[0]}; is the broker "
+                f"running (rabbitmq-server -detached)?"
+            )
+        else:
+            tried = "; ".join(
+                f"{mask_url(url)} {reason}" for (url, _), reason in zip(failures, why, strict=True)
+            )
+            error = TransportClosed(
+                f"cannot connect to RabbitMQ at any of its {len(failures)} URLs ({tried}); is "
+                f"one of the cluster's nodes running?"
+            )
+        error.__cause__ = failures[-1][1]
+        return error
 
     def _on_connection_closed(
         self, connection: aiormq.Connection, epoch: int, closing: asyncio.Future[Any]
@@ -118,7 +170,10 @@ class Link:
         self._bridge.post(self.on_lost, epoch, text)
 
     async def recover(self) -> None:
-        """After a reconnect: declare every topology again and restore the reply consumer."""
+        """After a reconnect: declare every topology again and restore the reply consumer.
+
+        Raises BrokerError only (TransportClosed when the connection died under it).
+        """
         for topology in list(self.topologies):
             await self.declare(topology)
         if self._replies_wanted:
@@ -524,6 +579,11 @@ class Link:
                 self._all_confirmed.set()
 
     async def _reply_channel(self) -> aiormq.Channel:
+        """The RPC channel, consuming direct reply-to; opened (again) if need be.
+
+        Raises BrokerError only: aiormq's and the socket's errors are translated here, since
+        recover() ends with this and the keeper retries on BrokerError alone.
+        """
         channel = self._rpc_channel
         if channel is not None and not channel.is_closed:
             return channel
@@ -533,15 +593,22 @@ class Link:
                 if not self.connected:
                     raise TransportClosed("the connection to RabbitMQ is closed")
                 assert self.connection is not None
-                channel = cast(
-                    "aiormq.Channel",
-                    await self.connection.channel(
-                        publisher_confirms=True, timeout=self._rpc_timeout
-                    ),
-                )
-                await channel.basic_consume(
-                    REPLY_TO, self._on_reply, no_ack=True, timeout=self._rpc_timeout
-                )
+                channel = None
+                try:
+                    channel = cast(
+                        "aiormq.Channel",
+                        await self.connection.channel(
+                            publisher_confirms=True, timeout=self._rpc_timeout
+                        ),
+                    )
+                    await channel.basic_consume(
+                        REPLY_TO, self._on_reply, no_ack=True, timeout=self._rpc_timeout
+                    )
+                except Exception as exc:
+                    if channel is not None and not channel.is_closed:
+                        with contextlib.suppress(Exception, asyncio.TimeoutError):
+                            await channel.close(timeout=self._rpc_timeout)
+                    raise translate(exc, f"consuming RPC replies from {REPLY_TO!r}") from exc
                 self._rpc_channel = channel
                 self._replies_wanted = True
             return channel
@@ -553,13 +620,32 @@ class Link:
         self, body: bytes, routing_key: str, properties: spec.Basic.Properties
     ) -> None:
         """A reply whose request's consumer is gone: publish it on the publish channel."""
-        channel = await self._channel("_publish_channel", confirms=True)
         try:
+            channel = await self._channel("_publish_channel", confirms=True)
             await self._publisher(channel).publish(
                 body, "", routing_key, properties, mandatory=False
             )
         except Exception as exc:
             raise translate(exc, f"reply to {routing_key!r}") from exc
+
+
+def connect_order(count: int, last: int | None) -> list[int]:
+    """The order in which :meth:`Link.connect` tries `count` URLs: list order the first time
+    (`last` None), else starting after `last`, the URL of the connection just lost, so that one
+    comes last.
+
+    >>> connect_order(3, None), connect_order(3, 1), connect_order(1, 0)
+    ([0, 1, 2], [2, 0, 1], [0])
+    """
+    first = 0 if last is None else (last + 1) % count
+    return [(first + step) % count for step in range(count)]
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    """Why one connection attempt failed, as `Type: message`."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return f"TimeoutError: no answer within {timeout!r} s"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _where(properties: spec.Basic.Properties, exchange: str, routing_key: str) -> str:
