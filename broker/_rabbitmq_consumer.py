@@ -28,7 +28,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import aiormq
 import aiormq.exceptions
@@ -39,6 +39,7 @@ from pamqp import commands as spec
 from broker._bridge import Bridge
 from broker._errors import BrokerError, NotDeclared, StaleDelivery, TransportClosed
 from broker._rabbitmq_frames import encode_ack, encode_publish
+from broker._rabbitmq_link import open_channel
 from broker._rabbitmq_wire import from_message, translate
 from broker._transport import Delivery
 
@@ -91,9 +92,8 @@ class ConsumerLink:
     async def start(self) -> None:
         where = f"consuming from queue {self._queue!r}"
         try:
-            channel = cast(
-                "aiormq.Channel",
-                await self._connection.channel(publisher_confirms=False, timeout=self._rpc_timeout),
+            channel = await open_channel(
+                self._connection, confirms=False, deadline=self._rpc_timeout
             )
             self._channel = channel
             await channel.basic_qos(prefetch_count=self._prefetch, timeout=self._rpc_timeout)

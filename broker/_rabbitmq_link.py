@@ -46,7 +46,7 @@ from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
 from conf import mask_url
 
-__all__ = ["REPLY_TO", "Link", "connect_order"]
+__all__ = ["REPLY_TO", "Link", "connect_order", "open_channel"]
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 # A publish whose channel died under it (not by its own fault) is re-sent at most this often.
@@ -243,11 +243,8 @@ class Link:
                 if not self.connected:
                     raise TransportClosed("the connection to RabbitMQ is closed")
                 assert self.connection is not None
-                channel = cast(
-                    "aiormq.Channel",
-                    await self.connection.channel(
-                        publisher_confirms=confirms, timeout=self._rpc_timeout
-                    ),
+                channel = await open_channel(
+                    self.connection, confirms=confirms, deadline=self._rpc_timeout
                 )
                 setattr(self, attribute, channel)
             assert channel is not None
@@ -412,6 +409,12 @@ class Link:
                     and attempt < _REPUBLISH_ATTEMPTS
                 ):
                     continue  # another publish killed the channel: this one goes again
+                if isinstance(error, TimeoutError):  # opening its channel got no answer
+                    raise PublishTimeout(
+                        f"{where} got no answer from RabbitMQ within {self._rpc_timeout!r} s "
+                        f"(the connection does not respond); its outcome is unknown, publish it "
+                        f"again (consumers dedupe on message_id)"
+                    ) from error
                 raise translate(error, where) from error
         finally:
             self.unconfirmed.discard(record)
@@ -595,11 +598,8 @@ class Link:
                 assert self.connection is not None
                 channel = None
                 try:
-                    channel = cast(
-                        "aiormq.Channel",
-                        await self.connection.channel(
-                            publisher_confirms=True, timeout=self._rpc_timeout
-                        ),
+                    channel = await open_channel(
+                        self.connection, confirms=True, deadline=self._rpc_timeout
                     )
                     await channel.basic_consume(
                         REPLY_TO, self._on_reply, no_ack=True, timeout=self._rpc_timeout
@@ -627,6 +627,20 @@ class Link:
             )
         except Exception as exc:
             raise translate(exc, f"reply to {routing_key!r}") from exc
+
+
+async def open_channel(
+    connection: aiormq.Connection, *, confirms: bool, deadline: float
+) -> aiormq.Channel:
+    """A new channel on `connection` (in confirm mode if `confirms`), opened within `deadline`
+    seconds.
+
+    aiormq bounds ``channel.open`` by its timeout but not the ``confirm.select`` after it, nor
+    its wait for the connection: on a connection that went silent those would wait for ever, so
+    the whole opening is bounded here (asyncio.TimeoutError past it).
+    """
+    opening = connection.channel(publisher_confirms=confirms, timeout=deadline)
+    return cast("aiormq.Channel", await asyncio.wait_for(opening, deadline))
 
 
 def connect_order(count: int, last: int | None) -> list[int]:
