@@ -18,6 +18,7 @@ path a clean recovery takes and aim at every step of it.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from typing import Literal
@@ -67,10 +68,8 @@ class Fault:
 
 def _reset(stream: trio.SocketStream) -> None:
     """Close with an RST (SO_LINGER 0), not a FIN: the peer sees ECONNRESET."""
-    try:
+    with contextlib.suppress(OSError):  # already closed
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass  # already closed
     stream.socket.close()
 
 
@@ -103,6 +102,7 @@ class FaultProxy:
         self._faults: list[Fault] = []
         self._carried: dict[int, _Carried] = {}
         self._down = False
+        self._changed = trio.Event()  # set (and replaced) at each connection and method seen
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -131,6 +131,16 @@ class FaultProxy:
         """While down, every new connection is refused (accepted, then reset at once)."""
         self._down = down
 
+    async def wait_for_method(self, connection: int, count: int) -> None:
+        """Wait until connection number `connection` sent `count` methods, or a later one began
+        (this one ended short of them)."""
+        while len(self.methods.get(connection, ())) < count and self.connections <= connection:
+            await self._changed.wait()
+
+    def _seen(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
     def _fault_for(self, connection: int, method: int) -> Fault | None:
         for fault in self._faults:
             if (fault.connection, fault.method) == (connection, method):
@@ -143,6 +153,7 @@ class FaultProxy:
         self.connections += 1
         number = self.connections
         self.methods[number] = []
+        self._seen()
         if self._down or self._fault_for(number, 0) is not None:
             _reset(client)
             return
@@ -196,6 +207,7 @@ class FaultProxy:
                         count += 1
                         key = struct.unpack(">HH", frame[7:11])
                         self.methods[carried.number].append(METHOD_NAMES.get(key, str(key)))
+                        self._seen()
                         fault = self._fault_for(carried.number, count)
                         if fault is not None:
                             if out:
