@@ -70,6 +70,7 @@ from broker._rpc import (
 )
 from broker._topology import (
     Binding,
+    DeadLetterStrategy,
     Exchange,
     ExchangeType,
     Overflow,
@@ -100,6 +101,7 @@ __all__ = [
     "ConnectionLost",
     "Consumer",
     "ContentType",
+    "DeadLetterStrategy",
     "Delivery",
     "Envelope",
     "Exchange",
