@@ -53,6 +53,7 @@ import collections
 import contextlib
 import functools
 import itertools
+import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -66,6 +67,7 @@ from broker._errors import (
     CallTimeout,
     ConnectionLost,
     NotARequest,
+    NotDeclared,
     PublishNacked,
     PublishTimeout,
     StaleDelivery,
@@ -86,6 +88,8 @@ from broker._transport import DEFAULT_PREFETCH, Delivery, QueueStatistics, Trans
 from conf import mask_url, split_urls
 
 __all__ = ["BridgeFailed", "RabbitMQTransport", "ReconnectPolicy", "open_rabbitmq_transport"]
+
+_log = logging.getLogger("broker.rabbitmq")
 
 
 class RabbitMQTransport:
@@ -428,10 +432,10 @@ class RabbitMQTransport:
             self._suspend(consumer)
         self._reopen.clear()
 
-    async def recover_consumers(self) -> None:
+    async def recover_consumers(self) -> bool:
         for consumer in sorted(self._open, key=id):
             if not consumer.ended:
-                await self._register(consumer)
+                await self._register_again(consumer)
         # "Connected but not consuming" is a failed attempt: each queue must count them all.
         expected = collections.Counter(
             consumer.queue for consumer in self._open if consumer.registered
@@ -443,17 +447,53 @@ class RabbitMQTransport:
                     f"queue {queue!r} reports {consumers!r} consumers after {count!r} were "
                     f"registered on it again: connected but not consuming"
                 )
+        return bool(self._reopen)
 
-    async def reopen_consumers(self) -> None:
-        while self._reopen and self._keeper.connected:
-            consumer = self._reopen.pop()
+    async def reopen_consumers(self) -> bool:
+        pending, self._reopen = self._reopen, set()
+        for consumer in sorted(pending, key=id):
             if consumer not in self._open or consumer.ended:
                 continue
+            if not self._keeper.connected:
+                self._reopen.add(consumer)  # the reconnect registers every open consumer
+                continue
             try:
-                await self._register(consumer)
-            except BrokerError as exc:
-                self._consumers.pop(consumer.generation, None)
-                consumer.lose(exc)
+                await self._register_again(consumer)
+            except TransportClosed:
+                self._suspend(consumer)
+                self._reopen.add(consumer)  # the connection (or its channel) died under it
+        return bool(self._reopen)
+
+    async def _register_again(self, consumer: RabbitMQConsumer) -> None:
+        """Register `consumer` again on the live connection.
+
+        Raises TransportClosed when the connection (or the new channel) died under it. A queue
+        that is gone (NotDeclared) ends the consumer's iteration with that error: its owner
+        decides, never a silent 0 consumers. Any other refusal (a queue that does not answer,
+        e.g. a quorum queue without a leader; an exclusive consumer of a connection the broker
+        has not buried yet) leaves the consumer waiting and pending: the keeper registers it
+        again after a backoff delay, while every other consumer and every publish goes on.
+        """
+        try:
+            await self._register(consumer)
+        except TransportClosed:
+            raise
+        except NotDeclared as exc:
+            self._consumers.pop(consumer.generation, None)
+            consumer.lose(exc)
+        except BrokerError as exc:
+            self._suspend(consumer)
+            self._reopen.add(consumer)
+            _log.warning(
+                "the consumer of queue %r could not be registered again (%s); retrying",
+                consumer.queue,
+                exc,
+                extra={
+                    "event": "consumer_pending",
+                    "queue": consumer.queue,
+                    "reason": f"{type(exc).__name__}: {exc}",
+                },
+            )
 
     def give_up(self, error: ConnectionLost) -> None:
         self._bridge.send(self._link.fail, error)

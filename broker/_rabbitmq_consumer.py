@@ -378,6 +378,7 @@ class RabbitMQConsumer:
         """From the bridge: one delivery arrived (in trio, batched with others)."""
         if generation != self.generation or self._closed:
             return  # the broker requeues it when that channel closes
+        self.registered = True  # a delivery may overtake the answer to basic.consume
         self.deliveries += 1
         self._unsettled.add(tag)
         if self._cancelled:

@@ -13,17 +13,20 @@ consumers, and reconnects following its :class:`~broker._rabbitmq_reconnect.Reco
 An attempt connects (to the next live URL of the list, see broker._rabbitmq_link), declares every
 topology again and restores the reply consumer (``Link.recover``), has the owner register every
 consumer again and verify the broker counts them (``Recoverable.recover_consumers``), and only
-then releases the waiting publishes. Each of those steps raises BrokerError alone, whatever
-failed under it (the link translates aiormq's and the socket's errors); an attempt that fails
-halfway is undone (consumers suspended, connection dropped) and retried after the next backoff
-delay; a loss during an attempt (a newer epoch lost) makes it start over. Past ``give_up_after``
+then releases the waiting publishes. A consumer its own queue refuses while the connection is
+fine (no quorum leader answers, an exclusive consumer not buried yet) does not hold the others
+hostage: it stays pending, logged, and is registered again after each backoff delay. Each of
+those steps raises BrokerError alone, whatever failed under it (the link translates aiormq's and
+the socket's errors); an attempt that fails halfway is undone (consumers suspended, connection
+dropped) and retried after the next backoff delay; a loss during an attempt (a newer epoch lost)
+makes it start over. Past ``give_up_after``
 seconds since the loss it gives up: ``Recoverable.give_up(ReconnectFailed)``; with
 ``give_up_after=math.inf`` it never does.
 
 Each step is one line on the ``broker.rabbitmq`` logger, its ``event`` field saying which:
 ``connection_lost`` (reason), ``reconnect`` (attempt, delay before it, the last cause),
-``connected`` (attempts, seconds down, the URL connected to) and ``reconnect_failed``; URLs are
-always masked.
+``connected`` (attempts, seconds down, the URL connected to) and ``reconnect_failed``; the
+transport adds ``consumer_pending`` (queue, reason). URLs are always masked.
 """
 
 from __future__ import annotations
@@ -51,14 +54,16 @@ class Recoverable(Protocol):
     def connection_lost(self, reason: str) -> None:
         """Fail RPC calls in flight and suspend every consumer (their generation is over)."""
 
-    async def recover_consumers(self) -> None:
-        """Register every open consumer on the new connection and verify the broker counts them.
+    async def recover_consumers(self) -> bool | None:
+        """Register every open consumer on the new connection and verify the broker counts them;
+        whether some are left pending (refused for a reason of their own queue's: retried).
 
-        Raises BrokerError if one cannot be registered or is not counted.
+        Raises BrokerError if the connection fails under it, or a registered one is not counted.
         """
 
-    async def reopen_consumers(self) -> None:
-        """Register again the consumers whose channel died while the connection lived."""
+    async def reopen_consumers(self) -> bool | None:
+        """Register again the pending consumers and those whose channel died while the
+        connection lived; whether some are still pending."""
 
     def give_up(self, error: ConnectionLost) -> None:
         """Fail everything with `error` (a ReconnectFailed); the transport's block raises it."""
@@ -79,6 +84,7 @@ class ConnectionKeeper:
         self._lost_epoch = 0
         self._loss_reason = ""
         self._last_error: BaseException | None = None  # why the last attempt failed
+        self._pending = False  # consumers wait to be registered again (see run)
         self._wakeup = trio.Event()
         self._up = trio.Event()
         self._up.set()
@@ -134,12 +140,22 @@ class ConnectionKeeper:
             await self._up.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Wait for a loss and recover from it, forever; give up past the policy's budget."""
+        """Wait for a loss and recover from it, forever; give up past the policy's budget.
+
+        Consumers left pending by a recovery (their queue refused them, the connection lived)
+        are registered again after each backoff delay until none is left.
+        """
+        retry_delays = backoff_delays(self._policy, random.Random())
         with trio.CancelScope() as scope:
             self._scope = scope
             task_status.started()
             while True:
-                await self._wakeup.wait()
+                if self._pending and self.connected:
+                    with trio.move_on_after(next(retry_delays)):
+                        await self._wakeup.wait()
+                else:
+                    retry_delays = backoff_delays(self._policy, random.Random())
+                    await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 if not self.connected:
                     try:
@@ -156,7 +172,7 @@ class ConnectionKeeper:
                         self._reconnected.set()
                         return
                 else:
-                    await self._owner.reopen_consumers()
+                    self._pending = bool(await self._owner.reopen_consumers())
 
     def _root_cause(self) -> str:
         """Why the last attempt failed (the innermost error), else why the connection was lost."""
@@ -204,7 +220,7 @@ class ConnectionKeeper:
                 epoch = await self._bridge.call(self._link.connect)
                 self._epoch = epoch
                 await self._bridge.call(self._link.recover)
-                await self._owner.recover_consumers()
+                self._pending = bool(await self._owner.recover_consumers())
             except BridgeFailed:
                 raise
             except BrokerError as exc:

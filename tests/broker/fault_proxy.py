@@ -112,7 +112,11 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        return self.url_for("")
+
+    def url_for(self, vhost: str) -> str:
+        """The URL of `vhost` through the proxy (guest's credentials)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
 
     def arm(self, fault: Fault) -> None:
         self._faults.append(fault)

@@ -24,7 +24,7 @@ import pytest
 import trio
 from fault_proxy import Fault, FaultProxy
 
-from broker import Binding, Delivery, Envelope, Exchange, Queue, Topology
+from broker import Binding, Delivery, Envelope, Exchange, NotDeclared, Queue, Topology
 from broker._rabbitmq import RabbitMQTransport, ReconnectPolicy, open_rabbitmq_transport
 from broker._rabbitmq_consumer import RabbitMQConsumer
 
@@ -193,3 +193,53 @@ async def test_a_failure_at_any_step_of_recovery_ends_reconnected_and_working(
             else:
                 # Broken after the release: a loss like any other, recovered the same way.
                 assert rig.transport.statistics().reconnects == 2
+
+
+async def test_a_consumer_its_queue_refuses_after_a_reconnect_waits_and_holds_no_one_back(
+    rabbitmq_url: str,
+) -> None:
+    """Another connection took its queue exclusively meanwhile: the reconnect completes without
+    it (every other consumer and every publish goes on), and it is registered once free."""
+    outside = f"test.recovery.{uuid.uuid4().hex[:10]}.outside"
+    with trio.fail_after(60):
+        async with (
+            open_rabbitmq_transport(rabbitmq_url, close_timeout=5.0) as other,
+            open_rig(rabbitmq_url) as rig,
+        ):
+            try:
+                await other.declare(Topology(queues=[Queue(outside)]))
+                async with rig.transport.open_consumer(outside) as waiting:
+                    rig.proxy.reset_all()
+                    async with other.open_consumer(outside, exclusive=True):
+                        await rig.transport.wait_reconnects(1)
+                        await rig.check_working()  # the two others, publishes and calls
+                        assert rig.transport.statistics().consumers == 2
+                    # Free again: registered after a backoff delay, and consuming.
+                    envelope = Envelope(message_id="late", type="t", body=b"x", timestamp=0.0)
+                    await other.publish(envelope, exchange="", routing_key=outside)
+                    delivery = await anext(aiter(waiting))
+                    assert delivery.envelope.message_id == "late"
+                    await rig.transport.ack(delivery)
+                    assert rig.transport.statistics().consumers == 3
+            finally:
+                with trio.CancelScope(shield=True):
+                    await other.delete_queue(outside)
+
+
+async def test_a_consumer_whose_queue_is_gone_after_a_reconnect_ends_with_not_declared(
+    rabbitmq_url: str,
+) -> None:
+    outside = f"test.recovery.{uuid.uuid4().hex[:10]}.gone"
+    with trio.fail_after(60):
+        async with (
+            open_rabbitmq_transport(rabbitmq_url, close_timeout=5.0) as other,
+            open_rig(rabbitmq_url) as rig,
+        ):
+            await other.declare(Topology(queues=[Queue(outside)]))
+            async with rig.transport.open_consumer(outside) as doomed:
+                await other.delete_queue(outside)  # the broker cancels the consumer at once
+                rig.proxy.reset_all()
+                with pytest.raises(NotDeclared):
+                    await anext(aiter(doomed))
+                await rig.transport.wait_reconnects(1)
+                await rig.check_working()
