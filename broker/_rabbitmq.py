@@ -31,7 +31,8 @@ thread):
 
 Reconnect (broker._rabbitmq_keeper runs it, as a task in the transport's own nursery): when the
 connection is lost (a cut, a crash, a missed heartbeat) the RPC calls in flight fail at once with
-ConnectionLost (a call may or may not have run), and every consumer is suspended: its channel
+ConnectionLost (a call may or may not have run; one made while it is down waits for it, within
+its deadline, since it was not sent), and every consumer is suspended: its channel
 generation is forgotten, so acks of what it delivered raise StaleDelivery and send nothing (the
 broker redelivers those, ``redelivered=True``). The keeper then reconnects with backoff and
 jitter (:class:`ReconnectPolicy`), declares every topology again, restores the reply consumer,
@@ -322,7 +323,12 @@ class RabbitMQTransport:
         try:
             with trio.move_on_after(timeout):
                 self._bridge.send(
-                    self._link.send_request, envelope.body, exchange, routing_key, properties
+                    self._link.send_request,
+                    envelope.body,
+                    exchange,
+                    routing_key,
+                    properties,
+                    timeout,
                 )
                 return await slot.wait()
         finally:

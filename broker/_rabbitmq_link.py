@@ -40,7 +40,7 @@ import aiormq.exceptions
 from pamqp import commands as spec
 
 from broker._bridge import Bridge
-from broker._errors import BrokerError, ConnectionLost, PublishTimeout, TransportClosed
+from broker._errors import BrokerError, CallTimeout, PublishTimeout, TransportClosed
 from broker._rabbitmq_batch import BatchPublisher
 from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
@@ -495,11 +495,13 @@ class Link:
         exchange: str,
         routing_key: str,
         properties: spec.Basic.Properties,
+        deadline: float,
     ) -> None:
         """From trio: publish an RPC request; failures come back to on_call_failed.
 
         While the connection is up and the RPC channel open, without a task; otherwise through
-        :meth:`_send_request`, which reports the connection being down.
+        :meth:`_send_request`, which waits for the connection (a request not sent yet has not
+        run) within `deadline` seconds, the call's own.
         """
         channel = self._rpc_channel
         if (
@@ -521,8 +523,9 @@ class Link:
                 functools.partial(self._request_confirmed, exchange, routing_key, properties)
             )
             return
-        task = asyncio.get_running_loop().create_task(
-            self._send_request(body, exchange, routing_key, properties)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(
+            self._send_request(body, exchange, routing_key, properties, loop.time() + deadline)
         )
         self._bridge.tasks.add(task)  # a strong reference while it runs (see Bridge.tasks)
         task.add_done_callback(self._request_done)
@@ -556,6 +559,7 @@ class Link:
         exchange: str,
         routing_key: str,
         properties: spec.Basic.Properties,
+        end: float,
     ) -> None:
         correlation_id = properties.correlation_id
         where = _request_where(correlation_id, exchange, routing_key)
@@ -563,8 +567,15 @@ class Link:
         self.unconfirmed.add(record)
         self._all_confirmed.clear()
         try:
-            if not self._up.is_set() or self._failure is not None:
-                raise ConnectionLost(f"{where} could not be sent: the connection is down")
+            # Not sent yet: wait for the connection (up to loop time `end`, the call's deadline;
+            # the caller has given up by then), or raise what closed the transport.
+            try:
+                await self._wait_up(end, where)
+            except PublishTimeout:
+                raise CallTimeout(
+                    f"{where} was not sent: the connection to RabbitMQ stayed down past the "
+                    f"call's deadline; call again"
+                ) from None
             channel = await self._reply_channel()
             await self._publisher(channel).publish(
                 body, exchange, routing_key, properties, mandatory=True

@@ -141,6 +141,14 @@ class FaultProxy:
         while len(self.methods.get(connection, ())) < count and self.connections <= connection:
             await self._changed.wait()
 
+    async def wait_for_any(self, after: int, count: int) -> None:
+        """Wait until a connection numbered above `after` sent `count` methods (connections
+        refused meanwhile, e.g. while the broker restarts, send none)."""
+        while not any(
+            len(methods) >= count for number, methods in self.methods.items() if number > after
+        ):
+            await self._changed.wait()
+
     def _seen(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
