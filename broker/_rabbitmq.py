@@ -580,6 +580,7 @@ async def open_rabbitmq_transport(
             [with_heartbeat(one, heartbeat) for one in urls],
             rpc_timeout=close_timeout,
             name=connection_name,
+            shown=urls,
         )
         with trio.CancelScope(shield=True):
             await bridge.call(link.connect)

@@ -109,11 +109,12 @@ class ConnectionKeeper:
         if self._up.is_set():
             self._up = trio.Event()
         self._owner.connection_lost(reason)
+        url = mask_url(self._link.url)  # the node of the connection lost (one of a list's)
         _log.warning(
             "the connection to RabbitMQ at %s was lost: %s",
-            self._url,
+            url,
             reason,
-            extra={"event": "connection_lost", "url": self._url, "reason": reason},
+            extra={"event": "connection_lost", "url": url, "reason": reason},
         )
         self._wakeup.set()
 

@@ -64,12 +64,20 @@ class Link:
     """The asyncio half of a transport: the connection and its shared channels (bridge thread)."""
 
     def __init__(
-        self, bridge: Bridge, urls: str | Sequence[str], *, rpc_timeout: float, name: str
+        self,
+        bridge: Bridge,
+        urls: str | Sequence[str],
+        *,
+        rpc_timeout: float,
+        name: str,
+        shown: Sequence[str] = (),
     ) -> None:
         self._bridge = bridge
         self._urls = (urls,) if isinstance(urls, str) else tuple(urls)
         if not self._urls:
             raise ValueError("a Link needs at least one URL (got none)")
+        # As the caller wrote them (without the query options added to connect), for `url`.
+        self._shown = tuple(shown) or self._urls
         self.url_index = 0  # the URL of the current (or last) connection
         self._connected_once = False
         self._rpc_timeout = rpc_timeout
@@ -100,8 +108,9 @@ class Link:
 
     @property
     def url(self) -> str:
-        """The URL of the current (or last) connection, password included: mask it to show it."""
-        return self._urls[self.url_index]
+        """The URL of the current (or last) connection as given, password included: mask it to
+        show it."""
+        return self._shown[self.url_index]
 
     async def connect(self) -> int:
         """Open a (new) connection; return its epoch. The old one's channels are forgotten.

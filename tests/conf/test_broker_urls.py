@@ -50,21 +50,25 @@ def test_one_url_reads_as_it_always_did() -> None:
             '[broker]\nurl = ["amqp://a:b@rabbit1/", "memory://"]',
             {},
             "broker.url[1]",
-            'broker.url[1] must be an amqp:// or amqps:// URL, as every URL of a list names a '
-            'node of one RabbitMQ cluster (got "memory://")',
+            (
+                "broker.url[1] must be an amqp:// or amqps:// URL, as every URL of a list names a "
+                'node of one RabbitMQ cluster (got "memory://")'
+            ),
         ),
         (
             "",
             {"THUMBS_BROKER_URL": "amqp://a:b@rabbit1/,http://app:s3cret@rabbit2/"},
             "broker.url[1]",
-            'broker.url[1] must be an amqp:// or amqps:// URL, as every URL of a list names a '
-            'node of one RabbitMQ cluster (got "http://***@rabbit2/")',
+            (
+                "broker.url[1] must be an amqp:// or amqps:// URL, as every URL of a list names a "
+                'node of one RabbitMQ cluster (got "http://***@rabbit2/")'
+            ),
         ),
         (
             '[broker]\nurl = ["amqp://a:b@rabbit1/", 5]',
             {},
             "broker.url",
-            "broker.url must be a string or a list of strings (got [\"amqp://***@rabbit1/\", 5])",
+            'broker.url must be a string or a list of strings (got ["amqp://***@rabbit1/", 5])',
         ),
         (
             "[broker]\ngive_up_after = 0",
