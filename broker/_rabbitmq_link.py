@@ -123,11 +123,12 @@ class Link:
         failures: list[tuple[str, Exception]] = []
         last = self.url_index if self._connected_once else None
         for index in connect_order(len(self._urls), last):
-            url = self._urls[index]
             try:
-                connection = await asyncio.wait_for(self._open(url), self._rpc_timeout)
+                connection = await asyncio.wait_for(
+                    self._open(self._urls[index]), self._rpc_timeout
+                )
             except Exception as exc:  # noqa: BLE001 - reported below, with every URL tried
-                failures.append((url, exc))
+                failures.append((self._shown[index], exc))
                 continue
             if self._failure is not None:  # closed while connecting
                 with contextlib.suppress(Exception, asyncio.TimeoutError):
