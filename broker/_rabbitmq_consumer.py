@@ -268,8 +268,8 @@ class ConsumerLink:
             return
         try:
             await channel.close(timeout=self._rpc_timeout)
-        except (TimeoutError, *_CLOSED_CHANNEL):
-            return  # closed either way; the broker requeues what the channel held
+        except (TimeoutError, OSError, *_CLOSED_CHANNEL):
+            return  # closed either way (or its connection is gone); the broker requeues the rest
 
 
 class RabbitMQConsumer:
