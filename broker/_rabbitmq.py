@@ -55,7 +55,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -77,6 +76,7 @@ from broker._errors import (
     sole_exception,
 )
 from broker._rabbitmq_calls import CallSlots
+from broker._rabbitmq_connect import HEARTBEAT, with_heartbeat
 from broker._rabbitmq_consumer import ACK, NACK_DROP, NACK_REQUEUE, ConsumerLink, RabbitMQConsumer
 from broker._rabbitmq_keeper import ConnectionKeeper
 from broker._rabbitmq_link import REPLY_TO, Link
@@ -527,20 +527,6 @@ class RabbitMQTransport:
             error = TransportClosed(f"the RabbitMQ transport for {self._url!r} closed")
             self._calls.fail_all(error)
         self._closed.set()
-
-
-HEARTBEAT = 15
-"""Seconds between AMQP heartbeats, unless the URL says otherwise."""
-
-
-def with_heartbeat(url: str, seconds: int) -> str:
-    """`url` with ``heartbeat=seconds`` in its query, unless it has a heartbeat already."""
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(name == "heartbeat" for name, _ in query):
-        return url
-    query.append(("heartbeat", str(seconds)))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 @contextlib.asynccontextmanager

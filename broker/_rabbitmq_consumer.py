@@ -38,8 +38,8 @@ from pamqp import commands as spec
 
 from broker._bridge import Bridge
 from broker._errors import BrokerError, NotDeclared, StaleDelivery, TransportClosed
+from broker._rabbitmq_connect import open_channel
 from broker._rabbitmq_frames import encode_ack, encode_publish
-from broker._rabbitmq_link import open_channel
 from broker._rabbitmq_wire import from_message, translate
 from broker._transport import Delivery
 

@@ -18,12 +18,13 @@ confirm the dead connection took with it is sent again on the new one, so duplic
 and consumers dedupe on ``message_id``. :meth:`Link.fail` (the keeper gave up) and
 :meth:`Link.close` make waiting publishes raise instead.
 
-With several URLs (the nodes of one RabbitMQ cluster) :meth:`Link.connect` tries them in list
-order, each within the RPC timeout, and connects to the first that answers; a reconnect starts
-with the URL after the one whose connection was lost (wrapping around), so the node that just
-went away is tried last (:func:`connect_order`). In order rather than shuffled: which node a
-daemon talks to stays predictable from its config and its logs, and an operator who wants
-daemons spread over the nodes lists the URLs in a different order on each host.
+With several URLs (the nodes of one RabbitMQ cluster) :meth:`Link.connect` connects to the first
+that answers, in list order, and a reconnect starts after the node just lost (see
+broker._rabbitmq_connect, which also opens channels within a deadline).
+
+The module is past 600 lines because Link is one object: the connection, its channels, the lock
+that guards them and the registry of unconfirmed publishes are shared by the publish, declare and
+RPC paths, and each path's recovery reads the others' state; connecting lives apart.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ from pamqp import commands as spec
 from broker._bridge import Bridge
 from broker._errors import BrokerError, CallTimeout, PublishTimeout, TransportClosed
 from broker._rabbitmq_batch import BatchPublisher
+from broker._rabbitmq_connect import connect_first, connect_order, open_channel
 from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
-from conf import mask_url
 
-__all__ = ["REPLY_TO", "Link", "connect_order", "open_channel"]
+__all__ = ["REPLY_TO", "Link"]
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 # A publish whose channel died under it (not by its own fault) is re-sent at most this often.
@@ -115,59 +116,27 @@ class Link:
     async def connect(self) -> int:
         """Open a (new) connection; return its epoch. The old one's channels are forgotten.
 
-        Tries each URL in :meth:`connect_order`, each within the RPC timeout; raises
-        TransportClosed naming every URL tried (masked) and why each failed.
+        Tries the URLs in :func:`~broker._rabbitmq_connect.connect_order`, each within the RPC
+        timeout; raises TransportClosed naming every URL tried (masked) and why each failed.
         """
         self.connection = None
         self._publish_channel = self._control_channel = self._rpc_channel = None
-        failures: list[tuple[str, Exception]] = []
-        last = self.url_index if self._connected_once else None
-        for index in connect_order(len(self._urls), last):
-            try:
-                connection = await asyncio.wait_for(
-                    self._open(self._urls[index]), self._rpc_timeout
-                )
-            except Exception as exc:  # noqa: BLE001 - reported below, with every URL tried
-                failures.append((self._shown[index], exc))
-                continue
-            if self._failure is not None:  # closed while connecting
-                with contextlib.suppress(Exception, asyncio.TimeoutError):
-                    await connection.close(timeout=self._rpc_timeout)
-                raise self._failure
-            self.epoch += 1
-            self.url_index = index
-            self._connected_once = True
-            self.connection = connection
-            connection.closing.add_done_callback(
-                functools.partial(self._on_connection_closed, connection, self.epoch)
-            )
-            return self.epoch
-        raise self._unreachable(failures)
-
-    async def _open(self, url: str) -> aiormq.Connection:
-        connection: aiormq.Connection = await aiormq.connect(
-            url, client_properties={"connection_name": self._name}
+        order = connect_order(len(self._urls), self.url_index if self._connected_once else None)
+        index, connection = await connect_first(
+            self._urls, self._shown, order, name=self._name, deadline=self._rpc_timeout
         )
-        return connection
-
-    def _unreachable(self, failures: list[tuple[str, Exception]]) -> TransportClosed:
-        why = [f"{_describe(exc, self._rpc_timeout)}" for _, exc in failures]
-        if len(failures) == 1:
-            url = failures[0][0]
-            error = TransportClosed(
-                f"cannot connect to RabbitMQ at {mask_url(url)!r}: {why[0]}; is the broker "
-                f"running (rabbitmq-server -detached)?"
-            )
-        else:
-            tried = "; ".join(
-                f"{mask_url(url)} {reason}" for (url, _), reason in zip(failures, why, strict=True)
-            )
-            error = TransportClosed(
-                f"cannot connect to RabbitMQ at any of its {len(failures)} URLs ({tried}); is "
-                f"one of the cluster's nodes running?"
-            )
-        error.__cause__ = failures[-1][1]
-        return error
+        if self._failure is not None:  # closed while connecting
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await connection.close(timeout=self._rpc_timeout)
+            raise self._failure
+        self.epoch += 1
+        self.url_index = index
+        self._connected_once = True
+        self.connection = connection
+        connection.closing.add_done_callback(
+            functools.partial(self._on_connection_closed, connection, self.epoch)
+        )
+        return self.epoch
 
     def _on_connection_closed(
         self, connection: aiormq.Connection, epoch: int, closing: asyncio.Future[Any]
@@ -648,39 +617,6 @@ class Link:
             )
         except Exception as exc:
             raise translate(exc, f"reply to {routing_key!r}") from exc
-
-
-async def open_channel(
-    connection: aiormq.Connection, *, confirms: bool, deadline: float
-) -> aiormq.Channel:
-    """A new channel on `connection` (in confirm mode if `confirms`), opened within `deadline`
-    seconds.
-
-    aiormq bounds ``channel.open`` by its timeout but not the ``confirm.select`` after it, nor
-    its wait for the connection: on a connection that went silent those would wait for ever, so
-    the whole opening is bounded here (asyncio.TimeoutError past it).
-    """
-    opening = connection.channel(publisher_confirms=confirms, timeout=deadline)
-    return cast("aiormq.Channel", await asyncio.wait_for(opening, deadline))
-
-
-def connect_order(count: int, last: int | None) -> list[int]:
-    """The order in which :meth:`Link.connect` tries `count` URLs: list order the first time
-    (`last` None), else starting after `last`, the URL of the connection just lost, so that one
-    comes last.
-
-    >>> connect_order(3, None), connect_order(3, 1), connect_order(1, 0)
-    ([0, 1, 2], [2, 0, 1], [0])
-    """
-    first = 0 if last is None else (last + 1) % count
-    return [(first + step) % count for step in range(count)]
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    """Why one connection attempt failed, as `Type: message`."""
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return f"TimeoutError: no answer within {timeout!r} s"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _where(properties: spec.Basic.Properties, exchange: str, routing_key: str) -> str:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from broker import Envelope, Queue, Topology, TransportClosed, UnsupportedURL, open_transport
 from broker._rabbitmq import ReconnectPolicy, open_rabbitmq_transport
-from broker._rabbitmq_link import connect_order
+from broker._rabbitmq_connect import connect_order
 
 FAST = ReconnectPolicy(initial_delay=0.05, maximum_delay=0.2, give_up_after=60.0)
 
