@@ -15,6 +15,7 @@ from broker._errors import (
     PublishNacked,
     PublishTimeout,
     QueueInUse,
+    ReconnectFailed,
     StaleDelivery,
     TopologyConflict,
     TransportClosed,
@@ -38,7 +39,12 @@ from broker._parking import (
     ReplayResult,
 )
 from broker._partitions import PartitionLayout, jump_hash, stable_key_hash
-from broker._rabbitmq import BridgeFailed, RabbitMQTransport, open_rabbitmq_transport
+from broker._rabbitmq import (
+    BridgeFailed,
+    RabbitMQTransport,
+    ReconnectPolicy,
+    open_rabbitmq_transport,
+)
 from broker._retry import (
     FailurePolicy,
     FailureRouter,
@@ -64,6 +70,7 @@ from broker._rpc import (
 )
 from broker._topology import (
     Binding,
+    DeadLetterStrategy,
     Exchange,
     ExchangeType,
     Overflow,
@@ -94,6 +101,7 @@ __all__ = [
     "ConnectionLost",
     "Consumer",
     "ContentType",
+    "DeadLetterStrategy",
     "Delivery",
     "Envelope",
     "Exchange",
@@ -126,6 +134,8 @@ __all__ = [
     "QueueInUse",
     "QueueStatistics",
     "RabbitMQTransport",
+    "ReconnectFailed",
+    "ReconnectPolicy",
     "Reject",
     "RemoteError",
     "RemoteFailure",

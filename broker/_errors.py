@@ -29,6 +29,7 @@ __all__ = [
     "PublishNacked",
     "PublishTimeout",
     "QueueInUse",
+    "ReconnectFailed",
     "StaleDelivery",
     "TopologyConflict",
     "TransportClosed",
@@ -125,6 +126,21 @@ class ConnectionLost(TransportClosed):
     """The connection to the broker was lost: an RPC call in flight failed with it (it may or may
     not have run; call again), or reconnecting failed past its budget and the transport gave up.
     """
+
+
+class ReconnectFailed(ConnectionLost):
+    """Reconnecting failed past the reconnect budget, and the transport gave up.
+
+    ``budget`` is that budget in seconds, ``attempts`` how many reconnects were tried, and
+    ``cause`` why the last one failed, as ``Type: message`` of the innermost error (a daemon
+    tells its operator from these).
+    """
+
+    def __init__(self, message: str, *, budget: float, attempts: int, cause: str) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.attempts = attempts
+        self.cause = cause
 
 
 def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

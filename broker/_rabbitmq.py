@@ -31,7 +31,8 @@ thread):
 
 Reconnect (broker._rabbitmq_keeper runs it, as a task in the transport's own nursery): when the
 connection is lost (a cut, a crash, a missed heartbeat) the RPC calls in flight fail at once with
-ConnectionLost (a call may or may not have run), and every consumer is suspended: its channel
+ConnectionLost (a call may or may not have run; one made while it is down waits for it, within
+its deadline, since it was not sent), and every consumer is suspended: its channel
 generation is forgotten, so acks of what it delivered raise StaleDelivery and send nothing (the
 broker redelivers those, ``redelivered=True``). The keeper then reconnects with backoff and
 jitter (:class:`ReconnectPolicy`), declares every topology again, restores the reply consumer,
@@ -53,8 +54,8 @@ import collections
 import contextlib
 import functools
 import itertools
-import urllib.parse
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
@@ -66,6 +67,7 @@ from broker._errors import (
     CallTimeout,
     ConnectionLost,
     NotARequest,
+    NotDeclared,
     PublishNacked,
     PublishTimeout,
     StaleDelivery,
@@ -74,6 +76,7 @@ from broker._errors import (
     sole_exception,
 )
 from broker._rabbitmq_calls import CallSlots
+from broker._rabbitmq_connect import HEARTBEAT, with_heartbeat
 from broker._rabbitmq_consumer import ACK, NACK_DROP, NACK_REQUEUE, ConsumerLink, RabbitMQConsumer
 from broker._rabbitmq_keeper import ConnectionKeeper
 from broker._rabbitmq_link import REPLY_TO, Link
@@ -83,9 +86,11 @@ from broker._rabbitmq_wire import (
 )
 from broker._topology import Topology
 from broker._transport import DEFAULT_PREFETCH, Delivery, QueueStatistics, TransportStatistics
-from conf import mask_url
+from conf import mask_url, split_urls
 
 __all__ = ["BridgeFailed", "RabbitMQTransport", "ReconnectPolicy", "open_rabbitmq_transport"]
+
+_log = logging.getLogger("broker.rabbitmq")
 
 
 class RabbitMQTransport:
@@ -318,7 +323,12 @@ class RabbitMQTransport:
         try:
             with trio.move_on_after(timeout):
                 self._bridge.send(
-                    self._link.send_request, envelope.body, exchange, routing_key, properties
+                    self._link.send_request,
+                    envelope.body,
+                    exchange,
+                    routing_key,
+                    properties,
+                    timeout,
                 )
                 return await slot.wait()
         finally:
@@ -428,10 +438,10 @@ class RabbitMQTransport:
             self._suspend(consumer)
         self._reopen.clear()
 
-    async def recover_consumers(self) -> None:
+    async def recover_consumers(self) -> bool:
         for consumer in sorted(self._open, key=id):
             if not consumer.ended:
-                await self._register(consumer)
+                await self._register_again(consumer)
         # "Connected but not consuming" is a failed attempt: each queue must count them all.
         expected = collections.Counter(
             consumer.queue for consumer in self._open if consumer.registered
@@ -443,17 +453,53 @@ class RabbitMQTransport:
                     f"queue {queue!r} reports {consumers!r} consumers after {count!r} were "
                     f"registered on it again: connected but not consuming"
                 )
+        return bool(self._reopen)
 
-    async def reopen_consumers(self) -> None:
-        while self._reopen and self._keeper.connected:
-            consumer = self._reopen.pop()
+    async def reopen_consumers(self) -> bool:
+        pending, self._reopen = self._reopen, set()
+        for consumer in sorted(pending, key=id):
             if consumer not in self._open or consumer.ended:
                 continue
+            if not self._keeper.connected:
+                self._reopen.add(consumer)  # the reconnect registers every open consumer
+                continue
             try:
-                await self._register(consumer)
-            except BrokerError as exc:
-                self._consumers.pop(consumer.generation, None)
-                consumer.lose(exc)
+                await self._register_again(consumer)
+            except TransportClosed:
+                self._suspend(consumer)
+                self._reopen.add(consumer)  # the connection (or its channel) died under it
+        return bool(self._reopen)
+
+    async def _register_again(self, consumer: RabbitMQConsumer) -> None:
+        """Register `consumer` again on the live connection.
+
+        Raises TransportClosed when the connection (or the new channel) died under it. A queue
+        that is gone (NotDeclared) ends the consumer's iteration with that error: its owner
+        decides, never a silent 0 consumers. Any other refusal (a queue that does not answer,
+        e.g. a quorum queue without a leader; an exclusive consumer of a connection the broker
+        has not buried yet) leaves the consumer waiting and pending: the keeper registers it
+        again after a backoff delay, while every other consumer and every publish goes on.
+        """
+        try:
+            await self._register(consumer)
+        except TransportClosed:
+            raise
+        except NotDeclared as exc:
+            self._consumers.pop(consumer.generation, None)
+            consumer.lose(exc)
+        except BrokerError as exc:
+            self._suspend(consumer)
+            self._reopen.add(consumer)
+            _log.warning(
+                "the consumer of queue %r could not be registered again (%s); retrying",
+                consumer.queue,
+                exc,
+                extra={
+                    "event": "consumer_pending",
+                    "queue": consumer.queue,
+                    "reason": f"{type(exc).__name__}: {exc}",
+                },
+            )
 
     def give_up(self, error: ConnectionLost) -> None:
         self._bridge.send(self._link.fail, error)
@@ -483,23 +529,9 @@ class RabbitMQTransport:
         self._closed.set()
 
 
-HEARTBEAT = 15
-"""Seconds between AMQP heartbeats, unless the URL says otherwise."""
-
-
-def with_heartbeat(url: str, seconds: int) -> str:
-    """`url` with ``heartbeat=seconds`` in its query, unless it has a heartbeat already."""
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(name == "heartbeat" for name, _ in query):
-        return url
-    query.append(("heartbeat", str(seconds)))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
 @contextlib.asynccontextmanager
 async def open_rabbitmq_transport(
-    url: str,
+    url: str | Sequence[str],
     *,
     close_timeout: float = 10.0,
     use_uvloop: bool | None = None,
@@ -510,6 +542,10 @@ async def open_rabbitmq_transport(
 ) -> AsyncIterator[RabbitMQTransport]:
     """Connect to RabbitMQ at `url` for the ``async with`` block; close gracefully on exit.
 
+    `url` is one URL, or several (a sequence, or one string of comma-separated URLs): the nodes
+    of one RabbitMQ cluster. The transport connects to the first that answers, in list order,
+    and after a loss reconnects starting with the next one (see broker._rabbitmq_link).
+
     ``heartbeat`` (seconds) is asked of the broker unless the URL has its own ``?heartbeat=``: a
     connection that goes silent (a cable pulled, a firewall dropping packets: nothing closes the
     socket) is then found dead within a few heartbeats and re-established, instead of after
@@ -519,18 +555,24 @@ async def open_rabbitmq_transport(
     each AMQP control operation. ``use_uvloop`` defaults to using uvloop when it is installed.
     ``reconnect`` (default ``ReconnectPolicy()``) says how a lost connection is re-established.
     Raises TransportClosed (naming the URL without its password) if RabbitMQ is unreachable, and
-    ConnectionLost when the connection was lost and reconnecting failed past the policy's budget
-    (the block is cancelled then).
+    ReconnectFailed (a ConnectionLost) when the connection was lost and reconnecting failed past
+    the policy's budget (the block is cancelled then).
     """
+    urls = split_urls(url) if isinstance(url, str) else tuple(url)
+    shown = ",".join(urls)  # masked wherever it is shown
     async with open_bridge(use_uvloop=use_uvloop, hold=bridge_hold) as bridge:
         link = Link(
-            bridge, with_heartbeat(url, heartbeat), rpc_timeout=close_timeout, name=connection_name
+            bridge,
+            [with_heartbeat(one, heartbeat) for one in urls],
+            rpc_timeout=close_timeout,
+            name=connection_name,
+            shown=urls,
         )
         with trio.CancelScope(shield=True):
             await bridge.call(link.connect)
         bridge.send(link.release)
         transport = RabbitMQTransport(
-            bridge, link, close_timeout=close_timeout, url=url, reconnect=reconnect
+            bridge, link, close_timeout=close_timeout, url=shown, reconnect=reconnect
         )
         try:
             async with trio.open_nursery() as nursery:

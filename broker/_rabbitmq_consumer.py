@@ -28,7 +28,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import aiormq
 import aiormq.exceptions
@@ -38,6 +38,7 @@ from pamqp import commands as spec
 
 from broker._bridge import Bridge
 from broker._errors import BrokerError, NotDeclared, StaleDelivery, TransportClosed
+from broker._rabbitmq_connect import open_channel
 from broker._rabbitmq_frames import encode_ack, encode_publish
 from broker._rabbitmq_wire import from_message, translate
 from broker._transport import Delivery
@@ -91,9 +92,8 @@ class ConsumerLink:
     async def start(self) -> None:
         where = f"consuming from queue {self._queue!r}"
         try:
-            channel = cast(
-                "aiormq.Channel",
-                await self._connection.channel(publisher_confirms=False, timeout=self._rpc_timeout),
+            channel = await open_channel(
+                self._connection, confirms=False, deadline=self._rpc_timeout
             )
             self._channel = channel
             await channel.basic_qos(prefetch_count=self._prefetch, timeout=self._rpc_timeout)
@@ -127,8 +127,10 @@ class ConsumerLink:
             return
         try:
             await channel.basic_cancel(tag, timeout=self._rpc_timeout)
-        except _CLOSED_CHANNEL:
+        except (*_CLOSED_CHANNEL, ConnectionError):
             return  # the channel is gone: nothing is delivered on it any more
+        except Exception as exc:  # a timeout: the channel does not answer
+            raise translate(exc, f"cancelling the consumer of queue {self._queue!r}") from exc
 
     async def close(self) -> None:
         """Cancel, send every queued settlement, close the channel; the broker requeues the rest."""
@@ -266,8 +268,8 @@ class ConsumerLink:
             return
         try:
             await channel.close(timeout=self._rpc_timeout)
-        except (TimeoutError, *_CLOSED_CHANNEL):
-            return  # closed either way; the broker requeues what the channel held
+        except (TimeoutError, OSError, *_CLOSED_CHANNEL):
+            return  # closed either way (or its connection is gone); the broker requeues the rest
 
 
 class RabbitMQConsumer:
@@ -376,6 +378,7 @@ class RabbitMQConsumer:
         """From the bridge: one delivery arrived (in trio, batched with others)."""
         if generation != self.generation or self._closed:
             return  # the broker requeues it when that channel closes
+        self.registered = True  # a delivery may overtake the answer to basic.consume
         self.deliveries += 1
         self._unsettled.add(tag)
         if self._cancelled:

@@ -10,16 +10,23 @@ consumers, and reconnects following its :class:`~broker._rabbitmq_reconnect.Reco
     await nursery.start(keeper.run)
     await keeper.wait_connected()
 
-An attempt connects, declares every topology again and restores the reply consumer
-(``Link.recover``), has the owner register every consumer again and verify the broker counts them
-(``Recoverable.recover_consumers``), and only then releases the waiting publishes. An attempt
-that fails halfway is undone (consumers suspended, connection dropped) and retried after the next
-backoff delay; a loss during an attempt (a newer epoch lost) makes it start over. Past
-``give_up_after`` seconds since the loss it gives up: ``Recoverable.give_up(ConnectionLost)``.
+An attempt connects (to the next live URL of the list, see broker._rabbitmq_link), declares every
+topology again and restores the reply consumer (``Link.recover``), has the owner register every
+consumer again and verify the broker counts them (``Recoverable.recover_consumers``), and only
+then releases the waiting publishes. A consumer its own queue refuses while the connection is
+fine (no quorum leader answers, an exclusive consumer not buried yet) does not hold the others
+hostage: it stays pending, logged, and is registered again after each backoff delay. Each of
+those steps raises BrokerError alone, whatever failed under it (the link translates aiormq's and
+the socket's errors); an attempt that fails halfway is undone (consumers suspended, connection
+dropped) and retried after the next backoff delay; a loss during an attempt (a newer epoch lost)
+makes it start over. Past ``give_up_after``
+seconds since the loss it gives up: ``Recoverable.give_up(ReconnectFailed)``; with
+``give_up_after=math.inf`` it never does.
 
 Each step is one line on the ``broker.rabbitmq`` logger, its ``event`` field saying which:
 ``connection_lost`` (reason), ``reconnect`` (attempt, delay before it, the last cause),
-``connected`` (attempts, seconds down) and ``reconnect_failed``; the URL is always masked.
+``connected`` (attempts, seconds down, the URL connected to) and ``reconnect_failed``; the
+transport adds ``consumer_pending`` (queue, reason). URLs are always masked.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Protocol
 import trio
 
 from broker._bridge import Bridge, BridgeFailed
-from broker._errors import BrokerError, ConnectionLost
+from broker._errors import BrokerError, ConnectionLost, ReconnectFailed
 from broker._rabbitmq_link import Link
 from broker._rabbitmq_reconnect import ReconnectPolicy, backoff_delays
 from conf import mask_url
@@ -47,17 +54,19 @@ class Recoverable(Protocol):
     def connection_lost(self, reason: str) -> None:
         """Fail RPC calls in flight and suspend every consumer (their generation is over)."""
 
-    async def recover_consumers(self) -> None:
-        """Register every open consumer on the new connection and verify the broker counts them.
+    async def recover_consumers(self) -> bool | None:
+        """Register every open consumer on the new connection and verify the broker counts them;
+        whether some are left pending (refused for a reason of their own queue's: retried).
 
-        Raises BrokerError if one cannot be registered or is not counted.
+        Raises BrokerError if the connection fails under it, or a registered one is not counted.
         """
 
-    async def reopen_consumers(self) -> None:
-        """Register again the consumers whose channel died while the connection lived."""
+    async def reopen_consumers(self) -> bool | None:
+        """Register again the pending consumers and those whose channel died while the
+        connection lived; whether some are still pending."""
 
     def give_up(self, error: ConnectionLost) -> None:
-        """Fail everything with `error`; the transport's block raises it."""
+        """Fail everything with `error` (a ReconnectFailed); the transport's block raises it."""
 
 
 class ConnectionKeeper:
@@ -74,6 +83,8 @@ class ConnectionKeeper:
         self._epoch = link.epoch  # the connection last brought up
         self._lost_epoch = 0
         self._loss_reason = ""
+        self._last_error: BaseException | None = None  # why the last attempt failed
+        self._pending = False  # consumers wait to be registered again (see run)
         self._wakeup = trio.Event()
         self._up = trio.Event()
         self._up.set()
@@ -83,7 +94,7 @@ class ConnectionKeeper:
         self.losses = 0
         self.reconnects = 0
         self._reconnected = trio.Event()
-        self.failure: ConnectionLost | None = None
+        self.failure: ReconnectFailed | None = None
         link.on_lost = self.on_lost
 
     def on_lost(self, epoch: int, reason: str) -> None:
@@ -92,16 +103,18 @@ class ConnectionKeeper:
             return
         self._lost_epoch = epoch
         self._loss_reason = reason
+        self._last_error = None
         self.losses += 1
         self.connected = False
         if self._up.is_set():
             self._up = trio.Event()
         self._owner.connection_lost(reason)
+        url = mask_url(self._link.url)  # the node of the connection lost (one of a list's)
         _log.warning(
             "the connection to RabbitMQ at %s was lost: %s",
-            self._url,
+            url,
             reason,
-            extra={"event": "connection_lost", "url": self._url, "reason": reason},
+            extra={"event": "connection_lost", "url": url, "reason": reason},
         )
         self._wakeup.set()
 
@@ -128,17 +141,27 @@ class ConnectionKeeper:
             await self._up.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Wait for a loss and recover from it, forever; give up past the policy's budget."""
+        """Wait for a loss and recover from it, forever; give up past the policy's budget.
+
+        Consumers left pending by a recovery (their queue refused them, the connection lived)
+        are registered again after each backoff delay until none is left.
+        """
+        retry_delays = backoff_delays(self._policy, random.Random())
         with trio.CancelScope() as scope:
             self._scope = scope
             task_status.started()
             while True:
-                await self._wakeup.wait()
+                if self._pending and self.connected:
+                    with trio.move_on_after(next(retry_delays)):
+                        await self._wakeup.wait()
+                else:
+                    retry_delays = backoff_delays(self._policy, random.Random())
+                    await self._wakeup.wait()
                 self._wakeup = trio.Event()
                 if not self.connected:
                     try:
                         await self._reconnect()
-                    except ConnectionLost as exc:
+                    except ReconnectFailed as exc:
                         _log.error(
                             "%s",
                             exc,
@@ -150,7 +173,16 @@ class ConnectionKeeper:
                         self._reconnected.set()
                         return
                 else:
-                    await self._owner.reopen_consumers()
+                    self._pending = bool(await self._owner.reopen_consumers())
+
+    def _root_cause(self) -> str:
+        """Why the last attempt failed (the innermost error), else why the connection was lost."""
+        error = self._last_error
+        if error is None:
+            return self._loss_reason
+        while error.__cause__ is not None:
+            error = error.__cause__
+        return f"{type(error).__name__}: {error}"
 
     async def _reconnect(self) -> None:
         policy = self._policy
@@ -160,10 +192,13 @@ class ConnectionKeeper:
         while True:
             remaining = started + policy.give_up_after - trio.current_time()
             if remaining <= 0:
-                raise ConnectionLost(
+                raise ReconnectFailed(
                     f"the connection to RabbitMQ at {self._url!r} was lost and could not be "
                     f"re-established within {policy.give_up_after!r} s ({attempts} attempts; "
-                    f"last cause: {self._loss_reason}); the transport gave up, open a new one"
+                    f"last cause: {self._loss_reason}); the transport gave up, open a new one",
+                    budget=policy.give_up_after,
+                    attempts=attempts,
+                    cause=self._root_cause(),
                 )
             delay = min(next(delays), remaining)
             _log.info(
@@ -186,11 +221,12 @@ class ConnectionKeeper:
                 epoch = await self._bridge.call(self._link.connect)
                 self._epoch = epoch
                 await self._bridge.call(self._link.recover)
-                await self._owner.recover_consumers()
+                self._pending = bool(await self._owner.recover_consumers())
             except BridgeFailed:
                 raise
             except BrokerError as exc:
                 self._loss_reason = f"{type(exc).__name__}: {exc}"
+                self._last_error = exc
                 self._owner.connection_lost(self._loss_reason)
                 await self._bridge.call(self._link.drop)
                 continue
@@ -198,13 +234,14 @@ class ConnectionKeeper:
                 continue  # lost again while recovering: start over
             self.connected = True
             self.reconnects += 1
+            url = mask_url(self._link.url)
             _log.info(
                 "reconnected to RabbitMQ at %s after %d attempts",
-                self._url,
+                url,
                 attempts,
                 extra={
                     "event": "connected",
-                    "url": self._url,
+                    "url": url,
                     "attempts": attempts,
                     "down": round(trio.current_time() - started, 3),
                 },

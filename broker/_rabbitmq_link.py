@@ -11,10 +11,20 @@ declared topologies. Every aiormq error leaves as a BrokerError (broker._rabbitm
 Reconnecting is driven from trio (the transport's connection keeper): a connection that closes
 without :meth:`Link.close` posts ``on_lost(epoch, reason)``; the keeper calls :meth:`Link.connect`
 again, then :meth:`Link.recover` (topologies declared again, the reply consumer restored), and
-finally :meth:`Link.release`. Between loss and release every publish waits (within its own
-deadline) and a publish whose confirm the dead connection took with it is sent again on the new
-one, so duplicates are possible and consumers dedupe on ``message_id``. :meth:`Link.fail` (the
-keeper gave up) and :meth:`Link.close` make waiting publishes raise instead.
+finally :meth:`Link.release`. Every step raises BrokerError only, whatever aiormq or the socket
+raised, so that a broker dropping again mid-recovery is one more failed attempt, never a crash.
+Between loss and release every publish waits (within its own deadline) and a publish whose
+confirm the dead connection took with it is sent again on the new one, so duplicates are possible
+and consumers dedupe on ``message_id``. :meth:`Link.fail` (the keeper gave up) and
+:meth:`Link.close` make waiting publishes raise instead.
+
+With several URLs (the nodes of one RabbitMQ cluster) :meth:`Link.connect` connects to the first
+that answers, in list order, and a reconnect starts after the node just lost (see
+broker._rabbitmq_connect, which also opens channels within a deadline).
+
+The module is past 600 lines because Link is one object: the connection, its channels, the lock
+that guards them and the registry of unconfirmed publishes are shared by the publish, declare and
+RPC paths, and each path's recovery reads the others' state; connecting lives apart.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import aiormq
@@ -31,11 +41,11 @@ import aiormq.exceptions
 from pamqp import commands as spec
 
 from broker._bridge import Bridge
-from broker._errors import BrokerError, ConnectionLost, PublishTimeout, TransportClosed
+from broker._errors import BrokerError, CallTimeout, PublishTimeout, TransportClosed
 from broker._rabbitmq_batch import BatchPublisher
+from broker._rabbitmq_connect import connect_first, connect_order, open_channel
 from broker._rabbitmq_wire import missing_exchange, translate
 from broker._topology import Topology
-from conf import mask_url
 
 __all__ = ["REPLY_TO", "Link"]
 
@@ -54,9 +64,23 @@ def _unwired(*args: object) -> None:
 class Link:
     """The asyncio half of a transport: the connection and its shared channels (bridge thread)."""
 
-    def __init__(self, bridge: Bridge, url: str, *, rpc_timeout: float, name: str) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        urls: str | Sequence[str],
+        *,
+        rpc_timeout: float,
+        name: str,
+        shown: Sequence[str] = (),
+    ) -> None:
         self._bridge = bridge
-        self._url = url
+        self._urls = (urls,) if isinstance(urls, str) else tuple(urls)
+        if not self._urls:
+            raise ValueError("a Link needs at least one URL (got none)")
+        # As the caller wrote them (without the query options added to connect), for `url`.
+        self._shown = tuple(shown) or self._urls
+        self.url_index = 0  # the URL of the current (or last) connection
+        self._connected_once = False
         self._rpc_timeout = rpc_timeout
         self._name = name
         self.connection: aiormq.Connection | None = None
@@ -83,24 +107,31 @@ class Link:
     def connected(self) -> bool:
         return self.connection is not None and not self.connection.is_closed
 
+    @property
+    def url(self) -> str:
+        """The URL of the current (or last) connection as given, password included: mask it to
+        show it."""
+        return self._shown[self.url_index]
+
     async def connect(self) -> int:
-        """Open a (new) connection; return its epoch. The old one's channels are forgotten."""
+        """Open a (new) connection; return its epoch. The old one's channels are forgotten.
+
+        Tries the URLs in :func:`~broker._rabbitmq_connect.connect_order`, each within the RPC
+        timeout; raises TransportClosed naming every URL tried (masked) and why each failed.
+        """
         self.connection = None
         self._publish_channel = self._control_channel = self._rpc_channel = None
-        try:
-            connection = await aiormq.connect(
-                self._url, client_properties={"connection_name": self._name}
-            )
-        except Exception as exc:
-            raise TransportClosed(
-                f"cannot connect to RabbitMQ at {mask_url(self._url)!r}: "
-                f"{type(exc).__name__}: {exc}; is the broker running (rabbitmq-server -detached)?"
-            ) from exc
+        order = connect_order(len(self._urls), self.url_index if self._connected_once else None)
+        index, connection = await connect_first(
+            self._urls, self._shown, order, name=self._name, deadline=self._rpc_timeout
+        )
         if self._failure is not None:  # closed while connecting
             with contextlib.suppress(Exception, asyncio.TimeoutError):
                 await connection.close(timeout=self._rpc_timeout)
             raise self._failure
         self.epoch += 1
+        self.url_index = index
+        self._connected_once = True
         self.connection = connection
         connection.closing.add_done_callback(
             functools.partial(self._on_connection_closed, connection, self.epoch)
@@ -118,7 +149,10 @@ class Link:
         self._bridge.post(self.on_lost, epoch, text)
 
     async def recover(self) -> None:
-        """After a reconnect: declare every topology again and restore the reply consumer."""
+        """After a reconnect: declare every topology again and restore the reply consumer.
+
+        Raises BrokerError only (TransportClosed when the connection died under it).
+        """
         for topology in list(self.topologies):
             await self.declare(topology)
         if self._replies_wanted:
@@ -188,11 +222,8 @@ class Link:
                 if not self.connected:
                     raise TransportClosed("the connection to RabbitMQ is closed")
                 assert self.connection is not None
-                channel = cast(
-                    "aiormq.Channel",
-                    await self.connection.channel(
-                        publisher_confirms=confirms, timeout=self._rpc_timeout
-                    ),
+                channel = await open_channel(
+                    self.connection, confirms=confirms, deadline=self._rpc_timeout
                 )
                 setattr(self, attribute, channel)
             assert channel is not None
@@ -357,6 +388,12 @@ class Link:
                     and attempt < _REPUBLISH_ATTEMPTS
                 ):
                     continue  # another publish killed the channel: this one goes again
+                if isinstance(error, TimeoutError):  # opening its channel got no answer
+                    raise PublishTimeout(
+                        f"{where} got no answer from RabbitMQ within {self._rpc_timeout!r} s "
+                        f"(the connection does not respond); its outcome is unknown, publish it "
+                        f"again (consumers dedupe on message_id)"
+                    ) from error
                 raise translate(error, where) from error
         finally:
             self.unconfirmed.discard(record)
@@ -437,11 +474,13 @@ class Link:
         exchange: str,
         routing_key: str,
         properties: spec.Basic.Properties,
+        deadline: float,
     ) -> None:
         """From trio: publish an RPC request; failures come back to on_call_failed.
 
         While the connection is up and the RPC channel open, without a task; otherwise through
-        :meth:`_send_request`, which reports the connection being down.
+        :meth:`_send_request`, which waits for the connection (a request not sent yet has not
+        run) within `deadline` seconds, the call's own.
         """
         channel = self._rpc_channel
         if (
@@ -463,8 +502,9 @@ class Link:
                 functools.partial(self._request_confirmed, exchange, routing_key, properties)
             )
             return
-        task = asyncio.get_running_loop().create_task(
-            self._send_request(body, exchange, routing_key, properties)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(
+            self._send_request(body, exchange, routing_key, properties, loop.time() + deadline)
         )
         self._bridge.tasks.add(task)  # a strong reference while it runs (see Bridge.tasks)
         task.add_done_callback(self._request_done)
@@ -498,6 +538,7 @@ class Link:
         exchange: str,
         routing_key: str,
         properties: spec.Basic.Properties,
+        end: float,
     ) -> None:
         correlation_id = properties.correlation_id
         where = _request_where(correlation_id, exchange, routing_key)
@@ -505,8 +546,15 @@ class Link:
         self.unconfirmed.add(record)
         self._all_confirmed.clear()
         try:
-            if not self._up.is_set() or self._failure is not None:
-                raise ConnectionLost(f"{where} could not be sent: the connection is down")
+            # Not sent yet: wait for the connection (up to loop time `end`, the call's deadline;
+            # the caller has given up by then), or raise what closed the transport.
+            try:
+                await self._wait_up(end, where)
+            except PublishTimeout:
+                raise CallTimeout(
+                    f"{where} was not sent: the connection to RabbitMQ stayed down past the "
+                    f"call's deadline; call again"
+                ) from None
             channel = await self._reply_channel()
             await self._publisher(channel).publish(
                 body, exchange, routing_key, properties, mandatory=True
@@ -524,6 +572,11 @@ class Link:
                 self._all_confirmed.set()
 
     async def _reply_channel(self) -> aiormq.Channel:
+        """The RPC channel, consuming direct reply-to; opened (again) if need be.
+
+        Raises BrokerError only: aiormq's and the socket's errors are translated here, since
+        recover() ends with this and the keeper retries on BrokerError alone.
+        """
         channel = self._rpc_channel
         if channel is not None and not channel.is_closed:
             return channel
@@ -533,15 +586,19 @@ class Link:
                 if not self.connected:
                     raise TransportClosed("the connection to RabbitMQ is closed")
                 assert self.connection is not None
-                channel = cast(
-                    "aiormq.Channel",
-                    await self.connection.channel(
-                        publisher_confirms=True, timeout=self._rpc_timeout
-                    ),
-                )
-                await channel.basic_consume(
-                    REPLY_TO, self._on_reply, no_ack=True, timeout=self._rpc_timeout
-                )
+                channel = None
+                try:
+                    channel = await open_channel(
+                        self.connection, confirms=True, deadline=self._rpc_timeout
+                    )
+                    await channel.basic_consume(
+                        REPLY_TO, self._on_reply, no_ack=True, timeout=self._rpc_timeout
+                    )
+                except Exception as exc:
+                    if channel is not None and not channel.is_closed:
+                        with contextlib.suppress(Exception, asyncio.TimeoutError):
+                            await channel.close(timeout=self._rpc_timeout)
+                    raise translate(exc, f"consuming RPC replies from {REPLY_TO!r}") from exc
                 self._rpc_channel = channel
                 self._replies_wanted = True
             return channel
@@ -553,8 +610,8 @@ class Link:
         self, body: bytes, routing_key: str, properties: spec.Basic.Properties
     ) -> None:
         """A reply whose request's consumer is gone: publish it on the publish channel."""
-        channel = await self._channel("_publish_channel", confirms=True)
         try:
+            channel = await self._channel("_publish_channel", confirms=True)
             await self._publisher(channel).publish(
                 body, "", routing_key, properties, mandatory=False
             )

@@ -9,16 +9,18 @@ Three parts, from pure to effectful:
   message (``Envelope.attempt``, header ``x-attempt``), so it survives crashes and other daemons,
   and ``policy.is_last_attempt(envelope)`` tells a handler it has no retry left.
 - :class:`RetryLayout` names the broker objects and builds their :class:`~broker.Topology`: for each
-  work exchange and each delay, a fanout exchange and a durable queue with ``x-message-ttl`` that
-  dead-letters back to the work exchange *without* ``x-dead-letter-routing-key``, so RabbitMQ (and
+  work exchange and each delay, a fanout exchange and a quorum queue with ``x-message-ttl`` that
+  dead-letters back (at least once) to the work exchange *without* ``x-dead-letter-routing-key``,
+  so RabbitMQ (and
   the in-memory broker) re-routes it with the routing key it was published with, the original one
   (on RabbitMQ 3.10 it arrives from the work exchange with its own key, as tests/broker prove).
   One queue per delay, because RabbitMQ only expires the head of a queue: a 1 h message would hold
   a 1 s one behind it. Each tier has its own exchange because the routing key must stay the
   original one, so it cannot also pick the tier. Plus the parking lot (a fanout exchange and a
-  durable classic queue) and the ``alerts`` topic exchange. :func:`work_topology` builds quorum work
-  queues whose delivery limit dead-letters into the parking lot: the last guard against a message
-  that kills its worker before any policy runs.
+  quorum queue) and the ``alerts`` topic exchange: what waits in a tier or in the lot is work,
+  so on a cluster it is replicated (``RetryLayout.quorum``). :func:`work_topology` builds quorum
+  work queues whose delivery limit dead-letters into the parking lot: the last guard against a
+  message that kills its worker before any policy runs.
 - :class:`FailureRouter` carries a fate out on any :class:`~broker.Transport`::
 
       layout = RetryLayout(work_exchanges=("clients",), schedule=RetrySchedule((1, 5, 30)))
@@ -103,6 +105,10 @@ NO_RETRY_TIER = "no_retry_tier"
 """Park reason: a retry was due but the delivery's exchange has no retry tiers in the layout."""
 REJECTED = "rejected"
 """Reject reason: the exception is listed as rejected (or the default action is ``reject``)."""
+PARKING_DELIVERY_LIMIT = 1_000_000
+"""The parking lot's quorum delivery limit: browsing the lot hands each message back, which counts
+as a delivery, and RabbitMQ 4 drops a message past the limit (20 unless set); no operator browses
+a million times, and 3.x takes no "unlimited" value (4.x's -1)."""
 
 
 class InvalidFailurePolicy(BrokerError, ValueError):  # noqa: N818  (like InvalidTopology)
@@ -343,6 +349,10 @@ class RetryLayout:
     schedule: RetrySchedule = RetrySchedule()
     parking: str = "parking"
     alerts: str = "alerts"
+    quorum: bool = False
+    """Whether the tiers and the parking lot are quorum queues (see :meth:`topology`); the
+    platform's layout sets it. False keeps the classic queues of earlier releases, since a
+    queue's type cannot change in place."""
 
     def __attrs_post_init__(self) -> None:
         if not self.work_exchanges or "" in self.work_exchanges:
@@ -376,18 +386,41 @@ class RetryLayout:
         }
 
     def topology(self) -> Topology:
-        """The retry tiers, the parking lot and the alerts exchange (merge it with the work's)."""
+        """The retry tiers, the parking lot and the alerts exchange (merge it with the work's).
+
+        With ``quorum`` the tiers and the lot are quorum queues, replicated over a cluster's
+        nodes, since what waits in them is work: a tier dead-letters back at least once
+        (``x-dead-letter-strategy``); the lot has a delivery limit no browsing reaches
+        (browsing hands every message back, which a quorum queue counts, and RabbitMQ 4 drops a
+        message past its limit, 20 unless set), and its browsing checks it is alone (quorum
+        queues ignore exclusive consumers: see broker._parking). Without, they are durable classic
+        queues, as in earlier releases.
+        """
         exchanges = [Exchange(self.parking, type="fanout"), Exchange(self.alerts, type="topic")]
-        queues = [Queue(self.parking)]
+        if self.quorum:
+            lot = Queue(self.parking, quorum=True, delivery_limit=PARKING_DELIVERY_LIMIT)
+        else:
+            lot = Queue(self.parking)
+        queues = [lot]
         bindings = [Binding(self.parking, self.parking)]
         for exchange in self.work_exchanges:
             for delay in self.schedule.tiers:
                 name = self.tier(exchange, delay)
                 exchanges.append(Exchange(name, type="fanout"))
                 # No dead_letter_routing_key: the message keeps its original routing key.
-                queues.append(
-                    Queue(name, message_ttl_ms=round(delay * 1000), dead_letter_exchange=exchange)
-                )
+                ttl = round(delay * 1000)
+                if self.quorum:
+                    tier = Queue(
+                        name,
+                        quorum=True,
+                        message_ttl_ms=ttl,
+                        dead_letter_exchange=exchange,
+                        dead_letter_strategy="at-least-once",
+                        overflow="reject-publish",
+                    )
+                else:
+                    tier = Queue(name, message_ttl_ms=ttl, dead_letter_exchange=exchange)
+                queues.append(tier)
                 bindings.append(Binding(name, name))
         return Topology(exchanges=exchanges, queues=queues, bindings=bindings)
 

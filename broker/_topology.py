@@ -26,6 +26,7 @@ from broker._errors import InvalidTopology
 
 __all__ = [
     "Binding",
+    "DeadLetterStrategy",
     "Exchange",
     "ExchangeType",
     "Overflow",
@@ -37,6 +38,7 @@ __all__ = [
 
 ExchangeType = Literal["topic", "direct", "fanout"]
 Overflow = Literal["drop-head", "reject-publish", "reject-publish-dlx"]
+DeadLetterStrategy = Literal["at-most-once", "at-least-once"]
 EXCHANGE_TYPES: tuple[str, ...] = ("topic", "direct", "fanout")
 OVERFLOWS: tuple[str, ...] = ("drop-head", "reject-publish", "reject-publish-dlx")
 MAX_NAME_BYTES = 255
@@ -102,6 +104,10 @@ class Queue:
     requeue), over-limit and overflowed messages go to ``dead_letter_exchange`` with
     ``dead_letter_routing_key`` (or their own routing key when None). ``single_active_consumer``
     lets only one consumer receive at a time; the next one takes over when it leaves.
+    ``dead_letter_strategy`` ``"at-least-once"`` (quorum queues, with ``overflow=
+    "reject-publish"``, which RabbitMQ requires for it) keeps a dead-lettered message in this
+    queue until the dead-letter target confirmed it, so a node lost meanwhile loses nothing; the
+    default, at-most-once, may drop it then.
     """
 
     name: str
@@ -116,6 +122,7 @@ class Queue:
     single_active_consumer: bool = False
     max_length: int | None = None
     overflow: Overflow | None = None
+    dead_letter_strategy: DeadLetterStrategy | None = None
 
     def __attrs_post_init__(self) -> None:
         _check_name("queue", self.name)
@@ -150,6 +157,27 @@ class Queue:
             )
         if self.dead_letter_exchange is not None:
             _check_name("dead-letter exchange", self.dead_letter_exchange, allow_default=True)
+        if self.dead_letter_strategy is not None:
+            self._check_dead_letter_strategy(where)
+
+    def _check_dead_letter_strategy(self, where: str) -> None:
+        strategy = self.dead_letter_strategy
+        if strategy not in ("at-most-once", "at-least-once"):
+            raise InvalidTopology(
+                f"{where} has dead_letter_strategy={strategy!r}; use 'at-most-once' or "
+                f"'at-least-once'"
+            )
+        if not self.quorum or self.dead_letter_exchange is None:
+            raise InvalidTopology(
+                f"{where} sets dead_letter_strategy={strategy!r}, which only a quorum queue "
+                f"with a dead_letter_exchange has; set quorum=True and dead_letter_exchange"
+            )
+        if strategy == "at-least-once" and self.overflow != "reject-publish":
+            raise InvalidTopology(
+                f"{where} sets dead_letter_strategy='at-least-once' with overflow="
+                f"{self.overflow!r}, and RabbitMQ then dead-letters at most once; set "
+                f"overflow='reject-publish'"
+            )
 
     def arguments(self) -> dict[str, object]:
         """The ``x-`` arguments RabbitMQ takes for this queue's declare.
@@ -174,6 +202,8 @@ class Queue:
             arguments["x-max-length"] = self.max_length
         if self.overflow is not None:
             arguments["x-overflow"] = self.overflow
+        if self.dead_letter_strategy is not None:
+            arguments["x-dead-letter-strategy"] = self.dead_letter_strategy
         return arguments
 
 

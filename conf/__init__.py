@@ -21,10 +21,12 @@ from conf._secret import (
     SECRET_WORDS,
     Secret,
     SecretURL,
+    SecretURLs,
     is_secret_name,
     mask_url,
     mask_urls_in,
     split_url,
+    split_urls,
 )
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "Retry",
     "Secret",
     "SecretURL",
+    "SecretURLs",
     "Table",
     "backoff_problems",
     "broker_problems",
@@ -58,4 +61,5 @@ __all__ = [
     "retry_problems",
     "show",
     "split_url",
+    "split_urls",
 ]

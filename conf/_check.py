@@ -21,7 +21,7 @@ from typing import Protocol, TypeVar
 
 from conf._errors import KeyPath, key_path, show
 from conf._schema import Backoff, Broker, Pool, Retry
-from conf._secret import split_url
+from conf._secret import split_url, split_urls
 
 __all__ = [
     "Problem",
@@ -73,12 +73,28 @@ def decimal_string_problems(path: KeyPath, value: object, example: str) -> Itera
 
 
 def broker_problems(path: KeyPath, broker: Broker) -> Iterator[Problem]:
-    """`[broker]`: the URL is amqp:// or amqps:// with a host, or memory://."""
-    url = broker.url.reveal()
-    scheme, rest = split_url(url)
-    if not (scheme == "memory" or (scheme in ("amqp", "amqps") and _AMQP_AUTHORITY.match(rest))):
-        rule = f"must be an amqp://, amqps:// or memory:// URL (got {show(url)})"
-        yield (*path, "url"), rule
+    """`[broker]`: the URL is amqp:// or amqps:// with a host, or memory://; a list of URLs
+    (the nodes of one RabbitMQ cluster) holds amqp:// and amqps:// URLs only, each named by its
+    index (`broker.url[1]`); `give_up_after` is finite or left out."""
+    urls = split_urls(broker.url.reveal())
+    if len(urls) == 1:
+        url = urls[0]
+        scheme, rest = split_url(url)
+        if not (
+            scheme == "memory" or (scheme in ("amqp", "amqps") and _AMQP_AUTHORITY.match(rest))
+        ):
+            rule = f"must be an amqp://, amqps:// or memory:// URL (got {show(url)})"
+            yield (*path, "url"), rule
+    for index, url in enumerate(urls if len(urls) > 1 else ()):
+        scheme, rest = split_url(url)
+        if not (scheme in ("amqp", "amqps") and _AMQP_AUTHORITY.match(rest)):
+            rule = (
+                f"must be an amqp:// or amqps:// URL, as every URL of a list names a node of one "
+                f"RabbitMQ cluster (got {show(url)})"
+            )
+            yield (*path, "url", index), rule
+    if broker.give_up_after is not None and math.isinf(broker.give_up_after):
+        yield (*path, "give_up_after"), "must be finite; leave it out to never give up (got inf)"
 
 
 def entries_problems(

@@ -22,7 +22,8 @@ The steps, in order; the first problem found is raised:
 3. `raw_checks` see the TOML as written (`decimal_string_problems`: a float is refused before it
    becomes a number);
 4. msgspec decodes into the schema (types, bounds, unknown and missing keys; strings become
-   `Secret`/`SecretURL` where the schema says so);
+   `Secret`/`SecretURL` where the schema says so; a `SecretURLs` also takes a list of strings,
+   joined with commas, which is how its environment variable writes a list);
 5. `prepare` completes the decoded config (e.g. reads the environment variables the file names)
    and may raise a ConfigError naming the key;
 6. `checks` apply the rules beyond types (`conf._check`).
@@ -42,7 +43,7 @@ import msgspec
 from conf._check import Problem
 from conf._errors import ConfigError, KeyPath, key_path, show
 from conf._schema import Table
-from conf._secret import Secret, SecretURL
+from conf._secret import Secret, SecretURL, SecretURLs
 from conf._translate import sentence, translate
 
 __all__ = ["Loader"]
@@ -147,7 +148,11 @@ class Loader(Generic[Schema]):
 
 
 def _decode_secret(kind: type, value: object) -> object:
-    if kind in (Secret, SecretURL):
+    if kind is SecretURLs and isinstance(value, list):
+        if all(isinstance(item, str) for item in value):
+            return SecretURLs(",".join(value))
+        raise TypeError("Expected `str` or an array of `str`")
+    if kind in (Secret, SecretURL, SecretURLs):
         if isinstance(value, str):
             return kind(value)
         raise TypeError("Expected `str`")  # msgspec reports it at the key's path

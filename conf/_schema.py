@@ -29,7 +29,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from conf._secret import SecretURL
+from conf._secret import SecretURLs
 
 __all__ = ["Backoff", "Broker", "Logging", "Pool", "Retry", "Table", "named_queues"]
 
@@ -43,17 +43,36 @@ class Table(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class Broker(Table, frozen=True):
-    """`[broker]`: the message broker."""
+    """`[broker]`: the message broker.
+
+    `url` is one URL or a list of them, the nodes of one RabbitMQ cluster (an environment
+    variable writes the list comma-separated): the transport connects to the first live one in
+    list order and, when that connection is lost, tries the next one first, wrapping around.
+    """
 
     url: Annotated[
-        SecretURL,
+        SecretURLs,
         Meta(
             description=(
-                "amqp://user:password@host:port/vhost (or amqps://) for RabbitMQ; memory:// or "
-                "memory://NAME for the in-memory broker (one process)."
+                "amqp://user:password@host:port/vhost (or amqps://) for RabbitMQ, or a list of "
+                "such URLs, one per node of a RabbitMQ cluster (comma-separated in an environment "
+                "variable); memory:// or memory://NAME for the in-memory broker (one process)."
             )
         ),
-    ] = msgspec.field(default_factory=lambda: SecretURL(DEFAULT_BROKER_URL))
+    ] = msgspec.field(default_factory=lambda: SecretURLs(DEFAULT_BROKER_URL))
+    give_up_after: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                description=(
+                    "Seconds without a working connection to RabbitMQ after which the daemon "
+                    "stops with exit status 1; leave it out to never give up (reconnect forever)."
+                ),
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Backoff(Table, frozen=True):

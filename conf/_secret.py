@@ -18,6 +18,15 @@ signature), whatever its case, or that is one of `SECRET_NAMES` (pass, pwd, auth
 A URL shows neither its user-info nor the value of a query (or fragment) parameter with a secret
 name (`mask_url`); in free text, `mask_urls_in` masks the password of `scheme://user:pass@` and
 those parameters.
+
+A list of URLs (the nodes of one RabbitMQ cluster) is written comma-separated, and each URL in
+it is masked:
+
+    >>> urls = SecretURLs("amqp://u:p@rabbit1/v,amqp://u:p@rabbit2/v")
+    >>> print(urls)
+    amqp://***@rabbit1/v,amqp://***@rabbit2/v
+    >>> [str(url) for url in urls.split()]
+    ['amqp://***@rabbit1/v', 'amqp://***@rabbit2/v']
 """
 
 import hmac
@@ -29,10 +38,12 @@ __all__ = [
     "SECRET_WORDS",
     "Secret",
     "SecretURL",
+    "SecretURLs",
     "is_secret_name",
     "mask_url",
     "mask_urls_in",
     "split_url",
+    "split_urls",
 ]
 
 SECRET_WORDS = (
@@ -73,6 +84,11 @@ def is_secret_name(name: str) -> bool:
     return lowered in SECRET_NAMES or any(word in lowered for word in SECRET_WORDS)
 
 
+# A comma that starts the next URL of a list: followed by `scheme://` (a comma inside one URL,
+# e.g. in a password, is not followed by one).
+_NEXT_URL = re.compile(r"\s*,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
 def split_url(url: str) -> tuple[str, str]:
     """`url`'s scheme in lower case and what follows `://`; `("", "")` when it has no scheme.
 
@@ -83,13 +99,35 @@ def split_url(url: str) -> tuple[str, str]:
     return (match["scheme"].lower(), match["rest"]) if match else ("", "")
 
 
+def split_urls(text: str) -> tuple[str, ...]:
+    """The URLs of a comma-separated list (one URL alone is a list of one), blanks stripped.
+
+    A comma splits only where the next URL begins (`scheme://`), so a comma inside one URL stays.
+
+    >>> split_urls("amqp://a/, amqp://b/")
+    ('amqp://a/', 'amqp://b/')
+    >>> split_urls("amqp://u:p,w@a/")
+    ('amqp://u:p,w@a/',)
+    """
+    return tuple(_NEXT_URL.split(text.strip()))
+
+
 def mask_url(url: str) -> str:
     """`url` with any user and password, and the value of every query or fragment parameter with
-    a secret name (`is_secret_name`), replaced by `***`.
+    a secret name (`is_secret_name`), replaced by `***` (each URL of a comma-separated list).
 
     >>> mask_url("postgresql://app:s3cret@db:5432/ledger?sslpassword=k3y&sslmode=require")
     'postgresql://***@db:5432/ledger?sslpassword=***&sslmode=require'
+    >>> mask_url("amqp://u:p@a/,amqp://u:p@b/")
+    'amqp://***@a/,amqp://***@b/'
     """
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return ",".join(_mask_one(one) for one in urls)
+    return _mask_one(url)
+
+
+def _mask_one(url: str) -> str:
     scheme, rest = split_url(url)
     if not scheme:
         return _mask_parameters(_USERINFO.sub(f"{MASK}@", url))
@@ -163,3 +201,24 @@ class SecretURL(Secret):
     def masked(self) -> str:
         """The URL with `***` in place of `user:password`."""
         return mask_url(self._value)
+
+
+class SecretURLs(SecretURL):
+    """One URL or a comma-separated list of them (a TOML list is joined with commas), each masked.
+
+    It equals a `SecretURL` of the same text, so a single URL reads as it always did.
+    """
+
+    __slots__ = ()
+
+    def split(self) -> tuple[SecretURL, ...]:
+        """Each URL of the list, as a `SecretURL` of its own."""
+        return tuple(SecretURL(url) for url in split_urls(self._value))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SecretURL):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other.reveal().encode())
+
+    def __hash__(self) -> int:
+        return hash((SecretURL, self._value))

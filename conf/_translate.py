@@ -16,7 +16,7 @@ import msgspec
 from msgspec import inspect
 
 from conf._errors import KeyPath, key_path, show
-from conf._secret import Secret, SecretURL
+from conf._secret import Secret, SecretURL, SecretURLs
 
 __all__ = ["sentence", "translate"]
 
@@ -169,6 +169,8 @@ def _broken_bound(kind: inspect.Type, value: object) -> str | None:
 def _noun(kind: inspect.Type) -> str | None:
     if isinstance(kind, inspect.LiteralType):
         return "one of " + ", ".join(show(value) for value in kind.values)
+    if isinstance(kind, inspect.CustomType) and kind.cls is SecretURLs:
+        return "a string or a list of strings"
     if isinstance(kind, inspect.CustomType) and kind.cls in (Secret, SecretURL):
         return "a string"
     nouns: list[tuple[type[inspect.Type], str]] = [

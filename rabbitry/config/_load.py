@@ -11,6 +11,10 @@ The environment wins over the file, for these keys only (`ENVIRONMENT`):
     RABBITRY_LOG_FORMAT  -> logging.format   RABBITRY_LOG_LEVEL   -> logging.level
     RABBITRY_WEBHOOK_SIGNING_KEY -> webhooks.signing_key
 
+RABBITRY_BROKER_URL takes the nodes of a RabbitMQ cluster comma-separated
+(`amqp://u:p@rabbit1/v,amqp://u:p@rabbit2/v`), as `[broker] url` takes a list; each URL is
+checked and masked on its own (`broker.url[1] must be an amqp:// or amqps:// URL ...`).
+
 A set variable counts even when empty (then validation says why that is wrong). A value that
 came from the environment is named with its variable in errors: `http.bind (from
 RABBITRY_HTTP_BIND) must be "host:port" (got "8080")`.

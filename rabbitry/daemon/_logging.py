@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from actors import inbound_or_none
-from conf import Logging, Secret, SecretURL, is_secret_name, mask_urls_in
+from conf import Logging, Secret, SecretURL, is_secret_name, mask_urls_in, split_urls
 from rabbitry.config import Config
 
 __all__ = ["configure_logging", "secrets_of"]
@@ -78,7 +78,8 @@ def configure_logging(
 def secrets_of(config: Config, *, broker_url: str | None = None) -> list[str]:
     """The secret values of `config` (and of a `--broker` URL given instead of its own).
 
-    The admin key, the passwords of the broker and store URLs (as written and decoded), and
+    The admin key, the passwords of the broker and store URLs (as written and decoded; each
+    URL of a broker URL list), and
     every carrier option value that is a `conf.Secret`, at any depth of the options table.
     """
     found: list[str] = []
@@ -86,8 +87,9 @@ def secrets_of(config: Config, *, broker_url: str | None = None) -> list[str]:
         found.append(config.http.admin_key.reveal())
     if config.webhooks.signing_key is not None:
         found.append(config.webhooks.signing_key.reveal())
-    for url in (config.broker.url.reveal(), config.store.url.reveal(), broker_url or ""):
-        found.extend(_url_passwords(url))
+    for urls in (config.broker.url.reveal(), config.store.url.reveal(), broker_url or ""):
+        for url in split_urls(urls):  # the broker's may be a list, one URL per cluster node
+            found.extend(_url_passwords(url))
     for carrier in config.carriers:
         found.extend(_option_secrets(carrier.options))
     return [value for value in dict.fromkeys(found) if value]

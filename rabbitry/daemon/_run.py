@@ -15,20 +15,27 @@ consumer stops taking deliveries and finishes (or hands back to RabbitMQ) what i
 daemon returns `ExitStatus.OK`. A second signal cancels what is left at once. SIGHUP reloads the
 config file (rabbitry.daemon._reload).
 
-Returns `ExitStatus.FAILED` when the tree gave up or could not start (the cause is logged).
-Raises BrokerError, LedgerUnavailable or OSError when RabbitMQ or the database cannot be reached
-at start.
+RabbitMQ: `[broker] url` is one URL or a list of them (the nodes of one cluster: the transport
+fails over between them). A connection lost while running is re-established with backoff, for
+ever by default; with `[broker] give_up_after` the daemon stops once RabbitMQ stayed unreachable
+that long, says so in one sentence on stderr (`rabbitry: gave up on RabbitMQ ...`) and returns
+`ExitStatus.FAILED`.
+
+Returns `ExitStatus.FAILED` when the tree gave up or could not start (the cause is logged), or
+when it gave up on RabbitMQ after it was ready. Raises BrokerError, LedgerUnavailable or OSError
+when RabbitMQ or the database cannot be reached at start.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 import trio
@@ -38,10 +45,12 @@ from broker import (
     FailurePolicy,
     FailureRouter,
     PublishError,
+    ReconnectFailed,
+    ReconnectPolicy,
     RetrySchedule,
     open_transport,
 )
-from conf import mask_url
+from conf import Broker, mask_url, split_url, split_urls
 from rabbitry.billing import (
     InvalidPeriod,
     Ledger,
@@ -118,12 +127,77 @@ async def run_daemon(
     schedule = RetrySchedule(tuple(config.retry.delays), max_attempts=config.retry.attempts)
     store_url = config.store.url.reveal()
     carriers = [carrier.name for carrier in config.carriers]
+    _log.info("broker %s, store %s", mask_url(url), mask_url(store_url))
+    ready_at: list[float] = []  # when the daemon said ready, once it did
+    try:
+        return await _run_platform(
+            config,
+            url,
+            names=names,
+            schedule=schedule,
+            store_url=store_url,
+            carriers=carriers,
+            out=out,
+            on_listening=on_listening,
+            config_path=config_path,
+            task_status=task_status,
+            ready_at=ready_at,
+        )
+    except ReconnectFailed as error:
+        if not ready_at:
+            raise  # it never ran: `rabbitry run` says it cannot start
+        report_gave_up(error, url, trio.current_time() - ready_at[0])
+        return ExitStatus.FAILED
+
+
+def broker_options(url: str, broker: Broker) -> dict[str, Any]:
+    """The RabbitMQ transport's options from `[broker]`: the reconnect budget, `give_up_after`
+    (left out: never give up). The in-memory broker takes none."""
+    if split_url(split_urls(url)[0])[0] == "memory":
+        return {}
+    budget = math.inf if broker.give_up_after is None else broker.give_up_after
+    return {"reconnect": ReconnectPolicy(give_up_after=budget)}
+
+
+def report_gave_up(error: ReconnectFailed, url: str, ran: float) -> None:
+    """One sentence on stderr (and the log) when the daemon gave up on RabbitMQ while running."""
+    sentence = (
+        f"gave up on RabbitMQ at {mask_url(url)}: no connection for {error.budget:g} s "
+        f"([broker] give_up_after) after the daemon had run "
+        f"{_duration(ran)}, in {error.attempts} attempts to reconnect, the last failing with "
+        f"{error.cause}; start the daemon again once RabbitMQ is back"
+    )
+    _log.error("%s", sentence, extra={"event": "broker_gave_up", "url": mask_url(url)})
+    print(f"rabbitry: {sentence}", file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [(hours, "h"), (minutes, "min"), (rest, "s")]
+    shown = [f"{value} {unit}" for value, unit in parts if value]
+    return " ".join(shown) or "0 s"
+
+
+async def _run_platform(
+    config: Config,
+    url: str,
+    *,
+    names: Names,
+    schedule: RetrySchedule,
+    store_url: str,
+    carriers: list[str],
+    out: TextIO,
+    on_listening: Callable[[str], None] | None,
+    config_path: str | None,
+    task_status: trio.TaskStatus[Supervisor],
+    ready_at: list[float],
+) -> int:
     tls = server_tls(config)
     scheme = "https" if tls is not None else "http"
-    _log.info("broker %s, store %s", mask_url(url), mask_url(store_url))
     with open_ledger_store(store_url) as store, open_records(store_url) as records:
         ledger = Ledger(store)
-        async with open_transport(url) as transport:
+        async with open_transport(url, **broker_options(url, config.broker)) as transport:
             retry = names.retry_layout(schedule)
             await transport.declare(
                 platform_topology(names, carriers, schedule)
@@ -185,6 +259,7 @@ async def run_daemon(
                     task_status,
                     reloader=lambda root: _started(root, ops, config_path, config, parts),
                     on_drain=ops.drain,
+                    on_ready=lambda: ready_at.append(trio.current_time()),
                 )
 
 
@@ -217,6 +292,7 @@ async def _run_tree(
     *,
     reloader: Callable[[Supervisor], Reloader | None],
     on_drain: Callable[[], None],
+    on_ready: Callable[[], object] = lambda: None,
 ) -> int:
     result: list[int] = []
     async with trio.open_nursery() as nursery:
@@ -230,6 +306,7 @@ async def _run_tree(
         except RuntimeError:  # the tree did not start; run_root logged why
             return result[0] if result else ExitStatus.FAILED
         _say(out, "ready")
+        on_ready()
         task_status.started(supervisor)
         signals = _Signals(supervisor, reloader(supervisor), on_drain, nursery)
         nursery.start_soon(signals.watch)

@@ -64,7 +64,9 @@ class Names:
 
     def retry_layout(self, schedule: RetrySchedule) -> RetryLayout:
         return RetryLayout(
-            work_exchanges=(self.exchange, self.pools_exchange, self.accounts), schedule=schedule
+            work_exchanges=(self.exchange, self.pools_exchange, self.accounts),
+            schedule=schedule,
+            quorum=True,  # what waits for a retry or an operator is work: replicated
         )
 
 

@@ -1,6 +1,5 @@
 """Broker test set-up: the contract suite is importable and its ``memory_only`` marker known."""
 
-import contextlib
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -9,14 +8,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from broker import BrokerError
 from broker._rabbitmq import RabbitMQTransport, open_rabbitmq_transport
 
 # --import-mode=importlib keeps test folders off sys.path; the contract suite (contract.py) is
 # imported by test_memory_contract.py and by the RabbitMQ contract tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from private_node import NodeFailed, PrivateNode, port_open  # found through the path above
+from broker_cleanup import delete_declared  # found through the path above
+from private_node import NodeFailed, PrivateNode, port_open
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,25 +59,6 @@ def rabbitmq_url() -> str:
             pytrace=False,
         )
     return RABBITMQ_URL
-
-
-async def delete_declared(url: str, *transports: RabbitMQTransport) -> None:
-    """Delete every queue and exchange the given RabbitMQ transports declared (test clean-up)."""
-    queues: set[str] = set()
-    exchanges: set[str] = set()
-    for transport in transports:
-        for topology in transport.declared:
-            queues.update(queue.name for queue in topology.queues)
-            exchanges.update(exchange.name for exchange in topology.exchanges)
-    if not queues and not exchanges:
-        return
-    async with open_rabbitmq_transport(url, close_timeout=5.0) as cleaner:
-        for name in sorted(queues):
-            with contextlib.suppress(BrokerError):  # already gone (exclusive, auto-delete)
-                await cleaner.delete_queue(name)
-        for name in sorted(exchanges):
-            with contextlib.suppress(BrokerError):
-                await cleaner.delete_exchange(name)
 
 
 @pytest.fixture

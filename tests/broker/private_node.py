@@ -10,6 +10,12 @@ fault tests"), so the shared broker on 5672 is never disturbed::
     node.start()                       # same data directory: durable queues survive
     node.stop(); node.remove()
 
+Several nodes can run at once (each has its own name), and form a cluster::
+
+    first, second = PrivateNode.create(), PrivateNode.create()
+    first.start(); second.start()
+    second.join(first)                 # stop_app, join_cluster, start_app
+
 Blocking (subprocess) code: call it from trio through ``trio.to_thread.run_sync``. Raises
 NodeFailed with the tail of the node's log when it does not come up.
 """
@@ -17,6 +23,7 @@ NodeFailed with the tail of the node's log when it does not come up.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import shutil
@@ -30,6 +37,7 @@ from pathlib import Path
 __all__ = ["NodeFailed", "PrivateNode"]
 
 START_TIMEOUT = 60.0
+_NUMBERS = itertools.count(1)
 
 
 class NodeFailed(RuntimeError):  # noqa: N818 - named after what happened
@@ -62,8 +70,13 @@ class PrivateNode:
 
     @classmethod
     def create(cls) -> PrivateNode:
+        """A node with a name of its own (this process's id and a counter) and free ports."""
         directory = Path(tempfile.mkdtemp(prefix="rabbitry-node-"))
-        node = cls(directory, f"rabbitry-{os.getpid()}@localhost", free_port(), free_port())
+        number = next(_NUMBERS)
+        name = f"rabbitry-{os.getpid()}@localhost"
+        if number > 1:
+            name = f"rabbitry-{os.getpid()}-{number}@localhost"
+        node = cls(directory, name, free_port(), free_port())
         (directory / "enabled_plugins").write_text("[].\n")
         (directory / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = 127.0.0.1:{node.port}\nloopback_users = none\n"
@@ -133,6 +146,12 @@ class PrivateNode:
                 f"{done.stdout}{done.stderr}"
             )
         return done.stdout
+
+    def join(self, other: PrivateNode) -> None:
+        """Make this (running, empty) node a member of `other`'s cluster."""
+        self.ctl("stop_app")
+        self.ctl("join_cluster", other.name)
+        self.ctl("start_app")
 
     def close_all_connections(self, reason: str = "fault test") -> None:
         self.ctl("close_all_connections", reason)

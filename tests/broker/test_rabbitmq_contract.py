@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
-from conftest import delete_declared
+from broker_cleanup import delete_declared
 from contract import TransportContract
 
 from broker._rabbitmq import RabbitMQTransport, open_rabbitmq_transport

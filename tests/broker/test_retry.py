@@ -163,12 +163,17 @@ def require_rabbitmq() -> None:
         )
 
 
-BACKENDS = ["memory", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+BACKENDS = [
+    "memory",
+    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    # The tiers and the parking lot as quorum queues, as the platform declares them.
+    pytest.param("rabbitmq-quorum", marks=pytest.mark.rabbitmq),
+]
 
 
 def select_backend(request: pytest.FixtureRequest) -> str:
     """The ``backend`` fixture's body (test_parking.py declares the same fixtures)."""
-    if request.param == "rabbitmq":
+    if request.param.startswith("rabbitmq"):
         require_rabbitmq()
     return str(request.param)
 
@@ -204,6 +209,7 @@ async def open_lane(
         schedule or schedule_for(backend),
         parking=f"{prefix}.parking",
         alerts=f"{prefix}.alerts",
+        quorum=backend == "rabbitmq-quorum",
     )
     listener = Topology(
         exchanges=[Exchange(layout.alerts)],

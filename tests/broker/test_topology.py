@@ -161,3 +161,35 @@ def test_topic_matching_agrees_with_the_reference(pattern: str, key: str) -> Non
 def test_a_key_matches_itself_and_hash(key: str) -> None:
     assert topic_matches(key, key)
     assert topic_matches("#", key)
+
+
+def test_at_least_once_dead_lettering_needs_a_quorum_queue_that_rejects_publishes() -> None:
+    tier = Queue(
+        "clients.retry.5s",
+        quorum=True,
+        message_ttl_ms=5000,
+        dead_letter_exchange="clients",
+        dead_letter_strategy="at-least-once",
+        overflow="reject-publish",
+    )
+    assert tier.arguments()["x-dead-letter-strategy"] == "at-least-once"
+    with pytest.raises(InvalidTopology, match=r"set overflow='reject-publish'$"):
+        Queue("q", quorum=True, dead_letter_exchange="d", dead_letter_strategy="at-least-once")
+    with pytest.raises(InvalidTopology, match=r"only a quorum queue with a dead_letter_exchange"):
+        Queue("q", dead_letter_exchange="d", dead_letter_strategy="at-most-once")
+    with pytest.raises(InvalidTopology, match=r"dead_letter_strategy='twice'; use"):
+        Queue("q", quorum=True, dead_letter_exchange="d", dead_letter_strategy="twice")  # type: ignore[arg-type]
+
+
+def test_a_quorum_retry_layout_replicates_what_waits_for_a_retry_or_an_operator() -> None:
+    from broker import RetryLayout, RetrySchedule
+    from broker._retry import PARKING_DELIVERY_LIMIT
+
+    topology = RetryLayout(("clients",), RetrySchedule((1, 30)), quorum=True).topology()
+    queues = {queue.name: queue for queue in topology.queues}
+    assert all(queue.quorum for queue in queues.values())
+    tier = queues["clients.retry.30s"]
+    assert (tier.message_ttl_ms, tier.dead_letter_exchange) == (30_000, "clients")
+    assert (tier.dead_letter_strategy, tier.overflow) == ("at-least-once", "reject-publish")
+    assert queues["parking"].delivery_limit == PARKING_DELIVERY_LIMIT
+    assert not queues["parking"].single_active_consumer

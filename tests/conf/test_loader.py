@@ -176,7 +176,7 @@ def test_config_json_fills_defaults_masks_secrets_and_keeps_decimal_digits() -> 
     shown = config_json(LOADER.loads(text, environ={})).decode()
     assert "s3cret" not in shown
     data = json.loads(shown)
-    assert data["broker"] == {"url": "amqp://***@rabbit/"}
+    assert data["broker"] == {"url": "amqp://***@rabbit/", "give_up_after": None}
     assert data["images"]["price"] == "0.00000010"
     assert data["images"]["watermark"] == "***"
     assert data["retry"] == {"delays": [1.0, 5.0, 30.0, 120.0, 600.0], "max_attempts": None}

@@ -19,7 +19,11 @@ CASES = [
         "unknown key images.qualty (did you mean images.quality?)",
     ),
     ("[imagse]\nquality = 5", "imagse", "unknown key imagse (did you mean images?)"),
-    ('[broker]\nhost = "x"', "broker.host", "unknown key broker.host (expected one of: url)"),
+    (
+        '[broker]\nhost = "x"',
+        "broker.host",
+        "unknown key broker.host (expected one of: url, give_up_after)",
+    ),
     (
         POOL + 'backoff = { kid = "constant" }',
         "pools[0].backoff.kid",
@@ -189,7 +193,7 @@ KNOWN = {
     "broker", "images", "pools", "logging", "retry",
     "url", "quality", "formats", "price", "watermark", "watermark_env", "format", "level",
     "delays", "max_attempts", "name", "actor", "size", "queue", "routing_keys", "prefetch",
-    "kind", "restart", "intensity", "period", "backoff",
+    "kind", "restart", "intensity", "period", "backoff", "give_up_after",
 }  # fmt: skip
 TABLES = {
     "": ("", ""),

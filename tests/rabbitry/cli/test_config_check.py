@@ -68,7 +68,7 @@ def test_json_shows_the_validated_config_with_secrets_masked(
         "certfile": None,
         "keyfile": None,
     }
-    assert shown["broker"] == {"url": "amqp://***@127.0.0.1:5672/"}
+    assert shown["broker"] == {"url": "amqp://***@127.0.0.1:5672/", "give_up_after": None}
     assert shown["rates"] == {"default": "0.0500", "+33": "0.0450"}
     assert shown["carriers"][0]["tps"] == 500
     assert shown["retry"]["max_attempts"] is None

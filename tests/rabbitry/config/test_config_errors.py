@@ -19,7 +19,11 @@ CASES = [
         "unknown key broker.uri (did you mean broker.url?)",
     ),
     ('[brokr]\nurl = "memory://"', "brokr", "unknown key brokr (did you mean broker?)"),
-    ('[broker]\nhost = "x"', "broker.host", "unknown key broker.host (expected one of: url)"),
+    (
+        '[broker]\nhost = "x"',
+        "broker.host",
+        "unknown key broker.host (expected one of: url, give_up_after)",
+    ),
     (
         POOL + 'backoff = { kid = "constant" }',
         "pools[0].backoff.kid",

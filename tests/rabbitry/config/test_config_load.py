@@ -177,3 +177,13 @@ def test_other_carrier_options_pass_through_untouched() -> None:
     text = CARRIER + '[carriers.options]\nwindow = 10\nsystem_type = "x"\nnested = { a = [1, 2] }'
     [carrier] = loads_config(text, environ={}).carriers
     assert carrier.options == {"window": 10, "system_type": "x", "nested": {"a": [1, 2]}}
+
+
+def test_the_broker_url_variable_takes_a_clusters_nodes_comma_separated() -> None:
+    nodes = "amqp://app:pw1@rabbit1:5672/sms,amqp://app:pw2@rabbit2:5672/sms"
+    config = loads_config("", environ={"RABBITRY_BROKER_URL": nodes})
+    assert [url.reveal() for url in config.broker.url.split()] == nodes.split(",")
+    assert str(config.broker.url) == "amqp://***@rabbit1:5672/sms,amqp://***@rabbit2:5672/sms"
+    with pytest.raises(ConfigError) as error:
+        loads_config("", environ={"RABBITRY_BROKER_URL": f"{nodes},memory://"})
+    assert error.value.key == "broker.url[2]"

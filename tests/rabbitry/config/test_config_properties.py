@@ -58,7 +58,7 @@ KNOWN = {
     "currency", "broker", "store", "http", "rates", "carriers", "pools", "logging", "retry", "tax",
     "url", "bind", "admin_key", "format", "level", "delays", "max_attempts", "rate",
     "name", "plugin", "prefixes", "tps", "options", "actor", "size", "queue", "routing_keys",
-    "prefetch", "kind", "restart", "intensity", "period", "backoff",
+    "prefetch", "kind", "restart", "intensity", "period", "backoff", "give_up_after",
 }  # fmt: skip
 unknown_keys = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True).filter(
     lambda key: key not in KNOWN

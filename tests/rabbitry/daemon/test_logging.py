@@ -592,6 +592,7 @@ class FakeLink:
         self.epoch = 1
         self.on_lost: Any = None
         self.failures = failures
+        self.url = "amqp://rabbit:br0ker-pass@mq:5672/"  # the URL connected to
 
     async def connect(self) -> int:
         if self.failures:
