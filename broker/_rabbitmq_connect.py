@@ -90,9 +90,14 @@ async def _open(url: str, name: str) -> aiormq.Connection:
 def _unreachable(failures: list[tuple[str, Exception]], deadline: float) -> TransportClosed:
     why = [_describe(exc, deadline) for _, exc in failures]
     if len(failures) == 1:
+        hint = (
+            "check the broker's TLS certificate: its authority (?cafile=PEM in the URL, else "
+            "the system's) and the host name it is issued for"
+            if "CERTIFICATE_VERIFY_FAILED" in why[0]
+            else "is the broker running (rabbitmq-server -detached)?"
+        )
         error = TransportClosed(
-            f"cannot connect to RabbitMQ at {mask_url(failures[0][0])!r}: {why[0]}; is the "
-            f"broker running (rabbitmq-server -detached)?"
+            f"cannot connect to RabbitMQ at {mask_url(failures[0][0])!r}: {why[0]}; {hint}"
         )
     else:
         tried = "; ".join(

@@ -62,25 +62,36 @@ def port_open(port: int) -> bool:
 class PrivateNode:
     """One RabbitMQ node in a temporary directory owned by the ``rabbitmq`` user."""
 
-    def __init__(self, directory: Path, name: str, port: int, dist_port: int) -> None:
+    def __init__(
+        self, directory: Path, name: str, port: int, dist_port: int, tls_port: int | None = None
+    ) -> None:
         self.directory = directory
         self.name = name
         self.port = port
         self.dist_port = dist_port
+        self.tls_port = tls_port
 
     @classmethod
-    def create(cls) -> PrivateNode:
-        """A node with a name of its own (this process's id and a counter) and free ports."""
+    def create(cls, *, tls: tuple[Path, Path, Path] | None = None) -> PrivateNode:
+        """A node with a name of its own (this process's id and a counter) and free ports;
+        with `tls` (CA, certificate and key PEM files) an AMQPS listener on `tls_port` too."""
         directory = Path(tempfile.mkdtemp(prefix="rabbitry-node-"))
         number = next(_NUMBERS)
         name = f"rabbitry-{os.getpid()}@localhost"
         if number > 1:
             name = f"rabbitry-{os.getpid()}-{number}@localhost"
-        node = cls(directory, name, free_port(), free_port())
+        node = cls(directory, name, free_port(), free_port(), free_port() if tls else None)
         (directory / "enabled_plugins").write_text("[].\n")
-        (directory / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{node.port}\nloopback_users = none\n"
-        )
+        conf = f"listeners.tcp.local = 127.0.0.1:{node.port}\nloopback_users = none\n"
+        if tls is not None:
+            ca, cert, key = (shutil.copy(path, directory / path.name) for path in tls)
+            conf += (
+                f"listeners.ssl.default = 127.0.0.1:{node.tls_port}\n"
+                f"ssl_options.cacertfile = {ca}\nssl_options.certfile = {cert}\n"
+                f"ssl_options.keyfile = {key}\nssl_options.verify = verify_none\n"
+                "ssl_options.fail_if_no_peer_cert = false\n"
+            )
+        (directory / "rabbitmq.conf").write_text(conf)
         user = pwd.getpwnam("rabbitmq")
         for path in [directory, *directory.iterdir()]:
             os.chown(path, user.pw_uid, user.pw_gid)
