@@ -42,10 +42,19 @@ MIN_ADMIN_KEY_LENGTH = 24
 """The shortest admin key accepted (`secrets.token_urlsafe(32)` makes 43 characters)."""
 
 EXAMPLE_ADMIN_KEYS = frozenset(
-    {"change-me", "changeme", "change_me", "demo-admin-key", "admin", "admin-key", "secret"}
+    {
+        "change-me",
+        "changeme",
+        "change_me",
+        "demo-admin-key",
+        "admin",
+        "admin-key",
+        "secret",
+        "replace-with-a-generated-key-of-24-characters-or-more",  # deploy/example.env
+    }
 )
-"""Admin keys shipped as examples (conf/rabbitry.toml, conf/demo.toml, the README, before):
-refused whatever their length, compared without case."""
+"""Admin keys shipped as examples (conf/rabbitry.toml, conf/demo.toml, deploy/example.env, the
+README, before): refused whatever their length, compared without case."""
 
 _GENERATE = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
 

@@ -59,10 +59,20 @@ class Webhooks(Table, frozen=True):
     ] = None
 
 
+EXAMPLE_SIGNING_KEY = "replace-with-a-generated-key-of-32-characters-or-more"
+"""The signing key deploy/example.env shows: refused."""
+
+
 def webhooks_problems(webhooks: Webhooks) -> Iterator[Problem]:
     """The rules of `[webhooks]` beyond its types."""
     key = webhooks.signing_key
-    if key is not None and len(key.reveal()) < MIN_SIGNING_KEY_LENGTH:
+    if key is not None and key.reveal().lower() == EXAMPLE_SIGNING_KEY:
+        rule = (
+            "is the example of deploy/example.env; generate one with python -c 'import secrets;"
+            " print(secrets.token_urlsafe(32))'"
+        )
+        yield ("webhooks", "signing_key"), rule
+    elif key is not None and len(key.reveal()) < MIN_SIGNING_KEY_LENGTH:
         rule = (
             f"must be at least {MIN_SIGNING_KEY_LENGTH} characters (got {len(key.reveal())});"
             " generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
