@@ -88,7 +88,7 @@ class SendRequest(msgspec.Struct, frozen=True):
     callback_url: str | None = None
 
 
-class _SendBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SendBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`POST /v1/sms` as sent: `to` is one number or a list of them."""
 
     to: Number | Recipients
@@ -112,7 +112,7 @@ class CarrierInbound(msgspec.Struct, frozen=True):
     text: str
 
 
-_SEND = msgspec.json.Decoder(_SendBody)
+_SEND = msgspec.json.Decoder(SendBody)
 _NEW_ACCOUNT = msgspec.json.Decoder(NewAccount)
 _FUNDS = msgspec.json.Decoder(Funds)
 _BONUS = msgspec.json.Decoder(Bonus)
