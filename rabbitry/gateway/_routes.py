@@ -143,10 +143,13 @@ async def _message(backend: GatewayBackend, call: Call) -> Answer:
 
 async def _inbound(backend: GatewayBackend, call: Call) -> Answer:
     lowest, highest, default = _INBOUND_LIMIT
-    given = parse_qs(call.query).get("limit", [str(default)])[-1]
-    limit = whole_number(given)
+    values = parse_qs(call.query, keep_blank_values=True).get("limit", [str(default)])
+    if len(values) > 1:
+        message = f"limit must be given once (got {len(values)} values)"
+        raise ApiError(422, "invalid_field", message, field="limit")
+    limit = whole_number(values[0])
     if limit is None or not lowest <= limit <= highest:
-        message = f"limit must be a whole number from {lowest} to {highest} (got {given!r})"
+        message = f"limit must be a whole number from {lowest} to {highest} (got {values[0]!r})"
         raise ApiError(422, "invalid_field", message, field="limit")
     messages = await backend.inbound(call.account, limit=limit)
     return json_answer(200, InboundList(messages))

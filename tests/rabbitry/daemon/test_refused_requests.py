@@ -33,3 +33,13 @@ async def test_an_account_with_a_taken_number_is_refused_before_anything_is_writ
         assert changes(before, await settled(daemon.database)) == {}
         accounts = (await admin.get("/v1/admin/accounts")).json()["accounts"]
         assert [account["name"] for account in accounts] == ["A", "B"]
+
+
+@pytest.mark.parametrize("query", ["limit=", "limit=1&limit=2", "limit=%201"])
+async def test_an_inbound_limit_given_empty_or_twice_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    async with api_daemon(tmp_path, monkeypatch) as daemon, daemon.customer() as customer:
+        answer = await customer.get(f"/v1/inbound?{query}")
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["field"] == "limit"
