@@ -28,8 +28,8 @@ T = TypeVar("T")
 _E164 = r"^\+[1-9][0-9]{7,14}\Z"  # the same rule as rabbitry.billing.check_number
 Number = Annotated[str, msgspec.Meta(pattern=_E164)]
 Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[!-~]+\Z", max_length=2048)]
-Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=40)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?\Z", max_length=40)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")]
 Period = Annotated[str, msgspec.Meta(pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])\Z")]  # 2000 to 2999
 Recipients = Annotated[list[Number], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
 _SENDER = r"^(?:\+[1-9][0-9]{7,14}|(?=[A-Za-z0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11})\Z"

@@ -82,3 +82,16 @@ def test_a_replayed_answer_with_secrets_is_documented_too() -> None:
     assert replayed["properties"]["api_key"] == {"type": "null"}
     assert replayed["properties"]["webhook_secret"] == {"type": "null"}
     assert "redacted" in replayed["required"]
+
+
+def test_body_patterns_end_with_backslash_z_so_the_document_says_the_same() -> None:
+    """A Python pattern's `$` also matches before a final newline; the document's (ECMA) does
+    not. The bodies say `\\Z`, which the document writes `$`: the same rule on both sides."""
+    bodies = [route.doc.body for route in ROUTES if route.doc.body is not None]
+    _, components = msgspec.json.schema_components(bodies)
+    patterns = re.findall(r'"pattern": "((?:[^"\\]|\\.)*)"', json.dumps(components))
+    assert patterns
+    for pattern in patterns:
+        python = json.loads(f'"{pattern}"')
+        assert python.endswith("\\Z"), python
+        assert "$" not in python, python
