@@ -35,6 +35,10 @@ Recipients = Annotated[list[Number], msgspec.Meta(min_length=1, max_length=MAX_R
 _SENDER = r"^(?:\+[1-9][0-9]{7,14}|(?=[A-Za-z0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11})\Z"
 SenderName = Annotated[str, msgspec.Meta(pattern=_SENDER)]
 """An E.164 number, or an alphanumeric sender: 1 to 11 of [A-Za-z0-9 ], one letter at least."""
+_LABEL = r"^[^\x00-\x1f\x7f]*\Z"  # no control character: a NUL cannot even be stored in PostgreSQL
+Label = Annotated[str, msgspec.Meta(pattern=_LABEL, max_length=200)]
+"""A name or reference the platform keeps: at most 200 characters, none of them a control
+character (U+0000 to U+001F, U+007F)."""
 
 MAX_AMOUNT = Decimal(1_000_000_000)
 """The largest amount (funds, bonus) a request may carry; at most `AMOUNT_PLACES` decimals."""
@@ -59,7 +63,7 @@ class InvalidBody(ValueError):  # noqa: N818 - the names of the public contract
 class NewAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`POST /v1/accounts`: `numbers` are the inbound numbers the account owns."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[Label, msgspec.Meta(min_length=1)]
     currency: Currency | None = None
     numbers: list[Number] = []
     webhook_url: Url | None = None
@@ -69,7 +73,7 @@ class Funds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`POST /v1/accounts/{id}/funds`: `amount` is a decimal string ("20.00"), never a float."""
 
     amount: Amount
-    reference: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    reference: Label = ""
 
 
 class Bonus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -94,7 +98,7 @@ class SendBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     to: Number | Recipients
     sender: SenderName = msgspec.field(name="from")
     text: Annotated[str, msgspec.Meta(min_length=1)]
-    client_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    client_ref: Label | None = None
     callback_url: Url | None = None
 
 
@@ -195,6 +199,7 @@ def decode_body(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
 
 _AT = re.compile(r"(?P<text>.*?)(?: - at `\$(?P<path>.*)`)?", re.DOTALL)
 _URL_FIELDS = ("callback_url", "webhook_url")  # of type `Url`
+_LABEL_FIELDS = ("name", "reference", "client_ref")  # of type `Label`
 _NAMED = re.compile(r"Object (?P<what>missing required|contains unknown) field `(?P<name>.*)`")
 
 
@@ -230,6 +235,11 @@ def _invalid_field(error: str) -> InvalidBody:
         message = (
             f"{path} must be an absolute http:// or https:// URL of at most 2,048 printable ASCII"
             " characters, without spaces or control characters"
+        )
+    elif path in _LABEL_FIELDS and "regex" in text:
+        message = (
+            f"{path} must not contain control characters (a NUL, a newline, a tab...); send"
+            " printable text"
         )
     elif path == "period":
         message = (

@@ -61,6 +61,7 @@ _IDEMPOTENCY_KEY = {
     ),
     "schema": {"type": "string", "pattern": '^(?!""$)[!-~]([ -~]{0,253}[!-~])?$'},
 }
+_SEGMENT = {"type": "string", "pattern": "^[^/\\x00-\\x1f\\x7f]+$"}  # see _routes._pattern
 _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
     "customer": [{"apiKey": []}],
     "admin": [{"adminKey": []}],
@@ -172,8 +173,7 @@ def _operation(route: Documented, schema_of: dict[object, Any]) -> dict[str, Any
         "security": _SECURITY[route.access],
     }
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in names
+        {"name": name, "in": "path", "required": True, "schema": _SEGMENT} for name in names
     ]
     for query in doc.query:
         schema = {"type": "array", "items": query.schema} if query.repeated else query.schema

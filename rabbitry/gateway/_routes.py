@@ -230,9 +230,12 @@ def _o(method: str, path: str, access: Access, handler: OpsHandler, doc: Doc) ->
 
 
 def _pattern(path: str) -> re.Pattern[str]:
+    """`path`'s pattern: a `{name}` is one segment without control characters (no id has one,
+    and PostgreSQL cannot even compare a string holding a NUL): such a path is not found."""
     parts = re.split(r"\{(\w+)\}", path)  # literal, name, literal, name, ..., literal
     pattern = "".join(
-        f"(?P<{part}>[^/]+?)" if index % 2 else re.escape(part) for index, part in enumerate(parts)
+        f"(?P<{part}>[^/\x00-\x1f\x7f]+?)" if index % 2 else re.escape(part)
+        for index, part in enumerate(parts)
     )
     return re.compile(pattern)
 

@@ -77,8 +77,11 @@ class World:
 
 
 @asynccontextmanager
-async def api_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
-    """The daemon, with the accounts of the module's docstring."""
+async def api_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str | None = None
+) -> AsyncIterator[World]:
+    """The daemon, with the accounts of the module's docstring; its store is SQLite under
+    `tmp_path` unless `store_url` says another (`World.database` is then not its store)."""
     callbacks: list[httpx.Request] = []
 
     @asynccontextmanager
@@ -100,7 +103,7 @@ async def api_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
     config = msgspec.structs.replace(
         config,
         store=msgspec.structs.replace(
-            config.store, url=type(config.store.url)(f"sqlite:///{database}")
+            config.store, url=type(config.store.url)(store_url or f"sqlite:///{database}")
         ),
     )
     listening: list[str] = []

@@ -3,10 +3,24 @@ and nothing written (tests/rabbitry/daemon/test_fuzz.py found them; api_daemon r
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from api_daemon import NUMBER_A, api_daemon, changes, settled
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[str]:
+    """A store URL on a fresh schema of the local PostgreSQL, dropped after."""
+    schema = f"refusals_{secrets.token_hex(6)}"
+    yield f"{POSTGRES}?schema={schema}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 async def test_an_account_with_a_taken_number_is_refused_before_anything_is_written(
@@ -43,3 +57,62 @@ async def test_an_inbound_limit_given_empty_or_twice_is_refused(
         answer = await customer.get(f"/v1/inbound?{query}")
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"]["field"] == "limit"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "key"),
+    [
+        ("GET", "/v1/sms/msg%00", "customer"),
+        ("GET", "/v1/invoices/inv%00", "customer"),
+        ("GET", "/v1/invoices/inv%00.pdf", "customer"),
+        ("GET", "/v1/admin/invoices/acc%00/inv", "admin"),
+        ("POST", "/v1/accounts/acc%00/funds", "admin"),
+    ],
+)
+async def test_an_id_with_a_control_character_is_not_found_even_on_postgresql(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_store: str,
+    method: str,
+    path: str,
+    key: str,
+) -> None:
+    # PostgreSQL refuses a string holding a NUL: the query raised, and the answer was 500.
+    async with api_daemon(tmp_path, monkeypatch, postgres_store) as daemon:
+        async with daemon.admin() if key == "admin" else daemon.customer() as client:
+            answer = await client.request(method, path, json={"amount": "1"})
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_names_and_references_with_a_control_character_are_refused_even_on_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_store: str
+) -> None:
+    # The name and the client reference reached PostgreSQL, which refused the NUL: 500.
+    async with (
+        api_daemon(tmp_path, monkeypatch, postgres_store) as daemon,
+        daemon.admin() as admin,
+        daemon.customer() as customer,
+    ):
+        answers = {
+            "name": await admin.post("/v1/accounts", json={"name": "Acme\u0000"}),
+            "reference": await admin.post(
+                f"/v1/accounts/{daemon.account}/funds", json={"amount": "1", "reference": "a\nb"}
+            ),
+            "client_ref": await customer.post(
+                "/v1/sms",
+                json={"to": "+33600000001", "from": "A", "text": "hi", "client_ref": "\u0000"},
+            ),
+        }
+        for field, answer in answers.items():
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["error"] == {
+                "code": "invalid_field",
+                "message": (
+                    f"{field} must not contain control characters (a NUL, a newline, a tab...);"
+                    " send printable text"
+                ),
+                "field": field,
+            }
+        balance = (await customer.get("/v1/balance")).json()
+        assert balance["balance"] == "999.955"  # 1,000 less the two messages it sent
