@@ -1,25 +1,27 @@
 """A daemon to try the HTTP API against, in this process, and its database as rows.
 
     async with api_daemon(tmp_path, monkeypatch) as daemon:    # World: base, keys, ids
-        before = snapshot_file(daemon.database)
+        reader = open_reader(daemon)                           # its tables (close it)
+        before = settle(reader)
         ...                                                    # requests to daemon.base
-        assert changes(before, settle_file(daemon.database)) == {}
+        assert changes(before, settle(reader)) == {}
 
-The daemon is conf/demo.toml on the in-memory broker with a SQLite store under tmp_path, and two
-accounts opened through the API: A (owning NUMBER_A, funded with 1,000 EUR, two messages sent,
-an invoice asked) and B (NUMBER_B, 1 EUR, two messages). It makes no connection off this
-machine: customers' callbacks go to a recording client, and no name is resolved (no DNS query
-leaves), whatever URLs a test gives it.
+The daemon is conf/demo.toml on the in-memory broker, its store SQLite under tmp_path (or the
+PostgreSQL schema a test gives), with the simulator ("sim") and an HTTP carrier ("rest", prefix
++88399, webhooks signed with CARRIER_SECRET, its submit URL a closed port of this machine), and
+two accounts opened through the API: A (owning NUMBER_A, funded with 1,000 EUR, two messages sent,
+an invoice asked) and B (NUMBER_B, 1 EUR, two messages). It makes no connection off this machine:
+customers' callbacks go to a recording client, and no name is resolved (no DNS query leaves),
+whatever URLs a test gives it.
 
-A snapshot is every row of every table, read in one transaction: the ledger, the records, the
-idempotency answers. `settle` waits until the tables stop changing (what the last request
-started, a send's delivery and its events, is done).
+A snapshot is every row of every table of the store, read in one transaction: the ledger, the
+records, the idempotency answers. `settle` waits until the tables stop changing (what the last
+request started, a send's delivery and its events, is done).
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import functools
 import io
 import sqlite3
@@ -27,13 +29,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import httpx
 import msgspec
+import psycopg
 import pytest
 import trio
+from psycopg import sql
 
 import rabbitry.daemon._run as daemon_module
 import rabbitry.platform._addresses as addresses
@@ -43,6 +48,16 @@ from rabbitry.daemon._run import run_daemon
 DEMO = Path(__file__).resolve().parents[3] / "conf" / "demo.toml"
 ADMIN_KEY = "api-test-admin-key-0123456789abcdef"
 NUMBER_A, NUMBER_B = "+33700000001", "+33700000002"
+CARRIER_SECRET = "whsec-fuzz-carrier"
+CARRIERS = f"""
+[[carriers]]
+name = "rest"
+plugin = "http"
+prefixes = ["+88399"]
+[carriers.options]
+url = "http://127.0.0.1:9/send"
+webhook_secret = "{CARRIER_SECRET}"
+"""
 SETTLE_POLL = 0.02  # seconds between two looks at the database while work goes on
 SETTLE_QUIET = 3  # equal looks in a row: the daemon is done with what the last request started
 
@@ -55,6 +70,7 @@ class World:
 
     base: str
     database: Path
+    store_url: str
     customer_key: str
     other_key: str
     account: str
@@ -99,12 +115,13 @@ async def api_daemon(
     monkeypatch.setattr(daemon_module, "open_webhook_client", recording_client)
     monkeypatch.setattr(addresses, "_resolve", unresolved)
     database = tmp_path / "api.db"
-    config = load_config(DEMO, environ={"RABBITRY_ADMIN_KEY": ADMIN_KEY})
+    store_url = store_url or f"sqlite:///{database}"
+    path = tmp_path / "rabbitry.toml"
+    path.write_text(DEMO.read_text() + CARRIERS)
+    config = load_config(path, environ={"RABBITRY_ADMIN_KEY": ADMIN_KEY})
     config = msgspec.structs.replace(
         config,
-        store=msgspec.structs.replace(
-            config.store, url=type(config.store.url)(store_url or f"sqlite:///{database}")
-        ),
+        store=msgspec.structs.replace(config.store, url=type(config.store.url)(store_url)),
     )
     listening: list[str] = []
     async with trio.open_nursery() as nursery:
@@ -130,6 +147,7 @@ async def api_daemon(
         yield World(
             base=base,
             database=database,
+            store_url=store_url,
             customer_key=a["api_key"],
             other_key=b["api_key"],
             account=a["id"],
@@ -160,46 +178,101 @@ async def open_account(
     return account, [message["id"] for message in sent.json()["messages"]]
 
 
-def open_reader(database: Path) -> sqlite3.Connection:
-    """A read-only connection to the daemon's database (close it)."""
-    return sqlite3.connect(f"file:{database}?mode=ro", uri=True, isolation_level=None)
+class Reader(Protocol):
+    """The store's tables, read as rows."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    def close(self) -> None: ...
 
 
-def snapshot(database: sqlite3.Connection) -> Snapshot:
-    """Every row of every table, read in one transaction."""
-    database.execute("BEGIN")
-    try:
-        tables = [
-            name
-            for (name,) in database.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-            )
-        ]
-        return {
-            table: sorted(database.execute(f'SELECT * FROM "{table}"'), key=repr)
-            for table in tables
-        }
-    finally:
-        database.execute("COMMIT")
+class SqliteReader:
+    """A read-only connection to the daemon's SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.database = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+
+    def snapshot(self) -> Snapshot:
+        self.database.execute("BEGIN")
+        try:
+            tables = [
+                name
+                for (name,) in self.database.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                )
+            ]
+            return {
+                table: sorted(self.database.execute(f'SELECT * FROM "{table}"'), key=repr)
+                for table in tables
+            }
+        finally:
+            self.database.execute("COMMIT")
+
+    def close(self) -> None:
+        self.database.close()
 
 
-def settle(database: sqlite3.Connection) -> Snapshot:
+class PostgresReader:
+    """A connection to the daemon's PostgreSQL schema (the `schema` of its store URL)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.schema = parse_qs(parts.query)["schema"][0]
+        self.database = psycopg.connect(parts._replace(query="").geturl(), autocommit=True)
+
+    def snapshot(self) -> Snapshot:
+        with self.database.transaction():
+            self.database.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            tables = [
+                name
+                for (name,) in self.database.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s"
+                    " ORDER BY 1",
+                    (self.schema,),
+                )
+            ]
+            query = sql.SQL("SELECT * FROM {}.{}")
+            return {
+                table: sorted(
+                    self.database.execute(
+                        query.format(sql.Identifier(self.schema), sql.Identifier(table))
+                    ).fetchall(),
+                    key=repr,
+                )
+                for table in tables
+            }
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def open_reader(world: World) -> Reader:
+    """A reader of the daemon's store (close it; use it from one thread)."""
+    if world.store_url.startswith("postgresql:"):
+        return PostgresReader(world.store_url)
+    return SqliteReader(world.database)
+
+
+def settle(reader: Reader) -> Snapshot:
     """The tables once they stopped changing (what the last request started is done)."""
-    last, quiet, deadline = snapshot(database), 0, time.monotonic() + 30
+    last, quiet, deadline = reader.snapshot(), 0, time.monotonic() + 30
     while quiet < SETTLE_QUIET and time.monotonic() < deadline:
         time.sleep(SETTLE_POLL)
-        now = snapshot(database)
+        now = reader.snapshot()
         quiet = quiet + 1 if now == last else 0
         last = now
     return last
 
 
-async def settled(path: Path) -> Snapshot:
-    """`settle` of the database at `path`, from a trio test (in a worker thread)."""
+async def settled(world: World) -> Snapshot:
+    """`settle` of the daemon's store, from a trio test (in a worker thread)."""
 
     def read() -> Snapshot:
-        with contextlib.closing(open_reader(path)) as database:
-            return settle(database)
+        reader = open_reader(world)
+        try:
+            return settle(reader)
+        finally:
+            reader.close()
 
     return await trio.to_thread.run_sync(read)
 

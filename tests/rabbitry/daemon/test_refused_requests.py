@@ -27,7 +27,7 @@ async def test_an_account_with_a_taken_number_is_refused_before_anything_is_writ
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with api_daemon(tmp_path, monkeypatch) as daemon, daemon.admin() as admin:
-        before = await settled(daemon.database)
+        before = await settled(daemon)
         body = {"name": "C", "numbers": ["+33700000009", NUMBER_A]}
         taken = await admin.post("/v1/accounts", json=body)
         assert taken.status_code == 422, taken.text
@@ -44,7 +44,7 @@ async def test_an_account_with_a_taken_number_is_refused_before_anything_is_writ
             "message": "numbers[1]: the number '+33700000009' is given twice",
             "field": "numbers[1]",
         }
-        assert changes(before, await settled(daemon.database)) == {}
+        assert changes(before, await settled(daemon)) == {}
         accounts = (await admin.get("/v1/admin/accounts")).json()["accounts"]
         assert [account["name"] for account in accounts] == ["A", "B"]
 
