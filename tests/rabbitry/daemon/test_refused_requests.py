@@ -3,13 +3,17 @@ and nothing written (tests/rabbitry/daemon/test_fuzz.py found them; api_daemon r
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from api_daemon import NUMBER_A, api_daemon, changes, settled
+import trio
+from api_daemon import CARRIER_SECRET, NUMBER_A, api_daemon, changes, settled
+
+from rabbitry.carriers.http import SIGNATURE_HEADER, sign_webhook
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -116,3 +120,29 @@ async def test_names_and_references_with_a_control_character_are_refused_even_on
             }
         balance = (await customer.get("/v1/balance")).json()
         assert balance["balance"] == "999.955"  # 1,000 less the two messages it sent
+
+
+async def test_an_inbound_sms_with_a_nul_is_kept_even_on_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_store: str
+) -> None:
+    # The webhooks answered 200, then recording the SMS failed on PostgreSQL (it refuses a NUL),
+    # three times through the retry tiers, and the SMS was parked: taken, never shown.
+    async with (
+        api_daemon(tmp_path, monkeypatch, postgres_store) as daemon,
+        daemon.admin() as admin,
+        daemon.customer() as customer,
+    ):
+        injected = {"from": "+4470000000\u0000", "to": NUMBER_A, "text": "a\u0000b"}
+        assert (await admin.post("/v1/carriers/sim/inbound", json=injected)).status_code == 200
+        raw = json.dumps({"from": "+44700001", "to": NUMBER_A, "text": "x\u0000", "id": "c\u0000"})
+        signed = {SIGNATURE_HEADER: sign_webhook(CARRIER_SECRET, raw.encode())}
+        webhook = await admin.post("/v1/carriers/rest/inbound", content=raw, headers=signed)
+        assert webhook.status_code == 200, webhook.text
+        with trio.fail_after(10):
+            while len(messages := (await customer.get("/v1/inbound")).json()["messages"]) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert sorted((m["from"], m["text"]) for m in messages) == [
+            ("+4470000000\ufffd", "a\ufffdb"),
+            ("+44700001", "x\ufffd"),
+        ]
+        assert (await admin.get("/v1/admin/parked")).json()["messages"] == []
