@@ -79,6 +79,7 @@ class World:
     other_messages: list[str]
     invoices: list[str]
     callbacks: list[httpx.Request]
+    retry_seconds: float  # the retry tiers' delays, added: what fails is parked after them
     tried: collections.Counter[str] = attrs.Factory(collections.Counter)
     statuses: collections.Counter[tuple[str, int]] = attrs.Factory(collections.Counter)
     failures: dict[tuple[str, str], str] = attrs.Factory(dict)
@@ -156,6 +157,7 @@ async def api_daemon(
             other_messages=b_messages,
             invoices=[invoice.json()["id"]],
             callbacks=callbacks,
+            retry_seconds=sum(config.retry.delays),
         )
         root.request_stop()
 
