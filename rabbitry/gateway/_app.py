@@ -11,7 +11,8 @@ One request goes: route (404 unknown path, 405 known path with another method), 
 admin routes want the admin key, customer routes an account's key), body (413 past
 `max_body_size`, 408 when it stalls `read_timeout` seconds), idempotency (POST with an
 `Idempotency-Key`), then the handler, which decodes the body (400 not JSON, 422 invalid field)
-and calls the backend once. The operations routes
+and calls the backend once (the handlers and their table: rabbitry.gateway._routes; `GET
+/openapi.json` is the API's OpenAPI 3.1 document, written from that table). The operations routes
 exist only in an app given an `OpsBackend` (404 otherwise); the event stream is the one answer
 sent in chunks as it goes (`Answer.stream`).
 
@@ -33,39 +34,18 @@ answered 500 `internal` without details.
 
 import hashlib
 import logging
-import re
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Literal
-from urllib.parse import parse_qs
 
 import attrs
 import trio
 
-from rabbitry.gateway import _ops
-from rabbitry.gateway._answers import InboundList
 from rabbitry.gateway._backend import GatewayBackend, StoredResponse
-from rabbitry.gateway._bodies import (
-    InvalidBody,
-    decode_bonus,
-    decode_funds,
-    decode_invoice_request,
-    decode_new_account,
-    decode_send,
-)
+from rabbitry.gateway._bodies import InvalidBody
 from rabbitry.gateway._errors import ApiError, refusal_of
-from rabbitry.gateway._http import (
-    Answer,
-    Call,
-    Receive,
-    Scope,
-    Send,
-    error_answer,
-    json_answer,
-    whole_number,
-)
-from rabbitry.gateway._ops import EVENTS_INTERVAL, Operations, OpsBackend, OpsHandler
+from rabbitry.gateway._http import Answer, Call, Receive, Scope, Send, error_answer
+from rabbitry.gateway._ops import EVENTS_INTERVAL, Operations, OpsBackend
 from rabbitry.gateway._replay import replay_body
+from rabbitry.gateway._routes import MethodNotAllowed, Route, find_route
 
 MAX_BODY_SIZE = 4 * 1024 * 1024
 """Request bodies larger than this (4 MiB) are refused with 413."""
@@ -77,7 +57,6 @@ _log = logging.getLogger("rabbitry.gateway")
 _ADMIN_SCOPE = "admin"
 _MAX_KEY_LENGTH = 255
 _DISCARD_LIMIT = 4 * MAX_BODY_SIZE  # the most unread body discarded to finish a request
-_INBOUND_LIMIT = (1, 1000, 100)  # lowest, highest, default `?limit=` of GET /v1/inbound
 # Who gets idempotent retries: authenticated callers. A carrier's webhooks are taken once by
 # their carrier message id instead, and an unauthenticated request stores nothing.
 _IDEMPOTENT_ACCESS = ("customer", "admin")
@@ -154,7 +133,7 @@ class GatewayApp:
 
     async def _answer(self, scope: Scope, request_body: "_Body") -> Answer:
         method: str = scope["method"]
-        route, params = _route(method, scope["path"], operations=self.operations is not None)
+        route, params = find_route(method, scope["path"], operations=self.operations is not None)
         headers = request_body.headers
         key = _bearer(headers)
         if route.access in ("public", "carrier"):  # a carrier's connector checks its signature
@@ -184,7 +163,7 @@ class GatewayApp:
         fingerprint = hashlib.sha256(f"{method} {scope['path']}\n".encode() + body).hexdigest()
         return await self._once(route, call, idempotency_key, fingerprint)
 
-    async def _once(self, route: "_Route", call: Call, key: str, fingerprint: str) -> Answer:
+    async def _once(self, route: Route, call: Call, key: str, fingerprint: str) -> Answer:
         slot = (call.scope, key)
         if slot in self._in_flight:
             message = f"a request with Idempotency-Key {key!r} is still running; retry later"
@@ -211,7 +190,7 @@ class GatewayApp:
         finally:
             self._in_flight.discard(slot)
 
-    async def _run(self, route: "_Route", call: Call) -> Answer:
+    async def _run(self, route: Route, call: Call) -> Answer:
         """The handler's answer, refusals included; other exceptions propagate (500)."""
         try:
             return await route.handler(self, call)
@@ -297,216 +276,10 @@ class _Body:
         return chunk
 
 
-Handler = Callable[[GatewayBackend, Call], Awaitable[Answer]]
-
-Access = Literal["public", "carrier", "admin", "customer"]
-"""Who may call a route: anyone; a carrier (its connector checks the webhook's signature); the
-admin key; an account's API key."""
-
-
-@attrs.frozen
-class _Route:
-    method: str
-    path: re.Pattern[str]
-    access: Access
-    handler: Callable[[GatewayApp, Call], Awaitable[Answer]]
-    operations: bool  # an operations route: there only when the app has an `OpsBackend`
-
-
-def _not_found(what: str, identifier: str) -> ApiError:
-    return ApiError(404, "not_found", f"no {what} {identifier!r} on this account")
-
-
-async def _healthz(backend: GatewayBackend, call: Call) -> Answer:
-    return json_answer(200, {"status": "ok", **backend.health()})
-
-
-async def _create_account(backend: GatewayBackend, call: Call) -> Answer:
-    body = decode_new_account(call.body)
-    created = await backend.create_account(
-        body.name, body.currency, list(body.numbers), body.webhook_url
-    )
-    return json_answer(201, created)
-
-
-async def _add_funds(backend: GatewayBackend, call: Call) -> Answer:
-    body = decode_funds(call.body)
-    balance = await backend.add_funds(
-        call.params["id"], body.amount, body.reference, bonus=False, operation=call.request_id
-    )
-    return json_answer(200, balance)
-
-
-async def _add_bonus(backend: GatewayBackend, call: Call) -> Answer:
-    body = decode_bonus(call.body)
-    balance = await backend.add_funds(
-        call.params["id"], body.amount, "", bonus=True, operation=call.request_id
-    )
-    return json_answer(200, balance)
-
-
-async def _new_api_key(backend: GatewayBackend, call: Call) -> Answer:
-    return json_answer(200, await backend.new_api_key(call.account))
-
-
-async def _new_webhook_secret(backend: GatewayBackend, call: Call) -> Answer:
-    return json_answer(200, await backend.new_webhook_secret(call.account))
-
-
-async def _balance(backend: GatewayBackend, call: Call) -> Answer:
-    return json_answer(200, await backend.balance(call.account))
-
-
-async def _send(backend: GatewayBackend, call: Call) -> Answer:
-    request = decode_send(call.body)
-    return json_answer(202, await backend.send(call.account, request, request_id=call.request_id))
-
-
-async def _message(backend: GatewayBackend, call: Call) -> Answer:
-    found = await backend.message(call.account, call.params["id"])
-    if found is None:
-        raise _not_found("message", call.params["id"])
-    return json_answer(200, found)
-
-
-async def _inbound(backend: GatewayBackend, call: Call) -> Answer:
-    lowest, highest, default = _INBOUND_LIMIT
-    given = parse_qs(call.query).get("limit", [str(default)])[-1]
-    limit = whole_number(given)
-    if limit is None or not lowest <= limit <= highest:
-        message = f"limit must be a whole number from {lowest} to {highest} (got {given!r})"
-        raise ApiError(422, "invalid_field", message, field="limit")
-    messages = await backend.inbound(call.account, limit=limit)
-    return json_answer(200, InboundList(messages))
-
-
-async def _request_invoice(backend: GatewayBackend, call: Call) -> Answer:
-    body = decode_invoice_request(call.body)
-    started = await backend.request_invoice(call.account, body.period, request_id=call.request_id)
-    return json_answer(202, started)
-
-
-async def _invoice(backend: GatewayBackend, call: Call) -> Answer:
-    found = await backend.invoice(call.account, call.params["id"])
-    if found is None:
-        raise _not_found("invoice", call.params["id"])
-    return json_answer(200, found)
-
-
-async def _invoice_pdf(backend: GatewayBackend, call: Call) -> Answer:
-    pdf = await backend.invoice_pdf(call.account, call.params["id"])
-    if pdf is None:
-        raise _not_found("invoice", call.params["id"])
-    return Answer(200, pdf, "application/pdf")
-
-
-async def _carrier_report(backend: GatewayBackend, call: Call) -> Answer:
-    return await _carrier_webhook(backend, call, "dlr")
-
-
-async def _carrier_inbound(backend: GatewayBackend, call: Call) -> Answer:
-    return await _carrier_webhook(backend, call, "inbound")
-
-
-async def _carrier_webhook(
-    backend: GatewayBackend, call: Call, kind: Literal["dlr", "inbound"]
-) -> Answer:
-    headers = {
-        name.decode("latin-1"): value.decode("latin-1") for name, value in call.headers.items()
-    }
-    answer = await backend.carrier_webhook(
-        call.params["name"], kind, call.body, headers, admin=call.admin
-    )
-    return json_answer(200, answer)
-
-
-def _r(method: str, path: str, access: Access, handler: Handler) -> _Route:
-    """A route; `{name}` in `path` matches one path segment (up to a literal that follows)."""
-
-    async def run(app: GatewayApp, call: Call) -> Answer:
-        return await handler(app.backend, call)
-
-    return _Route(method, _pattern(path), access, run, operations=False)
-
-
-def _o(method: str, path: str, access: Access, handler: OpsHandler) -> _Route:
-    """An operations route (see `_r`), served only by an app with an `OpsBackend`."""
-
-    async def run(app: GatewayApp, call: Call) -> Answer:
-        if app.operations is None:  # `_route` does not find these routes then
-            raise RuntimeError(f"the operations route {path} ran in an app without ops")
-        return await handler(app.operations, call)
-
-    return _Route(method, _pattern(path), access, run, operations=True)
-
-
-def _pattern(path: str) -> re.Pattern[str]:
-    parts = re.split(r"\{(\w+)\}", path)  # literal, name, literal, name, ..., literal
-    pattern = "".join(
-        f"(?P<{part}>[^/]+?)" if index % 2 else re.escape(part) for index, part in enumerate(parts)
-    )
-    return re.compile(pattern)
-
-
-ROUTES = (
-    _r("GET", "/healthz", "public", _healthz),
-    _r("POST", "/v1/accounts", "admin", _create_account),
-    _r("POST", "/v1/accounts/{id}/funds", "admin", _add_funds),
-    _r("POST", "/v1/accounts/{id}/bonus", "admin", _add_bonus),
-    _r("GET", "/v1/balance", "customer", _balance),
-    _r("POST", "/v1/account/api-key", "customer", _new_api_key),
-    _r("POST", "/v1/account/webhook-secret", "customer", _new_webhook_secret),
-    _r("POST", "/v1/sms", "customer", _send),
-    _r("GET", "/v1/sms/{id}", "customer", _message),
-    _r("GET", "/v1/inbound", "customer", _inbound),
-    _r("POST", "/v1/invoices", "customer", _request_invoice),
-    _r("GET", "/v1/invoices/{id}.pdf", "customer", _invoice_pdf),
-    _r("GET", "/v1/invoices/{id}", "customer", _invoice),
-    _r("POST", "/v1/carriers/{name}/dlr", "carrier", _carrier_report),
-    _r("POST", "/v1/carriers/{name}/inbound", "carrier", _carrier_inbound),
-    _o("GET", "/v1/admin/tree", "admin", _ops.tree),
-    _o("GET", "/v1/admin/queues", "admin", _ops.queues),
-    _o("GET", "/v1/admin/carriers", "admin", _ops.carriers),
-    _o("GET", "/v1/admin/parked", "admin", _ops.parked),
-    _o("POST", "/v1/admin/parked/replay", "admin", _ops.replay),
-    _o("POST", "/v1/admin/parked/purge", "admin", _ops.purge),
-    _o("GET", "/v1/admin/parked/{id}", "admin", _ops.parked_message),
-    _o("GET", "/v1/admin/accounts", "admin", _ops.accounts),
-    _o("POST", "/v1/admin/invoices/run", "admin", _ops.run_invoices),
-    _o("GET", "/v1/admin/invoices/{account}/{id}", "admin", _ops.invoice_status),
-    _o("GET", "/v1/admin/events", "admin", _ops.events),
-    _o("GET", "/metrics", "public", _ops.metrics),
-    _o("GET", "/console", "public", _ops.console),
-)
-"""The routing table, tried in order (so `{id}.pdf` comes before `{id}`)."""
-
-
-def _route(method: str, path: str, *, operations: bool) -> tuple[_Route, dict[str, str]]:
-    allowed: list[str] = []
-    for route in ROUTES:
-        matched = route.path.fullmatch(path)
-        if matched is None or (route.operations and not operations):
-            continue
-        if route.method == method:
-            return route, matched.groupdict()
-        if route.method not in allowed:
-            allowed.append(route.method)
-    if not allowed:
-        raise ApiError(404, "not_found", f"no route {method} {path}")
-    raise _MethodNotAllowedError(method, path, allowed)
-
-
-class _MethodNotAllowedError(ApiError):
-    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
-        message = f"{path} accepts {' and '.join(allowed)}, not {method}"
-        super().__init__(405, "method_not_allowed", message)
-        self.allowed = allowed
-
-
 def _refusal(exc: ApiError) -> Answer:
     """The error answer for `exc`, with the header its status calls for."""
     answer = error_answer(exc.status, exc.code, exc.message, field=exc.field)
-    if isinstance(exc, _MethodNotAllowedError):
+    if isinstance(exc, MethodNotAllowed):
         return attrs.evolve(answer, headers=((b"allow", ", ".join(exc.allowed).encode()),))
     if exc.status == 401:
         return attrs.evolve(answer, headers=((b"www-authenticate", b"Bearer"),))

@@ -28,13 +28,17 @@ T = TypeVar("T")
 _E164 = r"^\+[1-9][0-9]{7,14}\Z"  # the same rule as rabbitry.billing.check_number
 Number = Annotated[str, msgspec.Meta(pattern=_E164)]
 Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[!-~]+\Z", max_length=2048)]
-Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", max_length=40)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?\Z", max_length=40)]
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")]
 Period = Annotated[str, msgspec.Meta(pattern=r"^2[0-9]{3}-(0[1-9]|1[0-2])\Z")]  # 2000 to 2999
 Recipients = Annotated[list[Number], msgspec.Meta(min_length=1, max_length=MAX_RECIPIENTS)]
 _SENDER = r"^(?:\+[1-9][0-9]{7,14}|(?=[A-Za-z0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11})\Z"
 SenderName = Annotated[str, msgspec.Meta(pattern=_SENDER)]
 """An E.164 number, or an alphanumeric sender: 1 to 11 of [A-Za-z0-9 ], one letter at least."""
+_LABEL = r"^[^\x00-\x1f\x7f]*\Z"  # no control character: a NUL cannot even be stored in PostgreSQL
+Label = Annotated[str, msgspec.Meta(pattern=_LABEL, max_length=200)]
+"""A name or reference the platform keeps: at most 200 characters, none of them a control
+character (U+0000 to U+001F, U+007F)."""
 
 MAX_AMOUNT = Decimal(1_000_000_000)
 """The largest amount (funds, bonus) a request may carry; at most `AMOUNT_PLACES` decimals."""
@@ -59,7 +63,7 @@ class InvalidBody(ValueError):  # noqa: N818 - the names of the public contract
 class NewAccount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`POST /v1/accounts`: `numbers` are the inbound numbers the account owns."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[Label, msgspec.Meta(min_length=1)]
     currency: Currency | None = None
     numbers: list[Number] = []
     webhook_url: Url | None = None
@@ -69,7 +73,7 @@ class Funds(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`POST /v1/accounts/{id}/funds`: `amount` is a decimal string ("20.00"), never a float."""
 
     amount: Amount
-    reference: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    reference: Label = ""
 
 
 class Bonus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -88,13 +92,13 @@ class SendRequest(msgspec.Struct, frozen=True):
     callback_url: str | None = None
 
 
-class _SendBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SendBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`POST /v1/sms` as sent: `to` is one number or a list of them."""
 
     to: Number | Recipients
     sender: SenderName = msgspec.field(name="from")
     text: Annotated[str, msgspec.Meta(min_length=1)]
-    client_ref: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    client_ref: Label | None = None
     callback_url: Url | None = None
 
 
@@ -112,7 +116,7 @@ class CarrierInbound(msgspec.Struct, frozen=True):
     text: str
 
 
-_SEND = msgspec.json.Decoder(_SendBody)
+_SEND = msgspec.json.Decoder(SendBody)
 _NEW_ACCOUNT = msgspec.json.Decoder(NewAccount)
 _FUNDS = msgspec.json.Decoder(Funds)
 _BONUS = msgspec.json.Decoder(Bonus)
@@ -195,6 +199,7 @@ def decode_body(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
 
 _AT = re.compile(r"(?P<text>.*?)(?: - at `\$(?P<path>.*)`)?", re.DOTALL)
 _URL_FIELDS = ("callback_url", "webhook_url")  # of type `Url`
+_LABEL_FIELDS = ("name", "reference", "client_ref")  # of type `Label`
 _NAMED = re.compile(r"Object (?P<what>missing required|contains unknown) field `(?P<name>.*)`")
 
 
@@ -230,6 +235,11 @@ def _invalid_field(error: str) -> InvalidBody:
         message = (
             f"{path} must be an absolute http:// or https:// URL of at most 2,048 printable ASCII"
             " characters, without spaces or control characters"
+        )
+    elif path in _LABEL_FIELDS and "regex" in text:
+        message = (
+            f"{path} must not contain control characters (a NUL, a newline, a tab...); send"
+            " printable text"
         )
     elif path == "period":
         message = (

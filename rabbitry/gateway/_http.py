@@ -59,14 +59,18 @@ class Call:
         return self.caller
 
 
-class _ErrorDetail(msgspec.Struct, omit_defaults=True):
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """What went wrong: a stable `code`, one sentence for a human, the `field` it is about."""
+
     code: str
     message: str
     field: str | None = None
 
 
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorDetail
+class ErrorBody(msgspec.Struct):
+    """Every refusal's body: `{"error": {"code", "message", "field"?}}`."""
+
+    error: ErrorDetail
 
 
 encoder = msgspec.json.Encoder()
@@ -78,7 +82,7 @@ def json_answer(status: int, value: object) -> Answer:
 
 
 def error_answer(status: int, code: str, message: str, *, field: str | None = None) -> Answer:
-    return json_answer(status, _ErrorBody(_ErrorDetail(code, message, field)))
+    return json_answer(status, ErrorBody(ErrorDetail(code, message, field)))
 
 
 _WHOLE = re.compile(r"[0-9]{1,6}")

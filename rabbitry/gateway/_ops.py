@@ -42,7 +42,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import attrs
@@ -154,7 +154,7 @@ class Operations:
 OpsHandler = Callable[[Operations, Call], Awaitable[Answer]]
 
 
-class _Selectors(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class ParkedSelection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The body of `POST /v1/admin/parked/purge` (and, with `rate`, of replay)."""
 
     ids: list[str] | None = None
@@ -166,28 +166,60 @@ class _Selectors(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     all: bool = False
 
 
-class _ReplayBody(_Selectors, frozen=True, forbid_unknown_fields=True):
+class ParkedReplay(ParkedSelection, frozen=True, forbid_unknown_fields=True):
+    """The body of `POST /v1/admin/parked/replay`: a selection, and messages per second."""
+
     rate: float = DEFAULT_REPLAY_RATE
 
 
-_PURGE = msgspec.json.Decoder(_Selectors)
-_REPLAY = msgspec.json.Decoder(_ReplayBody)
+class TreeAnswer(msgspec.Struct, frozen=True):
+    """`GET /v1/admin/tree`: the supervision tree's snapshot."""
+
+    tree: dict[str, Any]
+
+
+class QueuesAnswer(msgspec.Struct, frozen=True):
+    """`GET /v1/admin/queues`: `{"name", "ready", "consumers"}` of each queue."""
+
+    queues: list[dict[str, Any]]
+
+
+class CarriersAnswer(msgspec.Struct, frozen=True):
+    """`GET /v1/admin/carriers`: each carrier's health and counters."""
+
+    carriers: list[dict[str, Any]]
+
+
+class ParkedList(msgspec.Struct, frozen=True):
+    """`GET /v1/admin/parked`: the parked messages selected, oldest first."""
+
+    messages: list[dict[str, Any]]
+
+
+class AccountsAnswer(msgspec.Struct, frozen=True):
+    """`GET /v1/admin/accounts`: `{"id", "name", "currency"}` of each account."""
+
+    accounts: list[dict[str, Any]]
+
+
+_PURGE = msgspec.json.Decoder(ParkedSelection)
+_REPLAY = msgspec.json.Decoder(ParkedReplay)
 
 
 async def tree(ops: Operations, call: Call) -> Answer:
-    return json_answer(200, {"tree": await ops.backend.tree()})
+    return json_answer(200, TreeAnswer(await ops.backend.tree()))
 
 
 async def queues(ops: Operations, call: Call) -> Answer:
-    return json_answer(200, {"queues": await ops.backend.queues()})
+    return json_answer(200, QueuesAnswer(await ops.backend.queues()))
 
 
 async def carriers(ops: Operations, call: Call) -> Answer:
-    return json_answer(200, {"carriers": await ops.backend.carriers()})
+    return json_answer(200, CarriersAnswer(await ops.backend.carriers()))
 
 
 async def parked(ops: Operations, call: Call) -> Answer:
-    return json_answer(200, {"messages": await ops.backend.parked(_query_of(call.query))})
+    return json_answer(200, ParkedList(await ops.backend.parked(_query_of(call.query))))
 
 
 async def parked_message(ops: Operations, call: Call) -> Answer:
@@ -212,7 +244,7 @@ async def purge(ops: Operations, call: Call) -> Answer:
 
 
 async def accounts(ops: Operations, call: Call) -> Answer:
-    return json_answer(200, {"accounts": await ops.backend.accounts()})
+    return json_answer(200, AccountsAnswer(await ops.backend.accounts()))
 
 
 async def run_invoices(ops: Operations, call: Call) -> Answer:
@@ -349,7 +381,7 @@ def _seconds(name: str, text: str | None) -> float | None:
         raise _invalid(name, "an age in seconds (a number >= 0)", repr(text)) from None
 
 
-def _selected(body: _Selectors, action: str) -> ParkedQuery:
+def _selected(body: ParkedSelection, action: str) -> ParkedQuery:
     """The query a replay or purge body selects; it must select something, or say `all`."""
     query = _parked_query(
         ids=body.ids,

@@ -128,6 +128,7 @@ class PlatformBackend:
             )
         for index, number in enumerate(numbers):
             _check_number(number, f"numbers[{index}]")
+            self._check_number_free(numbers, index)
         if webhook_url is not None:
             await self._check_url("webhook_url", webhook_url)
         account_id = f"acc_{secrets.token_hex(8)}"
@@ -355,6 +356,17 @@ class PlatformBackend:
             "carriers": {name: side.connector.health() for name, side in self.carriers.items()},
             "time": time.time(),
         }
+
+    def _check_number_free(self, numbers: list[str], index: int) -> None:
+        """Refuses `numbers[index]` if it came before in the list or an account owns it: checked
+        before the ledger opens the account, so a refused creation leaves nothing behind (the
+        records still refuse a number taken meanwhile)."""
+        number, field = numbers[index], f"numbers[{index}]"
+        if number in numbers[:index]:
+            raise InvalidField(f"{field}: the number {number!r} is given twice", field=field)
+        if self.context.records.owner_of(number) is not None:
+            message = f"{field}: the number {number!r} belongs to another account"
+            raise NumberTaken(message, field=field)
 
     async def _check_url(self, field: str, url: str) -> None:
         """Refuses (`InvalidField`) a URL of a customer's that the platform may not call."""

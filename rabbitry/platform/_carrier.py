@@ -75,6 +75,7 @@ from rabbitry.platform._messages import (
     SendBatch,
     SendItem,
     inbound_id,
+    without_nul,
 )
 from rabbitry.platform._publisher import Publisher
 
@@ -165,9 +166,9 @@ class CarrierSide:
         if isinstance(event, InboundEvent):
             inbound = InboundSms(
                 id=inbound_id(self.name, event.carrier_id),
-                sender=event.sender,
-                to=event.to,
-                text=event.text,
+                sender=without_nul(event.sender),
+                to=without_nul(event.to),
+                text=without_nul(event.text),
                 carrier=self.name,
                 at=now(),
             )
@@ -197,9 +198,9 @@ def _report(message: str, event: DeliveryEvent, carrier: str) -> Report:
         id=message,
         status=event.status,
         carrier=carrier,
-        error=event.error,
+        error=without_nul(event.error),
         at=now(),
-        carrier_id=event.carrier_id,
+        carrier_id=without_nul(event.carrier_id),
     )
 
 

@@ -50,6 +50,12 @@ def inbound_id(carrier: str, carrier_id: str) -> str:
     return f"in-{digest[:32]}"
 
 
+def without_nul(text: str) -> str:
+    """`text` as the platform keeps what a carrier sends: a NUL becomes U+FFFD (PostgreSQL cannot
+    store a NUL in text, and a carrier's SMS or report would be retried, then parked)."""
+    return text.replace("\x00", "\ufffd")
+
+
 def send_request_of(hold: str) -> str | None:
     """The send request a hold id was made for, or None for another kind of hold."""
     return hold.removeprefix("hold-") if hold.startswith("hold-") else None

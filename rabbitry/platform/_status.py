@@ -26,7 +26,7 @@ from rabbitry.billing import InvalidNumber, check_number
 from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
 from rabbitry.platform._context import Services, now
 from rabbitry.platform._layout import Names
-from rabbitry.platform._messages import InboundSms, Reports, inbound_id
+from rabbitry.platform._messages import InboundSms, Reports, inbound_id, without_nul
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import AccountRecord, Changed, InboundRecord, StatusChange
 
@@ -171,9 +171,9 @@ async def inject_inbound(
         raise InvalidNumber(f"to: {error}") from None
     message = InboundSms(
         id=inbound_id(carrier, carrier_id),
-        sender=sender,
+        sender=without_nul(sender),
         to=to,
-        text=text,
+        text=without_nul(text),
         carrier=carrier,
         at=now(),
     )

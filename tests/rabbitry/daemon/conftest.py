@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "supervisor"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # api_daemon, for the API's tests
 from supervisor_lab import BoomError, Lab
 
 __all__ = ["BoomError", "Lab"]

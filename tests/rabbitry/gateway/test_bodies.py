@@ -60,6 +60,7 @@ def test_the_error_names_the_item_and_the_rule() -> None:
         (b'{"name": "A", "numbers": ["+33612345678", 7]}', "numbers[1]", "numbers[1]: expected"),
         (b'{"name": "", "currency": "EUR"}', "name", "name: expected `str` of length >= 1"),
         (b'{"name": "A", "currency": "eur"}', "currency", "currency: expected `str` matching"),
+        (b'{"name": "A", "currency": "EUR\\n"}', "currency", "currency: expected `str` matching"),
         (b'{"name": "A", "webhook_url": "acme.test"}', "webhook_url", "webhook_url must be an"),
         (b'{"name": "A", "webhook_url": "http://a\\n"}', "webhook_url", "webhook_url must be an"),
         (b'{"currency": "EUR"}', "name", "missing required field 'name'"),
