@@ -36,7 +36,7 @@ from rabbitry.billing._invoice import (
     invoice_id,
 )
 from rabbitry.billing._invoice_pdf import render_pdf
-from rabbitry.billing._ledger import Ledger
+from rabbitry.billing._ledger import AsyncLedger, Ledger
 from rabbitry.billing._money import Money, minor_unit
 from rabbitry.billing._operations import (
     Adjustment,
@@ -61,6 +61,7 @@ from rabbitry.billing._store import Entry, LedgerStore, LedgerTransaction, Memor
 __all__ = [
     "AccountState",
     "Adjustment",
+    "AsyncLedger",
     "Balance",
     "BonusGrant",
     "Capture",

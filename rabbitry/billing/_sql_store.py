@@ -35,16 +35,16 @@ before COMMIT (500 updates of one row in one transaction would each walk a longe
 Two PostgreSQL batches touching several accounts may deadlock; PostgreSQL aborts one
 (`LedgerUnavailable`).
 
-Threads: none (the STYLE allows one, the aiormq bridge): the account actor calls the ledger
-synchronously in its own trio task, and a call blocks the loop while it runs. Measured on this
-machine (2 cores shared with RabbitMQ and other test runs, three runs, 1,000 top-ups then 2,000
-captures in batches of 500): SQLite 60-70 us per `apply`, 20-23 us per operation of `apply_many`
-(CPU-bound: the pure rules and encoding take about 16 us of it); PostgreSQL 15 on loopback
-0.7-0.8 ms per `apply` (8 round trips at most: BEGIN, find, lock, load, append, accounts, holds,
-COMMIT; the commit's WAL flush about half of it), 95-120 us per operation of `apply_many`, so a
-10,000-message batch blocks the loop about 1 s in 20 slices. A thread would not shorten a call
-(one connection serializes them), and a bare `trio.to_thread.run_sync` hop costs 55-90 us by
-itself; `apply_many` is what keeps big batches cheap.
+Threads: a call is synchronous, one transaction; the daemon runs each in the store's worker threads
+(`AsyncLedger`, rabbitry.storage.StoreThreads), so none holds the trio loop; PostgreSQL gives each
+call running at once a connection of its own. Measured on this machine (2 cores shared with RabbitMQ
+and other test runs, three runs, 1,000 top-ups then 2,000 captures in batches of 500): SQLite 60-70
+us per `apply`, 20-23 us per operation of `apply_many` (CPU-bound: the pure rules and encoding take
+about 16 us of it); PostgreSQL 15 on loopback 0.7-0.8 ms per `apply` (8 round trips at most: BEGIN,
+find, lock, load, append, accounts, holds, COMMIT; the commit's WAL flush about half of it), 95-120
+us per operation of `apply_many`, so a 10,000-message batch held the loop about 1 s in 20 slices
+when the calls ran in it. A bare `trio.to_thread.run_sync` hop costs 55-90 us by itself;
+`apply_many` is what keeps big batches cheap, in a thread as in the loop.
 
 Raises `ValueError` for a store URL of another form or with a bad option (user and password
 masked); `LedgerUnavailable` (a `ConnectionError`, password masked) when the database cannot be

@@ -23,6 +23,8 @@ links' counters, the consumers' bucket counters in `actors._metrics`) when Prome
 | rabbitry_carrier_errors_total | counter | carrier, code |
 | rabbitry_carrier_in_flight, rabbitry_carrier_window | gauge | carrier |
 | rabbitry_account_operations_total, _refusals_total | counter | kind (hold, capture...) |
+| rabbitry_event_loop_lag_seconds | histogram (how late a 10 ms tick wakes: `LoopLag`) | |
+| rabbitry_store_calls_running, rabbitry_store_calls_waiting | gauge (the store's threads) | |
 
 Example alerts (PromQL), in the README's operations section too:
 
@@ -31,6 +33,18 @@ Example alerts (PromQL), in the README's operations section too:
     increase(rabbitry_failures_total{action="parked"}[10m]) > 0       # work needs a person
     rabbitry_carrier_up == 0                                          # a carrier is down
     histogram_quantile(0.99, rate(rabbitry_handler_seconds_bucket[5m])) > 1
+    histogram_quantile(0.99, rate(rabbitry_event_loop_lag_seconds_bucket[1m])) > 0.02
+
+The event loop's lag: a trio loop runs one task at a time, so while anything holds it (a
+synchronous database call, a long computation) every other task waits, the daemon's heartbeats,
+HTTP answers and actors included. `LoopLag.run` (a task of the daemon, from its start) sleeps
+10 ms and records how much later than that it woke: near 0 on a free loop, and about as long as
+the longest stretch that held the loop meanwhile. Its p99 over a bulk send is the figure to
+watch (`bench platform`: `lag_p99_s`).
+
+    lag = LoopLag()
+    nursery.start_soon(lag.run)            # until cancelled
+    MetricsSource(..., loop_lag=lag.histogram)
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
+import trio
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
@@ -49,7 +64,35 @@ from prometheus_client.core import (
 
 from actors import Histogram, all_counters, all_handler_metrics, all_histograms
 from broker import FailureRouter, Transport
+from rabbitry.storage import StoreThreads
 from supervisor import NodeSnapshot
+
+TICK = 0.010
+"""Seconds between two ticks."""
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""The histogram's upper bounds, in seconds: fine below 30 ms, where a healthy loop stays."""
+
+
+class LoopLag:
+    """The lag of the trio loop that runs `run` (see the module docstring). Raises `ValueError`
+    for a tick that is not above 0."""
+
+    __slots__ = ("histogram", "tick")
+
+    def __init__(self, tick: float = TICK) -> None:
+        if not tick > 0:
+            raise ValueError(f"the lag tick must be > 0 seconds (got {tick!r})")
+        self.tick = tick
+        self.histogram = Histogram(BUCKETS)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Ticks until cancelled, recording each tick's lateness."""
+        task_status.started()
+        while True:
+            started = trio.current_time()
+            await trio.sleep(self.tick)
+            self.histogram.observe(max(trio.current_time() - started - self.tick, 0.0))
 
 
 @attrs.define
@@ -60,6 +103,8 @@ class MetricsSource:
     transport: Transport
     routers: Callable[[], Iterable[FailureRouter]]
     carriers: Callable[[], Iterable[Any]]  # CarrierSide: name, link, connector
+    loop_lag: Histogram | None = None  # LoopLag.histogram
+    store_threads: StoreThreads | None = None
 
 
 def _walk(node: NodeSnapshot) -> Iterator[NodeSnapshot]:
@@ -96,6 +141,28 @@ class Collector:
                 refusals.add_metric([label], value)
         yield operations
         yield refusals
+        yield from self._loop()
+
+    def _loop(self) -> Iterator[Metric]:
+        if self.source.loop_lag is not None:
+            lag = HistogramMetricFamily(
+                "rabbitry_event_loop_lag_seconds", "How late the trio loop's 10 ms tick woke"
+            )
+            _histogram(lag, [], self.source.loop_lag)
+            yield lag
+        threads = self.source.store_threads
+        if threads is not None:
+            stats = threads.statistics()
+            yield GaugeMetricFamily(
+                "rabbitry_store_calls_running",
+                "Store calls running in the store's worker threads",
+                value=stats.borrowed_tokens,
+            )
+            yield GaugeMetricFamily(
+                "rabbitry_store_calls_waiting",
+                "Store calls waiting for one of the store's worker threads",
+                value=stats.tasks_waiting,
+            )
 
     def _tree(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily(

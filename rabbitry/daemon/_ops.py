@@ -30,7 +30,7 @@ from broker import (
     ParkingLot,
     QueueInUse,
 )
-from rabbitry.daemon._metrics import MetricsSource, metrics_registry
+from rabbitry.daemon._metrics import LoopLag, MetricsSource, metrics_registry
 from rabbitry.gateway import AccountInfo, ApiError, ParkedQuery
 from rabbitry.platform import check_closed
 from supervisor import NodeSnapshot
@@ -97,6 +97,7 @@ class DaemonOps:
         queues: Callable[[], Iterable[str]],
         routers: Iterable[FailureRouter],
         parking: ParkingLot,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         self.backend = backend
         self.context = backend.context
@@ -112,6 +113,8 @@ class DaemonOps:
                 transport=self.context.transport,
                 routers=lambda: self.routers,
                 carriers=lambda: self.carrier_sides.values(),
+                loop_lag=None if loop_lag is None else loop_lag.histogram,
+                store_threads=self.context.records.threads,
             )
         )
 
@@ -214,13 +217,13 @@ class DaemonOps:
     async def accounts(self) -> list[dict[str, object]]:
         return [
             {"id": record.id, "name": record.name, "currency": record.currency}
-            for record in self.context.records.accounts()
+            for record in await self.context.records.accounts()
         ]
 
     async def run_invoices(self, period: str) -> dict[str, object]:
         check_closed(period, time.time())  # refused for every account alike, even with none
         invoices = []
-        for record in self.context.records.accounts():
+        for record in await self.context.records.accounts():
             account = AccountInfo(id=record.id, name=record.name, currency=record.currency)
             answer = await self.backend.request_invoice(
                 account, period, request_id=f"run-{period}-{int(time.time())}"
@@ -229,7 +232,7 @@ class DaemonOps:
         return {"period": period, "invoices": invoices}
 
     async def invoice_status(self, account: str, invoice: str) -> dict[str, object] | None:
-        record = self.context.records.invoice(account, invoice)
+        record = await self.context.records.invoice(account, invoice)
         if record is None:
             return None
         return {

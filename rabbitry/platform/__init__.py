@@ -3,6 +3,7 @@ as actors exchanging messages through RabbitMQ (see rabbitry.platform._messages 
 
 from rabbitry.platform._account import AccountActor, account_of
 from rabbitry.platform._account_client import ACCOUNT_ERRORS, AccountClient
+from rabbitry.platform._async_records import AsyncRecords
 from rabbitry.platform._backend import PlatformBackend
 from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
@@ -37,6 +38,7 @@ from rabbitry.platform._messages import (
     SendItem,
 )
 from rabbitry.platform._open_records import PostgresRecords, Records, open_records
+from rabbitry.platform._outbox import AsyncOutbox
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._reaper import reap_once, recover_once, run_reaper
 from rabbitry.platform._records import hash_key
@@ -67,6 +69,8 @@ __all__ = [
     "SIGNING_KEY_NAME",
     "AccountActor",
     "AccountClient",
+    "AsyncOutbox",
+    "AsyncRecords",
     "Batcher",
     "Callback",
     "CallbackActor",

@@ -68,19 +68,19 @@ _log = logging.getLogger("rabbitry.platform.account")
 class AccountLedger(Protocol):
     """What an account actor does with the ledger: apply its operations, see what is applied."""
 
-    def apply(self, operation: Operation) -> Receipt: ...
+    async def apply(self, operation: Operation) -> Receipt: ...
 
-    def apply_many(self, operations: Iterable[Operation]) -> list[Receipt | SmsError]: ...
+    async def apply_many(self, operations: Iterable[Operation]) -> list[Receipt | SmsError]: ...
 
-    def applied(self, operation_id: str) -> bool: ...
+    async def applied_among(self, operation_ids: Iterable[str]) -> set[str]: ...
 
 
 class SettledRecords(Protocol):
     """What settling writes of the records: carrier ids, then statuses."""
 
-    def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None: ...
+    async def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None: ...
 
-    def apply_statuses(self, changes: Iterable[StatusChange]) -> list[Changed]: ...
+    async def apply_statuses(self, changes: Iterable[StatusChange]) -> list[Changed]: ...
 
 
 def account_of(message: object) -> str:
@@ -101,6 +101,11 @@ def _kind(message: object) -> str:
         OpenAccountCommand: "open_account",
     }
     return kinds.get(type(message), type(message).__name__)
+
+
+def _settling_ids(messages: Iterable[str]) -> list[str]:
+    """The ledger operations that would settle each of `messages` (capture and release)."""
+    return [id_ for message in messages for id_ in (capture_id(message), release_id(message))]
 
 
 def capture_id(message: str) -> str:
@@ -145,7 +150,7 @@ class AccountActor(ConsumerActor):
             # The conversion too (an amount that is no money, say 1E-7 or 1E+23, raises
             # InvalidMoney): whatever the message carries, a request is answered, never a crash.
             operation = self._operation(message)
-            result: object = self.ledger.apply(operation)
+            result: object = await self.ledger.apply(operation)
         except Exception as error:  # noqa: BLE001 - a request is answered, never retried by tiers
             # The caller owns the retry of a request (it knows its deadline): a hold retried
             # from a tier after the caller gave up would hold money for nothing.
@@ -183,12 +188,12 @@ class AccountActor(ConsumerActor):
 
     async def _answer_settled(self, query: SettledQuery) -> Settled | None:
         try:
+            applied = await self.ledger.applied_among(_settling_ids(query.messages))
             settled = Settled(
                 messages=tuple(
                     message
                     for message in query.messages
-                    if self.ledger.applied(capture_id(message))
-                    or self.ledger.applied(release_id(message))
+                    if capture_id(message) in applied or release_id(message) in applied
                 )
             )
         except Exception as error:  # noqa: BLE001 - answered: the asking carrier retries
@@ -213,11 +218,11 @@ class AccountActor(ConsumerActor):
             # A send given up (rabbitry.platform._outbox): what a carrier settled meanwhile
             # stays as it is. The check and the releases are this actor's alone, one command
             # at a time, so no carrier outcome can come in between.
+            applied = await self.ledger.applied_among(_settling_ids(item.id for item in items))
             items = tuple(
                 item
                 for item in items
-                if not self.ledger.applied(capture_id(item.id))
-                and not self.ledger.applied(release_id(item.id))
+                if capture_id(item.id) not in applied and release_id(item.id) not in applied
             )
         operations: list[Operation] = []
         settled: list[Outcome] = []
@@ -251,7 +256,7 @@ class AccountActor(ConsumerActor):
                         amount=amount,
                     )
                 )
-        results = self.ledger.apply_many(operations)
+        results = await self.ledger.apply_many(operations)
         for operation, result in zip(operations, results, strict=True):
             count("account_operations", kind_of(operation))
             if isinstance(result, UnknownHold) and outcomes.unless_settled:
@@ -272,11 +277,11 @@ class AccountActor(ConsumerActor):
             )
             for item in settled
         ]
-        self.records.remember_carrier_ids(
+        await self.records.remember_carrier_ids(
             (item.carrier, carrier_id, item.id)
             for item in settled
             if item.status == "sent"
             for carrier_id in item.carrier_ids
         )
-        changed = self.records.apply_statuses(changes)
+        changed = await self.records.apply_statuses(changes)
         await publish_callbacks(self.publisher, self.names, status_callbacks(changed))

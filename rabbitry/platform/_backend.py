@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Literal, get_args
 
 import msgspec
+import trio
 
 from rabbitry.billing import (
     Balance,
@@ -66,7 +67,7 @@ from rabbitry.platform._idempotency import IDEMPOTENCY_TTL
 from rabbitry.platform._invoices import request_invoice
 from rabbitry.platform._messages import Fund, OpenAccountCommand
 from rabbitry.platform._records import AccountRecord, DuplicateNumber, StoredAnswer, hash_key
-from rabbitry.platform._send import BATCH_SIZE, Outgoing, Sender
+from rabbitry.platform._send import BATCH_SIZE, CHUNK, Outgoing, Sender
 from rabbitry.platform._status import inject_inbound
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class PlatformBackend:
         return bool(self._admin_key) and hmac.compare_digest(key.encode(), self._admin_key)
 
     async def account_for_key(self, api_key: str) -> AccountInfo | None:
-        record = self.context.records.account_by_key(hash_key(api_key))
+        record = await self.context.records.account_by_key(hash_key(api_key))
         if record is None:
             return None
         return AccountInfo(id=record.id, name=record.name, currency=record.currency)
@@ -139,7 +140,7 @@ class PlatformBackend:
             ),
         )
         try:
-            self.context.records.create_account(
+            await self.context.records.create_account(
                 AccountRecord(
                     id=account_id,
                     name=name,
@@ -156,13 +157,13 @@ class PlatformBackend:
             id=account_id,
             api_key=api_key,
             currency=platform_currency,
-            webhook_secret=self.context.webhook_secrets.secret(account_id),
+            webhook_secret=await self.context.webhook_secrets.secret(account_id),
         )
 
     async def add_funds(
         self, account_id: str, amount: str, reference: str, *, bonus: bool, operation: str
     ) -> BalanceView:
-        if self.context.records.account(account_id) is None:
+        if await self.context.records.account(account_id) is None:
             raise NotFound(f"no account {account_id!r}")
         receipt = await self.context.accounts.ask(
             Fund(
@@ -180,16 +181,17 @@ class PlatformBackend:
 
     async def new_api_key(self, account: AccountInfo) -> ApiKeyRenewed:
         api_key = _new_api_key()
-        if not self.context.records.replace_key(account.id, hash_key(api_key)):
+        if not await self.context.records.replace_key(account.id, hash_key(api_key)):
             raise NotFound("no such account")
         return ApiKeyRenewed(api_key=api_key)
 
     async def new_webhook_secret(self, account: AccountInfo) -> WebhookSecretRenewed:
-        return WebhookSecretRenewed(webhook_secret=self.context.webhook_secrets.renew(account.id))
+        renewed = await self.context.webhook_secrets.renew(account.id)
+        return WebhookSecretRenewed(webhook_secret=renewed)
 
     async def balance(self, account: AccountInfo) -> BalanceView:
         try:
-            return _balance(self.context.ledger.balance(account.id))
+            return _balance(await self.context.ledger.balance(account.id))
         except UnknownAccount:
             raise NotFound("no such account") from None
 
@@ -206,20 +208,25 @@ class PlatformBackend:
             callback_url=request.callback_url or "",
         )
         sent = await self.sender.send(account.id, outgoing, request_id=request_id)
-        messages = [
-            QueuedMessage(
-                id=record.id,
-                to=record.to,
-                segments=record.segments,
-                encoding=Encoding(record.encoding),
-                price=record.price,
-            )
-            for record in sent.messages
-        ]
+        encodings = {record.encoding: Encoding(record.encoding) for record in sent.messages[:1]}
+        messages: list[QueuedMessage] = []
+        for start in range(0, len(sent.messages), CHUNK):
+            if start:
+                await trio.lowlevel.checkpoint()  # others' turn between chunks
+            messages += [
+                QueuedMessage(
+                    id=record.id,
+                    to=record.to,
+                    segments=record.segments,
+                    encoding=encodings.get(record.encoding) or Encoding(record.encoding),
+                    price=record.price,
+                )
+                for record in sent.messages[start : start + CHUNK]
+            ]
         return SendAnswer(messages=messages, total_price=sent.total, currency=sent.currency)
 
     async def message(self, account: AccountInfo, message_id: str) -> MessageView | None:
-        found = self.context.records.message(account.id, message_id)
+        found = await self.context.records.message(account.id, message_id)
         if found is None:
             return None
         record, events = found
@@ -255,7 +262,7 @@ class PlatformBackend:
                 carrier=record.carrier,
                 received_at=record.received_at,
             )
-            for record in self.context.records.inbound(account.id, limit)
+            for record in await self.context.records.inbound(account.id, limit)
         ]
 
     async def request_invoice(
@@ -277,7 +284,7 @@ class PlatformBackend:
     async def invoice(
         self, account: AccountInfo, invoice_id: str
     ) -> InvoiceStatus | InvoiceDocument | None:
-        record = self.context.records.invoice(account.id, invoice_id)
+        record = await self.context.records.invoice(account.id, invoice_id)
         if record is None:
             return None
         if record.status != "ready" or record.document is None:
@@ -286,7 +293,7 @@ class PlatformBackend:
         return _INVOICE.decode(record.document)
 
     async def invoice_pdf(self, account: AccountInfo, invoice_id: str) -> bytes | None:
-        record = self.context.records.invoice(account.id, invoice_id)
+        record = await self.context.records.invoice(account.id, invoice_id)
         return None if record is None else record.pdf
 
     # Carriers
@@ -327,7 +334,7 @@ class PlatformBackend:
     # Idempotency
 
     async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
-        answer = self.context.records.recall(scope, key, since=now() - self.idempotency_ttl)
+        answer = await self.context.records.recall(scope, key, since=now() - self.idempotency_ttl)
         if answer is None:
             return None
         return StoredResponse(
@@ -338,7 +345,7 @@ class PlatformBackend:
         )
 
     async def idempotency_store(self, scope: str, key: str, response: StoredResponse) -> None:
-        self.context.records.remember(
+        await self.context.records.remember(
             scope,
             key,
             StoredAnswer(

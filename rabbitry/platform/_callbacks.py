@@ -144,9 +144,8 @@ class CallbackActor(ConsumerActor):
         where = _shown(message.url)
         try:
             parse_customer_url("the URL", message.url)  # as when it was given: it may predate that
-            signed = signature(
-                self.secrets.secret(message.account), message.body, at=int(self.clock())
-            )
+            secret = await self.secrets.secret(message.account)
+            signed = signature(secret, message.body, at=int(self.clock()))
             response = await self.client.post(
                 message.url,
                 content=message.body,

@@ -1,10 +1,11 @@
 """The platform's pieces in one daemon, from which each actor and flow is given what it needs.
 
     context = Context(transport, names, ledger, records, rates, routes, schedule)
+    context.ledger, context.records   # AsyncLedger, AsyncRecords: awaited, off the trio loop
     context.publisher          # Publisher: confirmed publishes carrying the correlation id
     context.accounts           # AccountClient: asks and tells the account actors
     context.route("+33612345678"), context.rate_for("+33612345678", "sim")   # pricing
-    context.webhook_secrets.secret("acc_1")   # WebhookSecrets: the account's webhook secret
+    await context.webhook_secrets.secret("acc_1")   # WebhookSecrets: the account's secret
 
 The daemon builds one Context and hands out its parts: nothing below it is given the whole. Its
 rates, routes and per-carrier rates are the config's and change on reload (SIGHUP), so the send
@@ -21,11 +22,11 @@ import attrs
 import httpx
 
 from broker import Codec, RetrySchedule, Transport
-from rabbitry.billing import Ledger, Money, NoRoute, RateCard
+from rabbitry.billing import AsyncLedger, Money, NoRoute, RateCard
 from rabbitry.platform._account_client import AccountClient
+from rabbitry.platform._async_records import AsyncRecords
 from rabbitry.platform._layout import Names, platform_codec
 from rabbitry.platform._publisher import Publisher
-from rabbitry.platform._records_store import RecordsStore
 from rabbitry.platform._webhook_secrets import WebhookSecrets
 
 
@@ -35,8 +36,8 @@ class Context:
 
     transport: Transport
     names: Names
-    ledger: Ledger
-    records: RecordsStore
+    ledger: AsyncLedger
+    records: AsyncRecords
     rates: RateCard
     routes: tuple[tuple[str, tuple[str, ...]], ...]
     """(carrier, its destination prefixes) in config order ("+" serves every number)."""

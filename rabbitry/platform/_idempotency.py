@@ -37,14 +37,14 @@ CLEANUP_INTERVAL = 3600.0
 class ExpiringAnswers(Protocol):
     """What the cleanup asks of the records."""
 
-    def forget_answers(self, older_than: float) -> int: ...
+    async def forget_answers(self, older_than: float) -> int: ...
 
 
-def forget_expired(
+async def forget_expired(
     records: ExpiringAnswers, ttl: float, *, clock: Callable[[], float] = now
 ) -> int:
     """Deletes the answers remembered more than `ttl` seconds ago; returns how many."""
-    forgotten = records.forget_answers(clock() - ttl)
+    forgotten = await records.forget_answers(clock() - ttl)
     if forgotten:
         _log.info(
             "forgot %d idempotent answers older than %.0f s",
@@ -72,5 +72,5 @@ async def run_idempotency_cleanup(
     every = min(CLEANUP_INTERVAL, ttl) if interval is None else interval
     task_status.started()
     while True:
-        forget_expired(records, ttl, clock=clock)
+        await forget_expired(records, ttl, clock=clock)
         await trio.sleep(every)

@@ -44,9 +44,9 @@ JOB_TIMEOUT = 120.0
 class InvoiceLog(Protocol):
     """What requesting an invoice reads and writes of the records."""
 
-    def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
+    async def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
 
-    def save_invoice(self, record: InvoiceRecord, at: float) -> None: ...
+    async def save_invoice(self, record: InvoiceRecord, at: float) -> None: ...
 
 
 async def request_invoice(
@@ -65,12 +65,12 @@ async def request_invoice(
     `PeriodNotClosed` for one that has not ended yet."""
     check_closed(period, now())
     invoice = invoice_id(account, period)
-    existing = records.invoice(account, invoice)
+    existing = await records.invoice(account, invoice)
     if existing is not None and existing.status == "ready":
         return existing
     pending = InvoiceRecord(id=invoice, account=account, period=period, status="pending")
     if existing is None:
-        records.save_invoice(pending, now())
+        await records.save_invoice(pending, now())
     await publisher.publish(
         InvoiceJob(account=account, period=period, invoice=invoice),
         routing_key=names.invoices_key,
@@ -95,19 +95,19 @@ def check_closed(period: str, at: float) -> None:
 class InvoiceBooks(Protocol):
     """What an invoice job reads and writes of the records."""
 
-    def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
+    async def invoice(self, account: str, invoice_id: str) -> InvoiceRecord | None: ...
 
-    def account(self, account_id: str) -> AccountRecord | None: ...
+    async def account(self, account_id: str) -> AccountRecord | None: ...
 
-    def save_invoice(self, record: InvoiceRecord, at: float) -> None: ...
-
-    def finish_invoice(self, invoice: InvoiceRecord, make: Make) -> InvoiceRecord: ...
+    async def finish_invoice(self, invoice: InvoiceRecord, make: Make) -> InvoiceRecord:
+        """Runs `make` (the JSON and the PDF) off the trio loop, with the store's call."""
+        ...
 
 
 class LedgerEntries(Protocol):
     """What an invoice job reads of the ledger: an account's entries."""
 
-    def entries(self, account: str, after: int = 0) -> list[Entry]: ...
+    async def entries(self, account: str, after: int = 0) -> list[Entry]: ...
 
 
 class InvoiceJobActor(Actor):
@@ -134,12 +134,12 @@ class InvoiceJobActor(Actor):
         if not isinstance(message, InvoiceJob):
             raise TypeError(f"invoice job {self.key} got a {type(message).__name__}")
         records = self.records
-        existing = records.invoice(message.account, message.invoice)
+        existing = await records.invoice(message.account, message.invoice)
         if existing is not None and existing.status == "ready":
             return existing.id
         check_closed(message.period, now())
-        account = records.account(message.account)
-        entries = self.ledger.entries(message.account)
+        account = await records.account(message.account)
+        entries = await self.ledger.entries(message.account)
 
         def make(number: str, issued_at: str) -> tuple[bytes, bytes]:
             invoice = build_invoice(
@@ -157,7 +157,7 @@ class InvoiceJobActor(Actor):
         pending = InvoiceRecord(
             id=message.invoice, account=message.account, period=message.period, status="pending"
         )
-        records.finish_invoice(pending, make)
+        await records.finish_invoice(pending, make)
         return message.invoice
 
 

@@ -26,8 +26,9 @@ touches (and so re-arms) every pending batch before it publishes. Rows stay afte
 retry with the same key then answers from them (202 once queued, 409 `send_abandoned` once given
 up, 422 `idempotency_key_reused` for another request).
 
-Like the records (rabbitry.platform._records_sql), calls are synchronous on one connection and
-raise `LedgerUnavailable` when the database cannot run them.
+Like the records (rabbitry.platform._records_sql), `SqlOutbox` calls are synchronous and raise
+`LedgerUnavailable` when the database cannot run them; code in the trio loop uses `AsyncOutbox`,
+the same calls awaited, each run in the store's worker threads (rabbitry.storage.StoreThreads).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Literal, Protocol, cast
 import msgspec
 
 from rabbitry.platform._messages import Outcome, Outcomes, send_message_id
-from rabbitry.storage import Database, Row
+from rabbitry.storage import Database, Row, StoreThreads
 
 OutboxState = Literal["pending", "queued", "abandoned", "failed"]
 
@@ -92,7 +93,7 @@ class AccountTeller(Protocol):
 
 
 async def abandon(
-    outbox: SqlOutbox, accounts: AccountTeller, row: OutboxRow, *, error: str
+    outbox: AsyncOutbox, accounts: AccountTeller, row: OutboxRow, *, error: str
 ) -> None:
     """Fails the messages of `row`, claimed (abandoned), and releases their money: tells its
     account the failures of the items no carrier settled (`Outcomes.unless_settled`, applied
@@ -119,7 +120,7 @@ async def abandon(
         unless_settled=True,
     )
     await accounts.tell(row.account, outcomes, message_id=f"abandon-{row.request}-{row.seq}")
-    outbox.mark(row.request, [row.seq], "abandoned", "failed")
+    await outbox.mark(row.request, [row.seq], "abandoned", "failed")
 
 
 _ITEMS = msgspec.msgpack.Encoder()
@@ -217,6 +218,46 @@ class SqlOutbox:
         """Forgets the pending batches of a send whose hold was refused (nothing is held)."""
         with self.database.session() as session:
             session.run(self._sql["drop"], (request,))
+
+
+class AsyncOutbox:
+    """A `SqlOutbox` called from trio: each call, awaited, runs in the store's worker threads."""
+
+    __slots__ = ("outbox", "threads")
+
+    def __init__(self, outbox: SqlOutbox, threads: StoreThreads) -> None:
+        self.outbox = outbox
+        self.threads = threads
+
+    async def add(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """`SqlOutbox.add`: keeps the batches of one send; the send's rows as they are now."""
+        return await self.threads.run(self.outbox.add, rows)
+
+    async def rows_of(self, request: str) -> list[OutboxRow]:
+        """`SqlOutbox.rows_of`: the batches of send `request`, in order."""
+        return await self.threads.run(self.outbox.rows_of, request)
+
+    async def touch(self, request: str, *, at: float) -> list[int]:
+        """`SqlOutbox.touch`: re-arms the pending batches of `request`; their seqs."""
+        return await self.threads.run(lambda: self.outbox.touch(request, at=at))
+
+    async def mark(
+        self, request: str, seqs: Iterable[int], was: OutboxState, now: OutboxState
+    ) -> None:
+        """`SqlOutbox.mark`: moves the batches `seqs` of `request` from `was` to `now`."""
+        await self.threads.run(self.outbox.mark, request, list(seqs), was, now)
+
+    async def stalled(self, *, before: float, limit: int = 1000) -> list[OutboxRow]:
+        """`SqlOutbox.stalled`: batches pending since `before`, and those given up."""
+        return await self.threads.run(lambda: self.outbox.stalled(before=before, limit=limit))
+
+    async def claim(self, row: OutboxRow, *, before: float) -> bool:
+        """`SqlOutbox.claim`: gives up `row` if pending and untouched since `before`."""
+        return await self.threads.run(lambda: self.outbox.claim(row, before=before))
+
+    async def drop(self, request: str) -> None:
+        """`SqlOutbox.drop`: forgets the pending batches of a send whose hold was refused."""
+        await self.threads.run(self.outbox.drop, request)
 
 
 def _row(row: OutboxRow) -> tuple[object, ...]:

@@ -35,7 +35,7 @@ from broker import PublishError
 from rabbitry.platform._messages import ReleaseHold, send_message_id, send_request_of
 from rabbitry.platform._outbox import (
     AccountTeller,
-    SqlOutbox,
+    AsyncOutbox,
     abandon,
     claim_after,
     reaper_interval,
@@ -55,22 +55,22 @@ GIVEN_UP = "not queued: the send answered 5xx and was not retried in time"
 class OpenHolds(Protocol):
     """What the reaper reads of the ledger."""
 
-    def open_holds(self, older_than: float) -> list[tuple[str, str]]: ...
+    async def open_holds(self, older_than: float) -> list[tuple[str, str]]: ...
 
 
 class MessageLookup(Protocol):
     """What the reaper reads of the records: messages, and the sends' batches."""
 
     @property
-    def outbox(self) -> SqlOutbox: ...
+    def outbox(self) -> AsyncOutbox: ...
 
-    def message(
+    async def message(
         self, account: str, message_id: str
     ) -> tuple[MessageRecord, list[Event]] | None: ...
 
 
 async def recover_once(
-    outbox: SqlOutbox,
+    outbox: AsyncOutbox,
     accounts: AccountTeller,
     *,
     older_than: float,
@@ -80,8 +80,8 @@ async def recover_once(
     those given up whose release was not told); returns their (request, seq)."""
     before = clock() - older_than
     given_up = []
-    for row in outbox.stalled(before=before):
-        if row.state == "pending" and not outbox.claim(row, before=before):
+    for row in await outbox.stalled(before=before):
+        if row.state == "pending" and not await outbox.claim(row, before=before):
             continue  # a retry touched it meanwhile: it publishes it
         try:
             await abandon(outbox, accounts, row, error=GIVEN_UP)
@@ -115,13 +115,13 @@ async def reap_once(
 ) -> list[str]:
     """Releases the orphaned holds found now; returns their ids."""
     reaped = []
-    for account, hold in ledger.open_holds(older_than):
+    for account, hold in await ledger.open_holds(older_than):
         request_id = send_request_of(hold)
         if request_id is None:
             continue  # not a send's hold
-        if records.outbox.rows_of(request_id):
+        if await records.outbox.rows_of(request_id):
             continue  # its batches are in the outbox: queued, or given up by recover_once
-        if records.message(account, send_message_id(request_id, 0)) is not None:
+        if await records.message(account, send_message_id(request_id, 0)) is not None:
             continue  # its messages were queued: their outcomes settle it
         await accounts.tell(
             account,

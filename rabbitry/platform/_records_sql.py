@@ -30,11 +30,12 @@ machine (2 cores shared with other test runs, three runs), 10,000 messages in on
 `insert_messages` 0.05 s in SQLite, 0.1 s in PostgreSQL 15 on loopback; `apply_statuses` of
 15,000 changes 0.2 s in both (most of it in Python: the simulation and the `Changed` records).
 
-Like the ledger (rabbitry.billing._sql_store), calls are synchronous in the calling trio task on
-one connection, and raise `LedgerUnavailable` (a `ConnectionError`, password masked) when the
-database cannot be opened or cannot run a transaction; a lost PostgreSQL connection is opened again
-by the next call. A single statement runs on its own (it is atomic); the rest run in a transaction
-and leave nothing behind when they fail.
+Like the ledger (rabbitry.billing._sql_store), calls are synchronous (the daemon runs each in the
+store's worker threads: `AsyncRecords`, rabbitry.platform._async_records), and raise
+`LedgerUnavailable` (a `ConnectionError`, password masked) when the database cannot be opened or
+cannot run a transaction; a lost PostgreSQL connection is opened again by the next call. A single
+statement runs on its own (it is atomic); the rest run in a transaction and leave nothing behind
+when they fail.
 """
 
 from __future__ import annotations

@@ -42,19 +42,19 @@ class UnmatchedReport(LookupError):  # noqa: N818  (names what happened)
 class ReportRecords(Protocol):
     """What the reports consumer reads and writes of the records."""
 
-    def message_for(self, carrier: str, carrier_id: str) -> str | None: ...
+    async def messages_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]: ...
 
-    def apply_statuses(self, changes: Iterable[StatusChange]) -> list[Changed]: ...
+    async def apply_statuses(self, changes: Iterable[StatusChange]) -> list[Changed]: ...
 
 
 class InboundRecords(Protocol):
     """What the inbound consumer reads and writes of the records."""
 
-    def owner_of(self, number: str) -> str | None: ...
+    async def owner_of(self, number: str) -> str | None: ...
 
-    def insert_inbound(self, record: InboundRecord) -> bool: ...
+    async def insert_inbound(self, record: InboundRecord) -> bool: ...
 
-    def account(self, account_id: str) -> AccountRecord | None: ...
+    async def account(self, account_id: str) -> AccountRecord | None: ...
 
 
 class ReportsActor(ConsumerActor):
@@ -79,8 +79,11 @@ class ReportsActor(ConsumerActor):
         records = self.records
         changes = []
         unmatched = []
+        known = await records.messages_for(
+            (report.carrier, report.carrier_id) for report in message.items if not report.id
+        )
         for report in message.items:
-            message_id = report.id or records.message_for(report.carrier, report.carrier_id)
+            message_id = report.id or known.get((report.carrier, report.carrier_id))
             if message_id is None:
                 unmatched.append(report)
                 continue
@@ -93,7 +96,7 @@ class ReportsActor(ConsumerActor):
                     error=report.error,
                 )
             )
-        changed = records.apply_statuses(changes)
+        changed = await records.apply_statuses(changes)
         await publish_callbacks(self.publisher, self.names, status_callbacks(changed))
         if unmatched:
             # The report came before its outcome was settled, or is for nothing we sent: the
@@ -123,7 +126,7 @@ class InboundActor(ConsumerActor):
         if not isinstance(message, InboundSms):
             raise TypeError(f"the inbound queue got a {type(message).__name__}")
         records = self.records
-        owner = records.owner_of(message.to)
+        owner = await records.owner_of(message.to)
         if owner is None:
             raise UnknownNumber(
                 f"inbound SMS {message.id} from carrier {message.carrier!r} is for {message.to!r},"
@@ -138,9 +141,9 @@ class InboundActor(ConsumerActor):
             carrier=message.carrier,
             received_at=message.at or now(),
         )
-        if not records.insert_inbound(record) and not _handled_before():
+        if not await records.insert_inbound(record) and not _handled_before():
             return  # the carrier sent it again: taken once, POSTed once
-        account = records.account(owner)
+        account = await records.account(owner)
         if account is not None and account.webhook_url:
             callback = inbound_callback(record, account.webhook_url)
             await publish_callbacks(self.publisher, self.names, [callback])

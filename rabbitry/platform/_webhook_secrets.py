@@ -1,8 +1,8 @@
 """Signed webhooks: each account's webhook secret, and the signature every webhook carries.
 
     secrets = WebhookSecrets(records, master_key)
-    secrets.secret("acc_1")                     # "whsec_..." (the account's current secret)
-    secrets.renew("acc_1")                      # a new one; the old one signs nothing from now on
+    await secrets.secret("acc_1")               # "whsec_..." (the account's current secret)
+    await secrets.renew("acc_1")                # a new one; the old one signs nothing from now on
     signature("whsec_...", body, at=1767225600) # "t=1767225600,v1=5f2c..."
 
 Every callback and inbound webhook the daemon POSTs carries
@@ -44,11 +44,11 @@ SIGNING_KEY_NAME = "webhooks.signing_key"
 class SecretRecords(Protocol):
     """What webhook secrets need of the records: each account's generation."""
 
-    def webhook_generation(self, account: str) -> int:
+    async def webhook_generation(self, account: str) -> int:
         """The account's current generation (0 when it was never renewed)."""
         ...
 
-    def next_webhook_generation(self, account: str) -> int:
+    async def next_webhook_generation(self, account: str) -> int:
         """Moves the account to its next generation and answers it."""
         ...
 
@@ -67,13 +67,13 @@ class WebhookSecrets:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(key=***)"
 
-    def secret(self, account: str) -> str:
+    async def secret(self, account: str) -> str:
         """The account's current secret."""
-        return self.derive(account, self.records.webhook_generation(account))
+        return self.derive(account, await self.records.webhook_generation(account))
 
-    def renew(self, account: str) -> str:
+    async def renew(self, account: str) -> str:
         """A new secret for the account, which replaces the current one at once."""
-        return self.derive(account, self.records.next_webhook_generation(account))
+        return self.derive(account, await self.records.next_webhook_generation(account))
 
     def derive(self, account: str, generation: int) -> str:
         """The account's secret of `generation`."""

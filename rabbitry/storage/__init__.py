@@ -8,6 +8,7 @@ difference, and it lives here. `parse_store_url` is the one reader of a config's
 from rabbitry.storage._database import Column, Database, Dialect, Row, Session, StoreUnavailable
 from rabbitry.storage._postgres import PostgresDatabase
 from rabbitry.storage._sqlite import SqliteDatabase, Synchronous
+from rabbitry.storage._threads import StoreThreads
 from rabbitry.storage._url import StoreURL, open_database, parse_store_url
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Row",
     "Session",
     "SqliteDatabase",
+    "StoreThreads",
     "StoreURL",
     "StoreUnavailable",
     "Synchronous",

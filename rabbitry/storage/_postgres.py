@@ -1,4 +1,4 @@
-"""PostgreSQL: one connection, the tables in one schema, several daemons sharing them.
+"""PostgreSQL: a pool of connections, the tables in one schema, several daemons sharing them.
 
     database = PostgresDatabase.open("postgresql://app:secret@db:5432/rabbitry", schema="sms",
                                      noun="records", unavailable=LedgerUnavailable)
@@ -12,9 +12,11 @@ schema and the name (a collision only serializes more); the tables are created u
 the name "accounts/(schema)", so daemons starting together, each opening its ledger and its
 records, create the schema and the tables once.
 
-Calls are synchronous in the calling trio task (psycopg's async connection runs on asyncio only,
-and a thread would not shorten a call: one connection serializes them); they never await inside,
-so the connection needs no lock.
+Calls are synchronous (psycopg's async connection runs on asyncio only, not trio): a daemon runs
+them in its store's worker threads (rabbitry.storage.StoreThreads), several at once. Each
+transaction or session takes a connection of the pool for itself, from any thread, and gives it
+back when it ends: the pool opens one when none is idle (so it holds as many as ran at once) and
+keeps up to `KEEP_IDLE` idle ones; the first one is opened by `open`.
 
 Raises `unavailable` (password masked, in the user part of the URL or in a `password` parameter)
 when PostgreSQL cannot be reached or cannot run a transaction (server down, connection lost,
@@ -24,6 +26,7 @@ later (`CREATE OR REPLACE TRIGGER`).
 
 import hashlib
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Self
@@ -49,6 +52,9 @@ _FIELDS = {
 }
 
 _LOCK = b"SELECT pg_advisory_xact_lock(%s)"
+
+KEEP_IDLE = 8
+"""The most idle connections a database keeps open for its next calls."""
 
 
 def _lock_key(schema: str, name: str) -> int:
@@ -98,12 +104,14 @@ class PostgresDatabase:
         noun: str,
         unavailable: type[StoreUnavailable],
     ) -> None:
-        self.connection = connection
         self._url = url
         self._schema = schema
         self._noun = noun
         self._unavailable = unavailable
         self._quoted = sql.Identifier(schema).as_string(connection)
+        self._idle = [connection]  # the last given back is taken first
+        self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def open(cls, url: str, *, schema: str, noun: str, unavailable: type[StoreUnavailable]) -> Self:
@@ -139,16 +147,26 @@ class PostgresDatabase:
             f"ON {{schema}}.{table} FOR EACH STATEMENT EXECUTE FUNCTION {function}();\n"
         )
 
+    @property
+    def connection(self) -> Connection:
+        """The connection the next call takes (opened if none is idle)."""
+        with self._lock:
+            if self._idle:
+                return self._idle[-1]
+        connection = _connect(self._url, self._noun, self._unavailable)
+        self._give_back(connection)
+        return connection
+
     def create_tables(self, tables: str, *, last: str, **fragments: str) -> None:
         ddl = self.render("CREATE SCHEMA IF NOT EXISTS {schema};\n" + tables, **fragments)
         try:
-            with self.connection.transaction():
+            with self._taken() as db, db.transaction():
                 # Two daemons starting together must not both create the tables.
-                self.connection.execute(_LOCK, (_lock_key(self._schema, "accounts/(schema)"),))
-                table = sql.Identifier(self._schema, last).as_string(self.connection)
-                exists = self.connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+                db.execute(_LOCK, (_lock_key(self._schema, "accounts/(schema)"),))
+                table = sql.Identifier(self._schema, last).as_string(db)
+                exists = db.execute("SELECT to_regclass(%s)", (table,)).fetchone()
                 if exists is None or exists[0] is None:
-                    self.connection.execute(ddl.encode())
+                    db.execute(ddl.encode())
         except psycopg.Error as exc:
             self.close()
             raise self._unavailable(
@@ -168,14 +186,39 @@ class PostgresDatabase:
             yield PostgresSession(db, self._schema)
 
     def close(self) -> None:
-        self.connection.close()
+        """Closes the idle connections (and each one in use as it is given back)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    @contextmanager
+    def _taken(self) -> Iterator[Connection]:
+        """A connection of the pool for this thread alone until the block ends."""
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None or connection.broken:  # the server went away: open another
+            if connection is not None:
+                connection.close()
+            connection = _connect(self._url, self._noun, self._unavailable)
+        try:
+            yield connection
+        finally:
+            self._give_back(connection)
+
+    def _give_back(self, connection: Connection) -> None:
+        with self._lock:
+            if not (self._closed or connection.broken or len(self._idle) >= KEEP_IDLE):
+                self._idle.append(connection)
+                return
+        connection.close()
 
     @contextmanager
     def _connected(self) -> Iterator[Connection]:
-        if self.connection.broken:  # the server went away: the next call reconnects
-            self.connection = _connect(self._url, self._noun, self._unavailable)
         try:
-            yield self.connection
+            with self._taken() as connection:
+                yield connection
         except psycopg.Error as exc:
             raise self._unavailable(
                 f"the PostgreSQL {self._noun} {_show(self._url)!r} could not run a transaction"

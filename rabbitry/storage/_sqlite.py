@@ -1,13 +1,15 @@
-"""SQLite: one local file in WAL mode (or ":memory:"), one connection, no thread.
+"""SQLite: one local file in WAL mode (or ":memory:"), one connection, one thread at a time.
 
     database = SqliteDatabase.open("var/rabbitry.db", noun="ledger", unavailable=LedgerUnavailable)
     database = SqliteDatabase.open(path, synchronous="FULL", busy_timeout=30, ...)
 
 A transaction is `BEGIN IMMEDIATE`: it takes the file's write lock first, so what it reads cannot
 change under it, even from another process; a writer waits for the lock up to `busy_timeout`
-seconds (5 by default), blocking its trio loop meanwhile, so daemons that share a store should use
-PostgreSQL. Within one process every call runs to completion before another starts (the stores
-never await inside), so the one connection needs no lock.
+seconds (5 by default), so daemons that share a store should use PostgreSQL. The connection may be
+used from any thread (a daemon's calls run in its store's worker thread: rabbitry.storage.
+StoreThreads), one at a time: a transaction or a session holds the database's lock until it ends,
+so a call from a second thread waits for the first to end (the stores never hold one across an
+await).
 
 Durability: WAL with `synchronous=NORMAL` (the default) survives a killed process (kill -9) but may
 lose the last commits on a power cut; `synchronous="FULL"` makes every commit survive that too, for
@@ -19,6 +21,7 @@ permission, not an SQLite file) or cannot run a transaction (locked beyond the t
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -95,6 +98,7 @@ class SqliteDatabase:
         self._noun = noun
         self._unavailable = unavailable
         self._path = path
+        self._lock = threading.RLock()  # one thread at a time on the connection
 
     @classmethod
     def open(
@@ -115,7 +119,9 @@ class SqliteDatabase:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+            db = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
             try:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute(f"PRAGMA synchronous = {synchronous}")
@@ -149,13 +155,19 @@ class SqliteDatabase:
     def create_tables(self, tables: str, *, last: str, **fragments: str) -> None:
         try:
             # IF NOT EXISTS throughout: cheap to run at every opening.
-            self.connection.executescript(self.render(tables, **fragments))
+            with self._lock:
+                self.connection.executescript(self.render(tables, **fragments))
         except sqlite3.Error as exc:
             self.close()
             raise self._unavailable(_cannot_open(self._noun, self._path, exc)) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[SqliteSession]:
+        with self._lock, self._transaction() as session:
+            yield session
+
+    @contextmanager
+    def _transaction(self) -> Iterator[SqliteSession]:
         db = self.connection
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -177,13 +189,15 @@ class SqliteDatabase:
 
     @contextmanager
     def session(self) -> Iterator[SqliteSession]:
-        try:
-            yield SqliteSession(self.connection)
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from exc
+        with self._lock:
+            try:
+                yield SqliteSession(self.connection)
+            except sqlite3.Error as exc:
+                raise self._failed(exc) from exc
 
     def close(self) -> None:
-        self.connection.close()
+        with self._lock:
+            self.connection.close()
 
     def _roll_back(self) -> None:
         if self.connection.in_transaction:  # SQLite may have rolled back already (disk full)

@@ -85,6 +85,9 @@ async def test_operators_see_the_tree_and_queues_and_work_the_parking_lot(
     assert 'rabbitry_failures_total{action="parked",routing_key="sms.inbound"}' in metrics
     assert 'rabbitry_account_operations_total{kind="capture"} 1.0' in metrics
     assert "rabbitry_broker_connected 1.0" in metrics
+    assert 'rabbitry_event_loop_lag_seconds_bucket{le="0.01"}' in metrics
+    assert "rabbitry_event_loop_lag_seconds_count" in metrics
+    assert "rabbitry_store_calls_running" in metrics
     assert ADMIN_KEY not in metrics
     assert await daemon.stop() == 0
 

@@ -179,6 +179,14 @@ def test_apply_many_applies_each_once_and_returns_refusals(ledger: Ledger) -> No
     assert len(ledger.entries("42")) == 1 + 1 + 1 + 20 + 1
 
 
+def test_applied_among_names_the_applied_ids_of_a_list(ledger: Ledger) -> None:
+    ledger.apply(TopUp(id="pay-1", account="42", amount=eur("1")))
+    with pytest.raises(InsufficientFunds):  # refused: not applied
+        ledger.apply(Hold(id="hold-1", account="42", hold="batch", amount=eur("2")))
+    assert ledger.applied_among(["pay-1", "hold-1", "open-42", "nothing"]) == {"pay-1", "open-42"}
+    assert ledger.applied_among([]) == set()
+
+
 def test_a_batch_that_fails_midway_writes_nothing(ledger: Ledger) -> None:
     ledger.apply(TopUp(id="pay-1", account="42", amount=eur("1")))
     before = ledger.entries("42")

@@ -31,7 +31,8 @@ ADMIN_KEY = "daemon-test-admin-key-0123456789"  # demo.toml has none: the demo m
 
 
 class FlakyStore:
-    """A ledger store that is down (every transaction raises) while `down` is set."""
+    """A ledger store that is down (every transaction raises) while `down` is set (called from
+    the store's worker threads, as the daemon calls it)."""
 
     def __init__(self, store: LedgerStore) -> None:
         self.store = store
@@ -46,7 +47,8 @@ class FlakyStore:
     def _transaction(self) -> Iterator[LedgerTransaction]:
         if self.down:
             self.refused += 1
-            self.refusing.set()
+            # Its calls run in the store's worker thread: the event is set in the trio loop.
+            trio.from_thread.run_sync(self.refusing.set)
             raise LedgerUnavailable("the ledger database is down (simulated)")
         with self.store.transaction() as tx:
             yield tx

@@ -44,10 +44,10 @@ from broker._rabbitmq_keeper import ConnectionKeeper, Recoverable
 from broker._rabbitmq_link import Link
 from broker._rabbitmq_reconnect import ReconnectPolicy
 from conf import Logging
-from rabbitry.billing import Ledger, MemoryStore, RateCard
+from rabbitry.billing import AsyncLedger, Ledger, MemoryStore, RateCard
 from rabbitry.config import loads_config
 from rabbitry.daemon import configure_logging, secrets_of
-from rabbitry.platform import Context, Names, Records
+from rabbitry.platform import AsyncRecords, Context, Names, Records
 from supervisor import Backoff, Strategy, SupervisorSpec, open_supervisor, run_root, supervisor
 
 from .conftest import BoomError, Lab
@@ -418,8 +418,8 @@ async def test_the_correlation_id_survives_two_hops(
         context = Context(
             transport=transport,
             names=Names(),
-            ledger=Ledger(MemoryStore()),
-            records=records,
+            ledger=AsyncLedger(Ledger(MemoryStore())),
+            records=AsyncRecords(records),
             rates=RateCard.from_table({"default": "0.05"}, "EUR"),
             routes=(),
             schedule=RetrySchedule((1.0,)),

@@ -1,14 +1,20 @@
-"""A fake DNS for the platform's tests: trio's own hook for a custom hostname resolver."""
+"""A fake DNS for the platform's tests (trio's own hook for a custom hostname resolver), and
+store calls run inline for tests on a MockClock."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import attrs
 import pytest
 import trio
+
+from rabbitry.platform import AsyncRecords, RecordsStore
+from rabbitry.storage import StoreThreads
+
+T = TypeVar("T")
 
 
 @attrs.define
@@ -60,3 +66,17 @@ async def dns() -> AsyncIterator[FakeDns]:
     previous = trio.socket.set_custom_hostname_resolver(fake)
     yield fake
     trio.socket.set_custom_hostname_resolver(previous)
+
+
+class InlineThreads(StoreThreads):
+    """A test double of `StoreThreads` that runs each store call in the trio loop, after a
+    checkpoint: for tests on trio's MockClock, whose autojump would run ahead of a thread."""
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        await trio.lowlevel.checkpoint()
+        return function(*args)
+
+
+def inline(records: RecordsStore) -> AsyncRecords:
+    """`records` for the platform's async code, each call run inline (`InlineThreads`)."""
+    return AsyncRecords(records, InlineThreads())

@@ -14,6 +14,7 @@ import trio
 from actors import Entities, run_partitioned
 from broker import open_memory_transport
 from rabbitry.billing import (
+    AsyncLedger,
     InsufficientFunds,
     InvalidMoney,
     Ledger,
@@ -36,6 +37,8 @@ from rabbitry.platform import (
     platform_codec,
 )
 
+from .conftest import InlineThreads, inline
+
 NAMES = Names()
 
 
@@ -49,8 +52,8 @@ async def account_actors(ledger: Ledger) -> AsyncIterator[AccountClient]:
         def account(account_id: str) -> AccountActor:
             return AccountActor(
                 account_id,
-                ledger=ledger,
-                records=records,
+                ledger=AsyncLedger(ledger, InlineThreads()),  # the tests run on a MockClock
+                records=inline(records),
                 publisher=publisher,
                 names=NAMES,
                 currency="EUR",

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from broker import RetrySchedule, open_transport
-from rabbitry.billing import Ledger, MemoryStore, RateCard
+from rabbitry.billing import AsyncLedger, Ledger, MemoryStore, RateCard
 from rabbitry.gateway import AccountInfo, InvalidField, SendRequest
-from rabbitry.platform import Context, Names, PlatformBackend, Records, hash_key
+from rabbitry.platform import AsyncRecords, Context, Names, PlatformBackend, Records, hash_key
 from rabbitry.platform._records import AccountRecord
 
 from .conftest import FakeDns
@@ -30,8 +30,8 @@ async def backend(dns: FakeDns) -> AsyncIterator[PlatformBackend]:
         context = Context(
             transport=transport,
             names=Names(),
-            ledger=Ledger(MemoryStore()),
-            records=records,
+            ledger=AsyncLedger(Ledger(MemoryStore())),
+            records=AsyncRecords(records),
             rates=RateCard.from_table({"default": "0.05"}, "EUR"),
             routes=(),
             schedule=RetrySchedule((1.0,)),
@@ -53,11 +53,11 @@ async def test_a_new_api_key_replaces_the_old_one_in_the_records(backend: Platfo
 
 async def test_a_new_webhook_secret_replaces_the_one_that_signs(backend: PlatformBackend) -> None:
     secrets = backend.context.webhook_secrets
-    before = secrets.secret("acc-1")
+    before = await secrets.secret("acc-1")
     renewed = await backend.new_webhook_secret(ACME)
     assert renewed.webhook_secret.startswith("whsec_")
     assert renewed.webhook_secret != before
-    assert secrets.secret("acc-1") == renewed.webhook_secret
+    assert await secrets.secret("acc-1") == renewed.webhook_secret
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import pytest
 
 from rabbitry.billing import LedgerUnavailable
 from rabbitry.platform import (
+    AsyncRecords,
     Callback,
     CallbackActor,
     CallbackFailed,
@@ -49,7 +50,7 @@ def actor(answer: Any, *, records: Any = None) -> tuple[CallbackActor, list[http
         return result
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    secrets = WebhookSecrets(records or Records.open(":memory:"), b"m" * 32)
+    secrets = WebhookSecrets(records or AsyncRecords(Records.open(":memory:")), b"m" * 32)
     return CallbackActor(client, secrets, clock=lambda: NOW), seen
 
 
@@ -63,11 +64,13 @@ async def test_a_callback_is_signed_with_its_accounts_secret_when_sent(
     assert request.headers["x-rabbitry-event"] == "msg_1:delivered"
     header = request.headers["rabbitry-signature"]
     assert header.startswith(f"t={int(NOW)},v1=")
-    secret = worker.secrets.secret("acc-1")
+    secret = await worker.secrets.secret("acc-1")
     verify = _verify()
     monkeypatch.setattr("time.time", lambda: NOW + 10)
     assert verify(secret, header, BODY)
-    assert not verify(worker.secrets.renew("acc-1"), header, BODY)  # renewed: the old one is gone
+    assert not verify(
+        await worker.secrets.renew("acc-1"), header, BODY
+    )  # renewed: the old one is gone
     assert not verify(secret, header, BODY + b" ")
     monkeypatch.setattr("time.time", lambda: NOW + 301)
     assert not verify(secret, header, BODY)  # too old: may be a replay
@@ -95,7 +98,7 @@ async def test_a_url_that_cannot_be_used_is_a_failed_attempt(url: str) -> None:
 async def test_a_private_address_refused_when_sent_is_a_failed_attempt() -> None:
     records = Records.open(":memory:")
     async with open_webhook_client(allow_private=False) as client:
-        worker = CallbackActor(client, WebhookSecrets(records, b"m" * 32))
+        worker = CallbackActor(client, WebhookSecrets(AsyncRecords(records), b"m" * 32))
         for url in ("http://127.0.0.1:9/internal/admin", "http://localhost/x"):
             with pytest.raises(CallbackFailed, match=r"AddressRefused: .*loopback"):
                 await worker.handle(callback(url))
@@ -112,10 +115,10 @@ async def test_any_error_of_the_client_is_a_failed_attempt() -> None:
 
 async def test_records_out_of_reach_to_sign_is_a_failed_attempt() -> None:
     class Unreachable:
-        def webhook_generation(self, account: str) -> int:
+        async def webhook_generation(self, account: str) -> int:
             raise LedgerUnavailable("the records could not run a transaction")
 
-        def next_webhook_generation(self, account: str) -> int:
+        async def next_webhook_generation(self, account: str) -> int:
             raise AssertionError("not renewed here")
 
     worker, seen = actor(lambda request: httpx.Response(200), records=Unreachable())

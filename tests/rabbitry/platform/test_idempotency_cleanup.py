@@ -11,6 +11,8 @@ import trio
 from rabbitry.platform import Records, run_idempotency_cleanup
 from rabbitry.platform._records import StoredAnswer
 
+from .conftest import inline
+
 EPOCH = 1_767_225_600.0
 
 
@@ -30,7 +32,7 @@ async def test_answers_are_forgotten_once_older_than_the_ttl(autojump_clock: Any
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: run_idempotency_cleanup(
-                records, 100.0, interval=10.0, clock=wall, task_status=task_status
+                inline(records), 100.0, interval=10.0, clock=wall, task_status=task_status
             )
         )
         await trio.sleep(50)
@@ -53,7 +55,7 @@ async def test_the_cleanup_runs_hourly_by_default_and_wants_a_positive_ttl(
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: run_idempotency_cleanup(
-                records, clock=wall, task_status=task_status
+                inline(records), clock=wall, task_status=task_status
             )
         )
         records.remember("admin", "k", answer())
@@ -63,7 +65,7 @@ async def test_the_cleanup_runs_hourly_by_default_and_wants_a_positive_ttl(
         assert records.recall("admin", "k") is None
         nursery.cancel_scope.cancel()
     with pytest.raises(ValueError, match=r"^idempotency ttl must be > 0 seconds \(got 0\)$"):
-        await run_idempotency_cleanup(records, 0)
+        await run_idempotency_cleanup(inline(records), 0)
 
 
 def test_the_old_table_and_its_clear_keys_are_dropped_at_opening(tmp_path: Path) -> None:

@@ -9,7 +9,15 @@ import attrs
 import pytest
 
 from rabbitry.carriers import InboundEvent
-from rabbitry.platform import CarrierSide, InboundActor, InboundSms, Names, Records, inject_inbound
+from rabbitry.platform import (
+    AsyncRecords,
+    CarrierSide,
+    InboundActor,
+    InboundSms,
+    Names,
+    Records,
+    inject_inbound,
+)
 from rabbitry.platform._messages import Callback
 from rabbitry.platform._records import AccountRecord
 
@@ -87,7 +95,7 @@ async def test_a_repeat_is_recorded_once_and_posted_once(tmp_path: Path) -> None
     publisher = Publisher()
     records = records_with_an_account(tmp_path / "records.db")
     for _ in range(3):
-        await InboundActor(records, cast(Any, publisher), Names()).handle(message)
+        await InboundActor(AsyncRecords(records), cast(Any, publisher), Names()).handle(message)
         records.close()  # the next is another daemon on the store, or this one restarted
         records = Records.open(tmp_path / "records.db")
     assert [m.text for m in records.inbound("acc-1")] == ["STOP"]
@@ -103,7 +111,7 @@ async def test_a_redelivery_of_our_own_posts_again(
         "rest", InboundEvent("+4411", "+33700000001", "STOP", carrier_id="MO-1")
     )
     records, publisher = records_with_an_account(tmp_path / "records.db"), Publisher()
-    actor = InboundActor(records, cast(Any, publisher), Names())
+    actor = InboundActor(AsyncRecords(records), cast(Any, publisher), Names())
     await actor.handle(message)
     redelivered = SimpleNamespace(redelivered=True, attempt=0)
     monkeypatch.setattr("rabbitry.platform._status.inbound_or_none", lambda: redelivered)

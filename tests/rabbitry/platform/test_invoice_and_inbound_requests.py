@@ -7,6 +7,7 @@ import pytest
 
 from rabbitry.billing import InvalidNumber
 from rabbitry.platform import (
+    AsyncRecords,
     InboundSms,
     InvoiceJob,
     Names,
@@ -36,7 +37,7 @@ async def test_an_invoice_is_pending_and_queued_until_it_is_ready() -> None:
     records, publisher = Records.open(":memory:"), Publisher()
     for request_id in ("r1", "r2"):  # a second request queues the job again, changes nothing
         record = await request_invoice(
-            records,
+            AsyncRecords(records),
             publisher,
             Names(),
             "acc_1",
@@ -59,7 +60,7 @@ async def test_an_invoice_is_pending_and_queued_until_it_is_ready() -> None:
     )
     records.save_invoice(ready, 1.0)
     record = await request_invoice(
-        records,
+        AsyncRecords(records),
         publisher,
         Names(),
         "acc_1",

@@ -22,9 +22,10 @@ import psycopg
 import pytest
 from pypdf import PdfReader
 
-from rabbitry.billing import Ledger, MemoryStore, decode_invoice
+from rabbitry.billing import AsyncLedger, Ledger, MemoryStore, decode_invoice
 from rabbitry.gateway import PeriodNotClosed
 from rabbitry.platform import (
+    AsyncRecords,
     InvoiceJob,
     InvoiceJobActor,
     Names,
@@ -246,7 +247,7 @@ async def test_a_month_that_has_not_ended_is_not_invoiced(period: str) -> None:
     records, publisher = Records.open(":memory:"), Publisher()
     with pytest.raises(PeriodNotClosed, match=f"^period '{period}' has not ended yet") as caught:
         await request_invoice(
-            records,
+            AsyncRecords(records),
             publisher,  # type: ignore[arg-type]
             Names(),
             "acc_1",
@@ -259,8 +260,8 @@ async def test_a_month_that_has_not_ended_is_not_invoiced(period: str) -> None:
     # A job for it, queued by an older daemon, builds nothing either.
     actor = InvoiceJobActor(
         f"acc_1/{period}",
-        records=records,
-        ledger=Ledger(MemoryStore()),
+        records=AsyncRecords(records),
+        ledger=AsyncLedger(Ledger(MemoryStore())),
         tax_rate=Decimal("0.2"),
         currency="EUR",
     )
@@ -280,7 +281,7 @@ async def test_last_months_invoices_carry_their_number_in_json_and_pdf() -> None
             AccountRecord(id=account, name=f"Name {account}", currency="EUR", key_hash=account)
         )
         record = await request_invoice(
-            records,
+            AsyncRecords(records),
             publisher,  # type: ignore[arg-type]
             Names(),
             account,
@@ -290,8 +291,8 @@ async def test_last_months_invoices_carry_their_number_in_json_and_pdf() -> None
         assert record.status == "pending"
         actor = InvoiceJobActor(
             f"{account}/{period}",
-            records=records,
-            ledger=Ledger(MemoryStore()),
+            records=AsyncRecords(records),
+            ledger=AsyncLedger(Ledger(MemoryStore())),
             tax_rate=Decimal("0.2"),
             currency="EUR",
         )

@@ -4,8 +4,8 @@ from typing import Any
 
 import attrs
 
-from rabbitry.billing import Hold, Ledger, MemoryStore, Money, OpenAccount, TopUp
-from rabbitry.platform import AccountActor, Names, Records, ReleaseHold, reap_once
+from rabbitry.billing import AsyncLedger, Hold, Ledger, MemoryStore, Money, OpenAccount, TopUp
+from rabbitry.platform import AccountActor, AsyncRecords, Names, Records, ReleaseHold, reap_once
 from rabbitry.platform._outbox import OutboxItem, OutboxRow
 from rabbitry.platform._records import MessageRecord
 
@@ -49,8 +49,10 @@ async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> Non
         ]
     )
     platform = Platform(ledger, records)
-    assert await reap_once(ledger, records, platform, older_than=3600) == []  # nothing that old
-    assert await reap_once(ledger, records, platform, older_than=-1) == [
+    assert (
+        await reap_once(AsyncLedger(ledger), AsyncRecords(records), platform, older_than=3600) == []
+    )  # nothing that old
+    assert await reap_once(AsyncLedger(ledger), AsyncRecords(records), platform, older_than=-1) == [
         "hold-orphan0000000000000000000"
     ]
     ((account, release),) = platform.told
@@ -63,8 +65,8 @@ async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> Non
     # The account actor applies it (once, whatever is told twice).
     actor = AccountActor(
         "a1",
-        ledger=ledger,
-        records=records,
+        ledger=AsyncLedger(ledger),
+        records=AsyncRecords(records),
         publisher=platform,  # type: ignore[arg-type]
         names=Names(),
         currency=platform.currency,
@@ -74,7 +76,9 @@ async def test_an_orphaned_hold_is_released_once_and_a_used_one_is_kept() -> Non
     balance = ledger.balance("a1")
     assert balance.held == Money.of("1", eur).amount  # the used hold stays
     assert balance.balance == Money.of("9", eur).amount
-    assert await reap_once(ledger, records, platform, older_than=-1) == []  # nothing left to reap
+    assert (
+        await reap_once(AsyncLedger(ledger), AsyncRecords(records), platform, older_than=-1) == []
+    )  # nothing left to reap
 
 
 async def test_a_hold_whose_send_is_in_the_outbox_is_left_to_its_recovery() -> None:
@@ -102,5 +106,7 @@ async def test_a_hold_whose_send_is_in_the_outbox_is_left_to_its_recovery() -> N
     )
     records.outbox.add([row])
     platform = Platform(ledger, records)
-    assert await reap_once(ledger, records, platform, older_than=-1) == []
+    assert (
+        await reap_once(AsyncLedger(ledger), AsyncRecords(records), platform, older_than=-1) == []
+    )
     assert platform.told == []

@@ -12,6 +12,7 @@ from broker import PublishTimeout
 from rabbitry.billing import Encoding, InsufficientFunds, InvalidNumber, Money, NoRoute, RateCard
 from rabbitry.gateway import KeyReused, SendAbandoned, TextTooLong, Unavailable
 from rabbitry.platform import (
+    AsyncRecords,
     HoldFunds,
     Names,
     Outcomes,
@@ -96,7 +97,7 @@ class Flow:
 @pytest.fixture
 def flow() -> Flow:
     accounts, records, publisher = Accounts(), Records.open(":memory:"), Publisher()
-    sender = Sender(Pricing(), accounts, records, publisher, Names(), batch_size=2)  # type: ignore[arg-type]
+    sender = Sender(Pricing(), accounts, AsyncRecords(records), publisher, Names(), batch_size=2)  # type: ignore[arg-type]
     return Flow(sender, accounts, records, publisher)
 
 

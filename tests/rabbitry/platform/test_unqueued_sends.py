@@ -20,11 +20,12 @@ import trio.testing
 
 from actors import Entities, run_partitioned
 from broker import Envelope, PublishNacked, Transport, open_memory_transport
-from rabbitry.billing import Ledger, MemoryStore, Money, RateCard
+from rabbitry.billing import AsyncLedger, Ledger, MemoryStore, Money, RateCard
 from rabbitry.gateway import KeyReused, SendAbandoned, Unavailable
 from rabbitry.platform import (
     AccountActor,
     AccountClient,
+    AsyncRecords,
     Fund,
     Names,
     OpenAccountCommand,
@@ -40,6 +41,8 @@ from rabbitry.platform import (
     run_reaper,
 )
 from rabbitry.platform._outbox import claim_after
+
+from .conftest import InlineThreads, inline
 
 NAMES = Names()
 BASE = 1_800_000_000.0  # the wall clock at trio time 0
@@ -92,6 +95,8 @@ class RefusingSends:
 class Platform:
     ledger: Ledger
     records: Records
+    books: AsyncLedger  # the ledger and the records for the platform's code, inline
+    log: AsyncRecords
     accounts: AccountClient
     transport: RefusingSends
     sender: Sender
@@ -102,6 +107,7 @@ class Platform:
 async def platform() -> AsyncIterator[Platform]:
     """Account actors on a memory broker, an account "a" with 1 EUR, a sender on the clock."""
     ledger, records = Ledger(MemoryStore()), Records.open(":memory:")
+    books, log = AsyncLedger(ledger, InlineThreads()), inline(records)
     async with open_memory_transport() as memory:
         transport = RefusingSends(memory)
         publisher = Publisher(transport, platform_codec(), NAMES.exchange)  # type: ignore[arg-type]
@@ -109,8 +115,8 @@ async def platform() -> AsyncIterator[Platform]:
         def account(account_id: str) -> AccountActor:
             return AccountActor(
                 account_id,
-                ledger=ledger,
-                records=records,
+                ledger=books,
+                records=log,
                 publisher=publisher,
                 names=NAMES,
                 currency="EUR",
@@ -133,8 +139,8 @@ async def platform() -> AsyncIterator[Platform]:
             accounts = AccountClient(publisher, NAMES)
             await accounts.ask(OpenAccountCommand(account="a", currency="EUR", operation="o"))
             await accounts.ask(Fund(account="a", amount=Decimal(1), currency="EUR", operation="f"))
-            sender = Sender(Pricing(), accounts, records, publisher, NAMES, clock=clock)
-            yield Platform(ledger, records, accounts, transport, sender, nursery)
+            sender = Sender(Pricing(), accounts, log, publisher, NAMES, clock=clock)
+            yield Platform(ledger, records, books, log, accounts, transport, sender, nursery)
             handle.request_stop()
             nursery.cancel_scope.cancel()
     records.close()
@@ -162,7 +168,7 @@ async def test_a_send_that_answered_503_is_failed_and_released_within_15_minutes
         assert p.ledger.balance("a").held == Decimal("0.15")
         await p.nursery.start(
             functools.partial(
-                run_reaper, p.ledger, p.records, p.accounts, unqueued_timeout=TIMEOUT, clock=clock
+                run_reaper, p.books, p.log, p.accounts, unqueued_timeout=TIMEOUT, clock=clock
             )
         )
         # Not before a retry could still come: a client retrying within the window succeeds.
@@ -199,7 +205,7 @@ async def test_a_retry_within_the_window_queues_them_and_the_reaper_leaves_them(
             await p.sender.send("a", OUTGOING, request_id=request)
         await p.nursery.start(
             functools.partial(
-                run_reaper, p.ledger, p.records, p.accounts, unqueued_timeout=TIMEOUT, clock=clock
+                run_reaper, p.books, p.log, p.accounts, unqueued_timeout=TIMEOUT, clock=clock
             )
         )
         await trio.sleep(claim_after(TIMEOUT) - 60)  # late, but in time
@@ -233,7 +239,7 @@ async def test_what_a_carrier_settled_meanwhile_stays_as_it_is(
         await p.accounts.tell("a", settle, message_id=f"carrier-{request}")
         await trio.sleep(TIMEOUT)
         given_up = await recover_once(
-            p.records.outbox, p.accounts, older_than=claim_after(TIMEOUT), clock=clock
+            p.log.outbox, p.accounts, older_than=claim_after(TIMEOUT), clock=clock
         )
         assert given_up == [(request, 0)]
         await trio.testing.wait_all_tasks_blocked()
@@ -243,4 +249,4 @@ async def test_what_a_carrier_settled_meanwhile_stays_as_it_is(
         assert p.ledger.applied(f"capture-{first}")
         assert not p.ledger.applied(f"release-{first}")
         # A second pass finds nothing to do.
-        assert await recover_once(p.records.outbox, p.accounts, older_than=0, clock=clock) == []
+        assert await recover_once(p.log.outbox, p.accounts, older_than=0, clock=clock) == []

@@ -17,6 +17,7 @@ import pytest
 
 from rabbitry.platform import (
     SIGNING_KEY_NAME,
+    AsyncRecords,
     PostgresRecords,
     Records,
     RecordsStore,
@@ -89,32 +90,32 @@ def test_the_first_generated_key_is_kept(records: RecordsStore) -> None:
     assert records.generated_key(SIGNING_KEY_NAME, "second") == "first"
 
 
-def test_secrets_are_derived_per_account_and_generation() -> None:
-    store = Records.open(":memory:")
+async def test_secrets_are_derived_per_account_and_generation() -> None:
+    store = AsyncRecords(Records.open(":memory:"))
     keys = WebhookSecrets(store, b"k" * 32)
-    first = keys.secret("acc-1")
+    first = await keys.secret("acc-1")
     assert first.startswith("whsec_")
     assert len(first) == len("whsec_") + 43  # 32 bytes, base64url without padding
-    assert keys.secret("acc-1") == first  # the same until renewed
-    assert keys.secret("acc-2") != first
-    assert WebhookSecrets(store, b"j" * 32).secret("acc-1") != first  # another master key
-    renewed = keys.renew("acc-1")
+    assert await keys.secret("acc-1") == first  # the same until renewed
+    assert await keys.secret("acc-2") != first
+    assert await WebhookSecrets(store, b"j" * 32).secret("acc-1") != first  # another master key
+    renewed = await keys.renew("acc-1")
     assert renewed != first
-    assert keys.secret("acc-1") == renewed
+    assert await keys.secret("acc-1") == renewed
     assert keys.derive("acc-1", 0) == first
     assert "k" * 32 not in repr(keys)
     with pytest.raises(ValueError, match="must not be empty"):
         WebhookSecrets(store, b"")
 
 
-def test_the_database_holds_no_secret(tmp_path: Path) -> None:
+async def test_the_database_holds_no_secret(tmp_path: Path) -> None:
     path = tmp_path / "records.db"
     store = Records.open(path)
     store.create_account(account("acc-1", "rk_visible_nowhere"))
-    keys = WebhookSecrets(store, b"m" * 32)
-    shown = [keys.secret("acc-1"), keys.renew("acc-1"), keys.renew("acc-1")]
+    keys = WebhookSecrets(AsyncRecords(store), b"m" * 32)
+    shown = [await keys.secret("acc-1"), await keys.renew("acc-1"), await keys.renew("acc-1")]
     store.close()
-    raw = path.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("records.db-*"))
+    raw = path.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("records.db-*"))  # noqa: ASYNC240 - a test reading the file it checks
     assert b"whsec_" not in raw
     assert b"rk_visible_nowhere" not in raw
     for secret in shown:
