@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).parent))
 from e2e import Daemon, Receiver, config_text, ctl, start_daemon
+from fleet import Fleet, drop_schema, fresh_schema, start_fleet
 
 
 @pytest.fixture
@@ -44,6 +45,34 @@ async def daemon_factory(tmp_path: Path, vhost: str) -> AsyncIterator[Callable[.
         if daemon.process.returncode is None:
             daemon.process.kill()
             await daemon.process.wait()
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh schema name of the local PostgreSQL for the daemons' store, dropped after (request
+    it before `fleet`, so the daemons are stopped first). PostgreSQL down fails the test."""
+    name = fresh_schema()
+    yield name
+    drop_schema(name)
+
+
+@pytest.fixture
+async def fleet(
+    tmp_path: Path, vhost: str, pg_schema: str
+) -> AsyncIterator[Callable[..., Awaitable[Fleet]]]:
+    """`await fleet(count, text=None)`: `count` daemons on one config (by default
+    `postgres_config_text` on `pg_schema`), vhost and store; every daemon still running at the
+    end is killed."""
+    started: list[Fleet] = []
+
+    async def start(count: int, *, text: str | None = None) -> Fleet:
+        one = await start_fleet(tmp_path, vhost, pg_schema, count, text=text)
+        started.append(one)
+        return one
+
+    yield start
+    for one in started:
+        await one.kill_all()
 
 
 @pytest.fixture
