@@ -270,10 +270,20 @@ async def _run_platform(
                     out,
                     task_status,
                     reloader=lambda root: _started(root, ops, config_path, config, parts),
-                    on_drain=ops.drain,
-                    on_ready=lambda: ready_at.append(trio.current_time()),
+                    on_drain=functools.partial(_draining, ops, backend),
+                    on_ready=functools.partial(_serving, ready_at, backend),
                     loop_lag=lag,
                 )
+
+
+def _serving(ready_at: list[float], backend: PlatformBackend) -> None:
+    ready_at.append(trio.current_time())
+    backend.ready.serving()
+
+
+def _draining(ops: DaemonOps, backend: PlatformBackend) -> None:
+    ops.drain()
+    backend.ready.draining()  # out of the load balancer first: `/readyz` answers 503
 
 
 def freeze_start_up() -> None:

@@ -162,3 +162,8 @@ class GatewayBackend(Protocol):
     def health(self) -> dict[str, object]:
         """Extra fields for `GET /healthz` (a "status" key here overrides "ok")."""
         ...
+
+    async def readiness(self) -> dict[str, str]:
+        """Why this daemon should not be given traffic now (`GET /readyz`), by check: "daemon"
+        (starting or draining), "broker", "store"; empty when it should."""
+        ...

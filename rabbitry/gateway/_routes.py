@@ -93,6 +93,13 @@ async def _healthz(backend: GatewayBackend, call: Call) -> Answer:
     return json_answer(200, {"status": "ok", **backend.health()})
 
 
+async def _readyz(backend: GatewayBackend, call: Call) -> Answer:
+    problems = await backend.readiness()
+    if problems:
+        return json_answer(503, {"status": "not_ready", "problems": problems})
+    return json_answer(200, {"status": "ready"})
+
+
 async def _create_account(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_new_account(call.body)
     created = await backend.create_account(
@@ -263,6 +270,10 @@ _UNAVAILABLE = (503,)
 ROUTES = (
     _r("GET", "/healthz", "public", _healthz,
        Doc("Whether the daemon is up", _OBJECT)),
+    _r("GET", "/readyz", "public", _readyz,
+       Doc("Whether to send the daemon traffic: it has started and is not draining, it is "
+           "connected to RabbitMQ and consuming, and its store answers (503 with the problems "
+           "otherwise)", _OBJECT, refusals=_UNAVAILABLE)),
     _r("POST", "/v1/accounts", "admin", _create_account,
        Doc("Open an account; its API key and webhook secret are shown this once", AccountCreated,
            201, body=NewAccount, refusals=_UNAVAILABLE)),

@@ -66,6 +66,7 @@ from rabbitry.platform._customer_urls import check_customer_url
 from rabbitry.platform._idempotency import IDEMPOTENCY_TTL
 from rabbitry.platform._invoices import request_invoice
 from rabbitry.platform._messages import Fund, OpenAccountCommand
+from rabbitry.platform._readiness import Readiness
 from rabbitry.platform._records import AccountRecord, DuplicateNumber, StoredAnswer, hash_key
 from rabbitry.platform._send import BATCH_SIZE, CHUNK, Outgoing, Sender
 from rabbitry.platform._status import inject_inbound
@@ -95,6 +96,7 @@ class PlatformBackend:
         self.idempotency_ttl = idempotency_ttl  # seconds an idempotent answer is replayed
         self._admin_key = admin_key.encode()
         self.carriers = carriers or {}
+        self.ready = Readiness(context.transport, context.records.store)
         self.sender = Sender(
             context,
             context.accounts,
@@ -129,7 +131,7 @@ class PlatformBackend:
             )
         for index, number in enumerate(numbers):
             _check_number(number, f"numbers[{index}]")
-            self._check_number_free(numbers, index)
+            await self._check_number_free(numbers, index)
         if webhook_url is not None:
             await self._check_url("webhook_url", webhook_url)
         account_id = f"acc_{secrets.token_hex(8)}"
@@ -364,14 +366,17 @@ class PlatformBackend:
             "time": time.time(),
         }
 
-    def _check_number_free(self, numbers: list[str], index: int) -> None:
+    async def readiness(self) -> dict[str, str]:
+        return await self.ready.problems()
+
+    async def _check_number_free(self, numbers: list[str], index: int) -> None:
         """Refuses `numbers[index]` if it came before in the list or an account owns it: checked
         before the ledger opens the account, so a refused creation leaves nothing behind (the
         records still refuse a number taken meanwhile)."""
         number, field = numbers[index], f"numbers[{index}]"
         if number in numbers[:index]:
             raise InvalidField(f"{field}: the number {number!r} is given twice", field=field)
-        if self.context.records.owner_of(number) is not None:
+        if await self.context.records.owner_of(number) is not None:
             message = f"{field}: the number {number!r} belongs to another account"
             raise NumberTaken(message, field=field)
 

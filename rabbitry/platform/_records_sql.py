@@ -276,6 +276,10 @@ class SqlRecords:
     def close(self) -> None:
         self.database.close()
 
+    def ping(self) -> None:
+        with self.database.session() as session:
+            session.one("SELECT 1")
+
     def _one(self, statement: str, parameters: tuple[object, ...]) -> Row | None:
         with self.database.session() as session:
             return session.one(self._sql[statement], parameters)

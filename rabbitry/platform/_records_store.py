@@ -39,6 +39,10 @@ class RecordsStore(Protocol):
 
     def close(self) -> None: ...
 
+    def ping(self) -> None:
+        """Asks the store a trivial question (`GET /readyz`); raises if it cannot answer."""
+        ...
+
     # Accounts
 
     def create_account(self, account: AccountRecord, numbers: Iterable[str] = ()) -> None:

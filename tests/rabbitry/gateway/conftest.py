@@ -50,6 +50,7 @@ class FakeBackend:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.stored: dict[tuple[str, str], StoredResponse] = {}
+        self.problems: dict[str, str] = {}  # what `GET /readyz` reports
         self.runs = 0
         self.gate: trio.Event | None = None  # when set up, `send` waits for it
         self.entered = trio.Event()  # `send` started
@@ -185,6 +186,9 @@ class FakeBackend:
 
     def health(self) -> dict[str, object]:
         return {"version": "test"}
+
+    async def readiness(self) -> dict[str, str]:
+        return dict(self.problems)
 
 
 @attrs.frozen

@@ -26,6 +26,18 @@ async def test_healthz_needs_no_key_and_adds_the_backend_fields(gateway: Gateway
     assert response.json() == {"status": "ok", "version": "test"}
 
 
+async def test_readyz_needs_no_key_and_answers_503_naming_the_problems(gateway: Gateway) -> None:
+    response = await gateway.client.get("/readyz")
+    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+    gateway.backend.problems["store"] = "the store did not answer within 2 s"
+    response = await gateway.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "not_ready",
+        "problems": {"store": "the store did not answer within 2 s"},
+    }
+
+
 @pytest.mark.parametrize(
     ("method", "path", "headers"),
     [
