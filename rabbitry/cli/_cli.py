@@ -11,8 +11,8 @@ from rabbitry.cli._run import check_config_command, run_command, sms_demo_comman
 from supervisor import ExitStatus
 
 
-def cli(argv: Sequence[str]) -> int:
-    """Parse `argv` and run the chosen command; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The `rabbitry` command line's parser (the deploy files' commands are checked with it)."""
     parser = argparse.ArgumentParser(prog="rabbitry", description="Rabbitry: supervised actors.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run a small supervision tree that crashes and restarts")
@@ -41,7 +41,12 @@ def cli(argv: Sequence[str]) -> int:
         "--json", action="store_true", help="print the validated config as JSON, secrets masked"
     )
     add_ops_commands(sub)
-    arguments = parser.parse_args(list(argv))
+    return parser
+
+
+def cli(argv: Sequence[str]) -> int:
+    """Parse `argv` and run the chosen command; returns the exit status."""
+    arguments = build_parser().parse_args(list(argv))
     if arguments.command in OPS_COMMANDS:
         return run_ops(arguments)
     if arguments.command == "config":
