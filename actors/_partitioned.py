@@ -158,6 +158,7 @@ async def run_partitioned(
                     router=router,
                     prefetch=prefetch,
                     drain_timeout=drain_timeout,
+                    handover=True,
                 )
             )
             handles.append(handle)
