@@ -28,6 +28,7 @@ from actors._errors import (
 )
 from actors._incarnation import open_actor, run_actor
 from actors._mailbox import Mailbox, MailboxStatistics
+from actors._membership import Fleet, MemberHeartbeat, Membership, run_membership
 from actors._metrics import (
     Histogram,
     all_counters,
@@ -67,6 +68,7 @@ __all__ = [
     "EntitiesFailed",
     "EntitiesSettings",
     "EntitiesStatistics",
+    "Fleet",
     "Histogram",
     "Inbound",
     "InvalidEntities",
@@ -76,6 +78,8 @@ __all__ = [
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
+    "MemberHeartbeat",
+    "Membership",
     "MisroutedMessage",
     "NotRegistered",
     "PartitionedHandle",
@@ -92,6 +96,7 @@ __all__ = [
     "open_actor",
     "run_actor",
     "run_consumer",
+    "run_membership",
     "run_partitioned",
     "run_service",
 ]
