@@ -37,7 +37,13 @@ from actors._metrics import (
     count,
     histogram,
 )
-from actors._partitioned import KeyOf, MisroutedMessage, PartitionedHandle, run_partitioned
+from actors._partitioned import (
+    KeyOf,
+    MisroutedMessage,
+    PartitionedHandle,
+    live_partitioned,
+    run_partitioned,
+)
 from actors._ref import ActorRef
 from actors._registry import Registry
 from actors._service import run_service
@@ -93,6 +99,7 @@ __all__ = [
     "current_inbound",
     "histogram",
     "inbound_or_none",
+    "live_partitioned",
     "open_actor",
     "run_actor",
     "run_consumer",

@@ -57,7 +57,21 @@ from broker import (
     assign_partitions,
 )
 
-__all__ = ["KeyOf", "MisroutedMessage", "PartitionedHandle", "run_partitioned"]
+__all__ = [
+    "KeyOf",
+    "MisroutedMessage",
+    "PartitionedHandle",
+    "live_partitioned",
+    "run_partitioned",
+]
+
+_LIVE: dict[str, PartitionedHandle] = {}
+
+
+def live_partitioned() -> dict[str, PartitionedHandle]:
+    """The running partitioned consumers of this process by layout name (for metrics)."""
+    return dict(_LIVE)
+
 
 _DEFAULTS = ConsumerSettings()
 
@@ -232,7 +246,9 @@ async def run_partitioned(
                 await slots.start(slot, partition)
             while any(want and index not in handles for index, want in enumerate(wanted)):
                 await changed.park()  # ready means consuming every partition assigned here
-            task_status.started(PartitionedHandle(layout, handles, stop, fleet))
+            ready = PartitionedHandle(layout, handles, stop, fleet)
+            _LIVE[layout.name] = ready
+            task_status.started(ready)
             if fleet is not None:
                 version = fleet.version
                 while not stopping:
@@ -240,4 +256,6 @@ async def run_partitioned(
                         version = await fleet.wait_changed(version)
                     if not stopping:
                         apply(fleet.members())
+        if _LIVE.get(layout.name) is ready:
+            del _LIVE[layout.name]
         nursery.cancel_scope.cancel()  # every partition drained: stop beating
