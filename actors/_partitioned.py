@@ -1,9 +1,15 @@
-"""Partitioned consumers: every partition queue of a layout, consumed into per-key entities.
+"""Partitioned consumers: the partition queues of a layout, consumed into per-key entities.
 
-One daemon runs one consumer per partition queue of a :class:`~broker.PartitionLayout`; each
-delivery goes to the entity ``entities.ref(key_of(message))``. Many daemons run the same thing
-against the same RabbitMQ; single-active-consumer makes one of them the owner of each partition,
-and when it dies the next one takes over::
+A daemon runs one consumer per partition queue of a :class:`~broker.PartitionLayout` it
+consumes; each delivery goes to the entity ``entities.ref(key_of(message))``. Many daemons run
+the same thing against the same RabbitMQ. Without ``membership`` each consumes every partition and
+single-active-consumer makes one of them the owner of each (the first registered), the others
+standbys. With ``membership=Membership()`` the daemons alive learn of each other
+(:func:`~actors.run_membership`) and each consumes only the partitions
+:func:`~broker.assign_partitions` gives it, within one of an even share; a partition assigned away
+is released by a handover drain (held, finished, acked, closed without basic.cancel) before
+single-active-consumer lets its new owner start, and a dead member's partitions are reassigned
+once it missed its heartbeats::
 
     accounts = Entities("account", Account)          # Account is a ConsumerActor
     layout = PartitionLayout("accounts", count=8, exchange="accounts")
