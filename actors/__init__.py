@@ -28,6 +28,7 @@ from actors._errors import (
 )
 from actors._incarnation import open_actor, run_actor
 from actors._mailbox import Mailbox, MailboxStatistics
+from actors._membership import Fleet, MemberHeartbeat, Membership, run_membership
 from actors._metrics import (
     Histogram,
     all_counters,
@@ -36,7 +37,13 @@ from actors._metrics import (
     count,
     histogram,
 )
-from actors._partitioned import KeyOf, MisroutedMessage, PartitionedHandle, run_partitioned
+from actors._partitioned import (
+    KeyOf,
+    MisroutedMessage,
+    PartitionedHandle,
+    live_partitioned,
+    run_partitioned,
+)
 from actors._ref import ActorRef
 from actors._registry import Registry
 from actors._service import run_service
@@ -67,6 +74,7 @@ __all__ = [
     "EntitiesFailed",
     "EntitiesSettings",
     "EntitiesStatistics",
+    "Fleet",
     "Histogram",
     "Inbound",
     "InvalidEntities",
@@ -76,6 +84,8 @@ __all__ = [
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
+    "MemberHeartbeat",
+    "Membership",
     "MisroutedMessage",
     "NotRegistered",
     "PartitionedHandle",
@@ -89,9 +99,11 @@ __all__ = [
     "current_inbound",
     "histogram",
     "inbound_or_none",
+    "live_partitioned",
     "open_actor",
     "run_actor",
     "run_consumer",
+    "run_membership",
     "run_partitioned",
     "run_service",
 ]

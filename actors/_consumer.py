@@ -33,9 +33,12 @@ the actor, as an exception nobody listed does under a policy.
 
 Drain (``request_stop()``): the broker consumer is cancelled (no new deliveries), what the actor
 already holds is finished and acked, and the consumer closes, which requeues what was not
-handled, all within ``drain_timeout``. Items the actor takes after that are skipped, not handled:
-the broker delivers them again. A cancelled consumer closes at once; its unsettled deliveries are
-requeued and delivered again (``redelivered=True``), so effects deduplicate on the message id.
+handled, all within ``drain_timeout``. A handover drain (``handover=True``, for
+single-active-consumer queues) holds the consumer instead of cancelling it: it stays the active
+one until it closed, so its successor starts with nothing outstanding and in queue order. Items
+the actor takes after the drain are skipped, not handled: the broker delivers them again. A
+cancelled consumer closes at once; its unsettled deliveries are requeued and delivered again
+(``redelivered=True``), so effects deduplicate on the message id.
 """
 
 from __future__ import annotations
@@ -362,12 +365,16 @@ async def run_consumer(
     router: FailureRouter | None = None,
     prefetch: int = _DEFAULTS.prefetch,
     drain_timeout: float = _DEFAULTS.drain_timeout,
+    handover: bool = False,
     task_status: trio.TaskStatus[ConsumerHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Consume ``queue``, hand each delivery to ``target``, ack once its ``handle`` returned.
 
     Reports ready with a :class:`ConsumerHandle` once the consumer is registered. Returns after
-    ``request_stop()`` and the drain (see the module docstring). Raises ValueError for
+    ``request_stop()`` and the drain (see the module docstring). With ``handover`` (for a
+    single-active-consumer queue) the drain holds the consumer (:meth:`~broker.Consumer.hold`)
+    instead of cancelling it, so the next consumer starts only after what this one took was
+    finished and acked and the rest returned in order. Raises ValueError for
     ``prefetch < 1`` or a negative ``drain_timeout``, and what the transport raises (NotDeclared
     for a missing queue, TransportClosed when the connection is gone for good).
     """
@@ -380,6 +387,7 @@ async def run_consumer(
         prefetch=prefetch,
         drain_timeout=drain_timeout,
         settle=settle_consumed,
+        handover=handover,
         task_status=task_status,
     )
 
@@ -393,9 +401,13 @@ async def run_flow(
     prefetch: int,
     drain_timeout: float,
     settle: Settle,
+    handover: bool = False,
     task_status: trio.TaskStatus[ConsumerHandle],
 ) -> None:
-    """The loop shared by consumers and services; ``settle`` finishes one handled delivery."""
+    """The loop shared by consumers and services; ``settle`` finishes one handled delivery.
+
+    ``handover`` drains by holding the consumer instead of cancelling it (see run_consumer).
+    """
     queue = flow.queue
     if not drain_timeout >= 0:
         raise ValueError(
@@ -426,7 +438,10 @@ async def run_flow(
                     await _hand_over(flow, delivery, codec, choose)
             flow.state = "draining"
             with trio.move_on_after(drain_timeout) as drain:
-                await consumer.cancel()
+                if handover:
+                    consumer.hold()
+                else:
+                    await consumer.cancel()
                 while flow.in_flight:
                     flow.idle = trio.Event()
                     await flow.idle.wait()

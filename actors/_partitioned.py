@@ -1,9 +1,15 @@
-"""Partitioned consumers: every partition queue of a layout, consumed into per-key entities.
+"""Partitioned consumers: the partition queues of a layout, consumed into per-key entities.
 
-One daemon runs one consumer per partition queue of a :class:`~broker.PartitionLayout`; each
-delivery goes to the entity ``entities.ref(key_of(message))``. Many daemons run the same thing
-against the same RabbitMQ; single-active-consumer makes one of them the owner of each partition,
-and when it dies the next one takes over::
+A daemon runs one consumer per partition queue of a :class:`~broker.PartitionLayout` it
+consumes; each delivery goes to the entity ``entities.ref(key_of(message))``. Many daemons run
+the same thing against the same RabbitMQ. Without ``membership`` each consumes every partition and
+single-active-consumer makes one of them the owner of each (the first registered), the others
+standbys. With ``membership=Membership()`` the daemons alive learn of each other
+(:func:`~actors.run_membership`) and each consumes only the partitions
+:func:`~broker.assign_partitions` gives it, within one of an even share; a partition assigned away
+is released by a handover drain (held, finished, acked, closed without basic.cancel) before
+single-active-consumer lets its new owner start, and a dead member's partitions are reassigned
+once it missed its heartbeats::
 
     accounts = Entities("account", Account)          # Account is a ConsumerActor
     layout = PartitionLayout("accounts", count=8, exchange="accounts")
@@ -37,17 +43,41 @@ and what :func:`~actors.run_consumer` and the transport raise (NotDeclared, Tran
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import trio
 
 from actors._consumer import ConsumerHandle, ConsumerStatistics, run_consumer
 from actors._entities import Entities
+from actors._membership import Fleet, Membership, run_membership
 from actors._ref import ActorRef
 from actors._settings import ConsumerSettings
-from broker import Codec, Envelope, FailureRouter, PartitionLayout, Transport
+from broker import (
+    Codec,
+    Envelope,
+    FailureRouter,
+    PartitionLayout,
+    Transport,
+    TransportClosed,
+    assign_partitions,
+)
 
-__all__ = ["KeyOf", "MisroutedMessage", "PartitionedHandle", "run_partitioned"]
+__all__ = [
+    "KeyOf",
+    "MisroutedMessage",
+    "PartitionedHandle",
+    "live_partitioned",
+    "run_partitioned",
+]
+
+_LIVE: dict[str, PartitionedHandle] = {}
+
+
+def live_partitioned() -> dict[str, PartitionedHandle]:
+    """The running partitioned consumers of this process by layout name (for metrics)."""
+    return dict(_LIVE)
+
 
 _DEFAULTS = ConsumerSettings()
 
@@ -60,30 +90,42 @@ class MisroutedMessage(ValueError):  # noqa: N818  (names what happened, like Ac
 
 
 class PartitionedHandle:
-    """What :func:`run_partitioned` reports ready with: one consumer handle per partition."""
+    """What :func:`run_partitioned` reports ready with: the partitions it consumes, and stop."""
 
-    __slots__ = ("_handles", "layout")
+    __slots__ = ("_handles", "_stop", "fleet", "layout")
 
-    def __init__(self, layout: PartitionLayout, handles: tuple[ConsumerHandle, ...]) -> None:
+    def __init__(
+        self,
+        layout: PartitionLayout,
+        handles: dict[int, ConsumerHandle],
+        stop: Callable[[], None],
+        fleet: Fleet | None,
+    ) -> None:
         self.layout = layout
+        self.fleet = fleet
+        """The membership view when partitions are spread over a fleet, else None."""
         self._handles = handles
+        self._stop = stop
 
     @property
     def handles(self) -> tuple[ConsumerHandle, ...]:
-        """The consumer of partition ``i`` at index ``i``."""
-        return self._handles
+        """The consumers of the partitions consumed now, in partition order."""
+        return tuple(self._handles[index] for index in sorted(self._handles))
+
+    def owned(self) -> tuple[int, ...]:
+        """The partitions this process consumes now (registered, active or waiting its turn)."""
+        return tuple(sorted(self._handles))
 
     def request_stop(self) -> None:
-        """Drain every partition consumer (see :func:`~actors.run_consumer`); idempotent."""
-        for handle in self._handles:
-            handle.request_stop()
+        """Leave the fleet and drain every partition consumer (see :func:`run_consumer`)."""
+        self._stop()
 
     def statistics(self) -> tuple[ConsumerStatistics, ...]:
-        """The counters of each partition's consumer, partition ``i`` at index ``i``."""
-        return tuple(handle.statistics() for handle in self._handles)
+        """The counters of each consumer of :attr:`handles`, in the same order."""
+        return tuple(handle.statistics() for handle in self.handles)
 
     def __repr__(self) -> str:
-        return f"<PartitionedHandle {self.layout.name!r} x{len(self._handles)}>"
+        return f"<PartitionedHandle {self.layout.name!r} owns {list(self.owned())}>"
 
 
 def _target(
@@ -118,6 +160,7 @@ async def run_partitioned(
     prefetch: int = _DEFAULTS.prefetch,
     drain_timeout: float = _DEFAULTS.drain_timeout,
     declare: bool = True,
+    membership: Membership | None = None,
     task_status: trio.TaskStatus[PartitionedHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Consume every partition queue of ``layout`` into ``entities``, keyed by ``key_of``.
@@ -145,20 +188,80 @@ async def run_partitioned(
         )
     if declare:
         await transport.declare(layout.topology())
+    wanted: list[bool] = [membership is None] * layout.count
+    handles: dict[int, ConsumerHandle] = {}
+    stopping = False
+    changed = trio.lowlevel.ParkingLot()
+    fleet: Fleet | None = None
+    consume = functools.partial(
+        run_consumer,
+        codec=codec,
+        router=router,
+        prefetch=prefetch,
+        drain_timeout=drain_timeout,
+        handover=True,
+    )
+
+    async def slot(partition: int, *, task_status: trio.TaskStatus[None]) -> None:
+        """Consume ``partition`` while it is wanted; release it gracefully when it is not."""
+        queue = layout.queue(partition)
+        target = _target(layout, partition, entities, key_of)
+        task_status.started()
+        while True:
+            while not wanted[partition] and not stopping:
+                await changed.park()
+            if stopping:
+                return
+            try:
+                async with trio.open_nursery() as nursery:
+                    handle: ConsumerHandle = await nursery.start(consume, transport, queue, target)
+                    handles[partition] = handle
+                    changed.unpark_all()
+                    while wanted[partition] and not stopping:
+                        await changed.park()
+                    handle.request_stop()  # a handover: finish, ack, close; then the next owner
+            except TransportClosed:
+                if membership is None:
+                    raise
+                # The connection is down (reconnecting): try again, unless it was closed for good,
+                # which the membership's heartbeats find out and raise.
+                await trio.sleep(membership.heartbeat / 2)
+            finally:
+                handles.pop(partition, None)
+
+    def apply(members: tuple[str, ...]) -> None:
+        assert fleet is not None  # invariant: only called with a fleet
+        owners = assign_partitions(members, layout.count, salt=layout.name) if members else ()
+        for partition in range(layout.count):
+            wanted[partition] = bool(owners) and owners[partition] == fleet.member
+        changed.unpark_all()
+
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+        if fleet is not None:
+            fleet.leave()  # the others take over at once; SAC lets them in as each drain ends
+        changed.unpark_all()
+
     async with trio.open_nursery() as nursery:
-        handles: list[ConsumerHandle] = []
-        for partition, queue in enumerate(layout.queues):
-            handle: ConsumerHandle = await nursery.start(
-                functools.partial(
-                    run_consumer,
-                    transport,
-                    queue,
-                    _target(layout, partition, entities, key_of),
-                    codec=codec,
-                    router=router,
-                    prefetch=prefetch,
-                    drain_timeout=drain_timeout,
-                )
-            )
-            handles.append(handle)
-        task_status.started(PartitionedHandle(layout, tuple(handles)))
+        if membership is not None:
+            fleet = await nursery.start(run_membership, transport, layout.name, membership)
+            apply(fleet.members())
+        async with trio.open_nursery() as slots:
+            for partition in range(layout.count):
+                await slots.start(slot, partition)
+            while any(want and index not in handles for index, want in enumerate(wanted)):
+                await changed.park()  # ready means consuming every partition assigned here
+            ready = PartitionedHandle(layout, handles, stop, fleet)
+            _LIVE[layout.name] = ready
+            task_status.started(ready)
+            if fleet is not None:
+                version = fleet.version
+                while not stopping:
+                    with trio.move_on_after(membership.heartbeat if membership else math.inf):
+                        version = await fleet.wait_changed(version)
+                    if not stopping:
+                        apply(fleet.members())
+        if _LIVE.get(layout.name) is ready:
+            del _LIVE[layout.name]
+        nursery.cancel_scope.cancel()  # every partition drained: stop beating

@@ -1,6 +1,7 @@
 """The broker layer: RabbitMQ (aiormq behind a bridge) and the in-memory broker."""
 
 from broker._alerts import MessageParked
+from broker._assignment import assign_partitions
 from broker._codec import Codec, ContentType, type_name
 from broker._envelope import CORRELATION_HEADER, Envelope, HeaderValue
 from broker._errors import (
@@ -157,6 +158,7 @@ __all__ = [
     "Unroutable",
     "UnsupportedURL",
     "WorkQueue",
+    "assign_partitions",
     "encode_failure",
     "encode_reply",
     "jump_hash",

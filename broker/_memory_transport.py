@@ -87,6 +87,7 @@ class _MemoryConsumer:
         self._buffer: deque[Delivery] = deque()
         self._lot = trio.lowlevel.ParkingLot()
         self._cancelled = False
+        self._held = False
         self._server_cancelled = False
         self.subscription: Subscription = transport.broker.subscribe(
             queue, prefetch=prefetch, exclusive=exclusive, listener=self
@@ -110,6 +111,8 @@ class _MemoryConsumer:
 
     async def __anext__(self) -> Delivery:
         while True:
+            if self._held:
+                raise StopAsyncIteration
             if self._buffer:
                 await _checkpoint_if_cancelled()
                 delivery = self._buffer.popleft()
@@ -132,6 +135,14 @@ class _MemoryConsumer:
     async def cancel(self) -> None:
         self._stop()
         await trio.lowlevel.checkpoint()
+
+    def hold(self) -> None:
+        """End iteration; keep the place on the queue and what was received until close.
+
+        Deliveries keep arriving up to prefetch, unyielded, as on RabbitMQ; close returns them.
+        """
+        self._held = True
+        self._lot.unpark_all()
 
     def _stop(self) -> None:
         """Stop deliveries and requeue those received but not yet yielded."""

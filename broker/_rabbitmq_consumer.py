@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -132,10 +133,16 @@ class ConsumerLink:
         except Exception as exc:  # a timeout: the channel does not answer
             raise translate(exc, f"cancelling the consumer of queue {self._queue!r}") from exc
 
-    async def close(self) -> None:
-        """Cancel, send every queued settlement, close the channel; the broker requeues the rest."""
+    async def close(self, *, cancel: bool = True) -> None:
+        """Cancel, send every queued settlement, close the channel; the broker requeues the rest.
+
+        With ``cancel=False`` no basic.cancel goes first: the consumer stays registered until its
+        channel closes, so a single-active-consumer queue activates the next consumer only once
+        every settlement was sent and the rest returned (a handover without overlap).
+        """
         self._closing = True
-        await self.cancel()
+        if cancel:
+            await self.cancel()
         if self._writer is not None and not self._writer.done():
             flushed = asyncio.get_running_loop().create_future()
             self.queue_op(_FLUSH, flushed)
@@ -296,6 +303,7 @@ class RabbitMQConsumer:
         self._unsettled: set[int] = set()
         self._waiting = trio.lowlevel.ParkingLot()
         self._cancelled = False
+        self._held = False
         self._closed = False
         self._error: BrokerError | None = None
         self._since_yield = 0
@@ -308,17 +316,19 @@ class RabbitMQConsumer:
 
     @property
     def ended(self) -> bool:
-        """Cancelled, closed or failed: a reconnect does not register it again."""
-        return self._cancelled or self._closed or self._error is not None
+        """Cancelled, held, closed or failed: a reconnect does not register it again."""
+        return self._cancelled or self._held or self._closed or self._error is not None
 
     def __aiter__(self) -> RabbitMQConsumer:
         return self
 
     async def __anext__(self) -> Delivery:
+        if self._held:
+            raise StopAsyncIteration
         while not self._buffer:
             if self._error is not None:
                 raise self._error
-            if self._cancelled or self._closed:
+            if self._cancelled or self._held or self._closed:
                 raise StopAsyncIteration
             await self._waiting.park()
         # Deliveries are queued: a cancellation point always, a scheduling point now and then.
@@ -342,6 +352,15 @@ class RabbitMQConsumer:
         if self.link is not None:
             with trio.move_on_after(self._close_timeout, shield=True):
                 await self._bridge.call(self.link.cancel)
+
+    def hold(self) -> None:
+        """End iteration, keep the registration: what was received stays unsettled until close.
+
+        No basic.cancel is sent; closing later closes the channel without one (see
+        :meth:`ConsumerLink.close`), which returns what was not settled in order.
+        """
+        self._held = True
+        self._waiting.unpark_all()
 
     def settle(self, delivery: Delivery, kind: int) -> None:
         """Queue an ack or nack; raises StaleDelivery (and sends nothing) if already settled."""
@@ -440,7 +459,8 @@ class RabbitMQConsumer:
                 trio.move_on_after(self._close_timeout, shield=True),
                 contextlib.suppress(BrokerError),
             ):
-                await self._bridge.call(self.link.close)
+                cancel = self._cancelled or not self._held
+                await self._bridge.call(functools.partial(self.link.close, cancel=cancel))
 
     def _requeue_buffered(self) -> None:
         while self._buffer:

@@ -135,6 +135,18 @@ class Consumer(Protocol):
         """
         ...
 
+    def hold(self) -> None:
+        """End iteration but stay registered, holding every unsettled delivery, until closed.
+
+        No basic.cancel: on a single-active-consumer queue no other consumer is activated while
+        this one finishes what it was given; deliveries received but not yet yielded stay
+        unsettled too. Closing it then returns everything not settled to the queue, in order and
+        ahead of newer messages, and only then does the next consumer start. Use it to hand a
+        single-active-consumer queue over: hold, finish and ack in-flight work, then leave the
+        ``async with``. Idempotent.
+        """
+        ...
+
     async def cancel(self) -> None:
         """Stop new deliveries (basic.cancel) and end iteration; idempotent.
 

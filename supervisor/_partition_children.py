@@ -24,7 +24,14 @@ import functools
 import attrs
 import trio
 
-from actors import ConsumerSettings, Entities, KeyOf, PartitionedHandle, run_partitioned
+from actors import (
+    ConsumerSettings,
+    Entities,
+    KeyOf,
+    Membership,
+    PartitionedHandle,
+    run_partitioned,
+)
 from broker import Codec, FailureRouter, PartitionLayout, Transport
 from supervisor._backoff import Backoff
 from supervisor._broker_children import RouterSource, TransportSource, _check, _run, _shutdown
@@ -52,6 +59,7 @@ async def _consume(
     prefetch: int,
     drain_timeout: float,
     declare: bool,
+    membership: Membership | None,
     transport: Transport,
     router: FailureRouter | None,
     *,
@@ -67,6 +75,7 @@ async def _consume(
         prefetch=prefetch,
         drain_timeout=drain_timeout,
         declare=declare,
+        membership=membership,
         task_status=task_status,
     )
 
@@ -83,6 +92,7 @@ def partitioned(
     prefetch: int = _DEFAULTS.prefetch,
     drain_timeout: float = _DEFAULTS.drain_timeout,
     declare: bool = True,
+    membership: Membership | None = None,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     shutdown: float | None = None,
@@ -90,8 +100,11 @@ def partitioned(
     """A child running :func:`~actors.run_partitioned` on ``layout`` into ``entities``.
 
     ``transport`` and ``router`` are as for :func:`consumer`; ``shutdown`` defaults to
-    ``drain_timeout + 1``. Raises InvalidChildSpec for ``prefetch < 1``, a negative
-    ``drain_timeout``, or ``entities`` that is not an entity host.
+    ``drain_timeout + 1``. With ``membership`` the daemons running this child spread the
+    partitions among themselves (see :func:`~actors.run_partitioned`); without, each consumes
+    every partition and single-active-consumer makes the others standbys. Raises
+    InvalidChildSpec for ``prefetch < 1``, a negative ``drain_timeout``, or ``entities`` that
+    is not an entity host.
     """
     _check("partitioned", name, prefetch, drain_timeout)
     host = entities.host if isinstance(entities, EntitiesChild) else entities
@@ -101,7 +114,7 @@ def partitioned(
             f"(got {entities!r}); pass the host the partitions feed"
         )
     body = functools.partial(
-        _consume, layout, host, key_of, codec, prefetch, drain_timeout, declare
+        _consume, layout, host, key_of, codec, prefetch, drain_timeout, declare, membership
     )
     return PartitionedChild(
         name=name,

@@ -25,6 +25,8 @@ links' counters, the consumers' bucket counters in `actors._metrics`) when Prome
 | rabbitry_account_operations_total, _refusals_total | counter | kind (hold, capture...) |
 | rabbitry_event_loop_lag_seconds | histogram (how late a 10 ms tick wakes: `LoopLag`) | |
 | rabbitry_store_calls_running, rabbitry_store_calls_waiting | gauge (the store's threads) | |
+| rabbitry_partitions_owned | gauge (partitions this daemon consumes) | layout |
+| rabbitry_partition_members | gauge (live daemons this one sees in the fleet) | layout |
 
 Example alerts (PromQL), in the README's operations section too:
 
@@ -62,7 +64,13 @@ from prometheus_client.core import (
     Metric,
 )
 
-from actors import Histogram, all_counters, all_handler_metrics, all_histograms
+from actors import (
+    Histogram,
+    all_counters,
+    all_handler_metrics,
+    all_histograms,
+    live_partitioned,
+)
 from broker import FailureRouter, Transport
 from rabbitry.storage import StoreThreads
 from supervisor import NodeSnapshot
@@ -142,6 +150,20 @@ class Collector:
         yield operations
         yield refusals
         yield from self._loop()
+        yield from self._partitions()
+
+    def _partitions(self) -> Iterator[Metric]:
+        owned = GaugeMetricFamily(
+            "rabbitry_partitions_owned", "Partitions this daemon consumes", labels=["layout"]
+        )
+        members = GaugeMetricFamily(
+            "rabbitry_partition_members", "Live daemons sharing the partitions", labels=["layout"]
+        )
+        for name, handle in sorted(live_partitioned().items()):
+            owned.add_metric([name], len(handle.owned()))
+            if handle.fleet is not None:
+                members.add_metric([name], len(handle.fleet.members()))
+        yield from (owned, members)
 
     def _loop(self) -> Iterator[Metric]:
         if self.source.loop_lag is not None:

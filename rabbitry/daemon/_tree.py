@@ -9,7 +9,8 @@ feeds them drained):
 
     root
     ├── accounts              entities: one AccountActor per account id
-    ├── accounts-in           partitioned consumer of accounts.0..N-1 (single active consumer)
+    ├── accounts-in           partitioned consumer of its share of accounts.0..31 (the daemons
+    │                         alive split them by heartbeats; single active consumer each)
     ├── carrier.<name>        one_for_one, per configured carrier:
     │   ├── link              the connector's connection, reports and inbound SMS
     │   ├── worker            CarrierActor: submits send batches
@@ -35,7 +36,7 @@ import attrs
 import httpx
 import trio
 
-from actors import Actor
+from actors import Actor, Membership
 from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue, work_topology
 from conf import Pool as PoolConfig
 from rabbitry.config import PLATFORM_POOLS, Config, effective_pools
@@ -257,6 +258,7 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
             router=parts.router,
             prefetch=64,
             declare=False,
+            membership=Membership(),  # the daemons alive share the partitions out
         ),
     ]
     children += [carrier_branch(parts, side) for side in parts.carriers.values()]

@@ -41,7 +41,9 @@ class Names:
     pools_exchange: str = "work"
     """The topic exchange the queues of config-declared pools are bound to."""
     accounts: str = "accounts"
-    partitions: int = 4
+    partitions: int = 32
+    """Account partition queues; every daemon must agree, and changing it is an offline step
+    (README: stop every daemon, let the partitions drain, then start them with the new count)."""
 
     def send_key(self, carrier: str) -> str:
         return f"sms.send.{carrier}"

@@ -197,17 +197,6 @@ def assert_in_order_without_gaps(ledger: Ledger, total: int) -> None:
         assert firsts == list(range(total)), f"{key} handled out of order: {ledger.seqs(key)}"
 
 
-def _drain_handover(request: pytest.FixtureRequest, url: str) -> None:
-    if url.startswith("memory"):
-        return
-    reason = (
-        "run_consumer drains with basic.cancel while it holds unacked deliveries, and a "
-        "quorum single-active-consumer queue (RabbitMQ 3.10) activates the next consumer at "
-        "that moment (a classic one crashes instead, rabbitmq-server#5460)"
-    )
-    request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
-
-
 async def crash(url: str, ledger: Ledger, name: str, scope: trio.CancelScope) -> None:
     """Kill daemon ``name`` as a dead process dies: its connection goes, with no basic.cancel.
 
@@ -286,10 +275,7 @@ async def test_two_daemons_own_partitions_and_the_survivor_takes_over(
     assert ledger.overlaps == []
 
 
-async def test_a_drained_daemon_hands_over_without_overlap(
-    url: str, ledger: Ledger, request: pytest.FixtureRequest
-) -> None:
-    _drain_handover(request, url)
+async def test_a_drained_daemon_hands_over_without_overlap(url: str, ledger: Ledger) -> None:
     layout = ledger.layout
     async with open_transport(url) as producer, trio.open_nursery() as nursery:
         await producer.declare(layout.topology())

@@ -377,6 +377,46 @@ class TransportContract:
             if active_open:
                 await first.__aexit__(None, None, None)
 
+    async def test_a_held_consumer_hands_over_only_when_closed_and_in_order(
+        self,
+        transport: Transport,
+        second_transport: Transport,
+        names: Names,
+        clock: MockClock | None,
+    ) -> None:
+        queue = await self.work_queue(transport, names, quorum=True, single_active_consumer=True)
+        first = transport.open_consumer(queue, prefetch=10)
+        held = await first.__aenter__()
+        held_open = True
+        try:
+            async with second_transport.open_consumer(queue, prefetch=10) as standby:
+                for n in range(3):
+                    await transport.publish(item(n), exchange="", routing_key=queue)
+                got = await receive(held, 2)
+                held.hold()
+                with pytest.raises(StopAsyncIteration):  # iteration ends, the third stays held
+                    await anext(held)
+                await transport.ack(got[0])  # a held consumer still settles what it took
+                for n in range(3, 5):
+                    await transport.publish(item(n), exchange="", routing_key=queue)
+                taken = []
+                with trio.move_on_after(0.5):  # the holder is still the active consumer
+                    taken.append(await anext(standby))
+                assert taken == []
+                held_open = False
+                await first.__aexit__(None, None, None)
+                rest = await receive(standby, 4)
+                # The holder received 3 and 4 too (within its prefetch) and returned them unhandled.
+                assert [(number(d), d.redelivered) for d in rest] == [
+                    (1, True),
+                    (2, True),
+                    (3, True),
+                    (4, True),
+                ]
+        finally:
+            if held_open:
+                await first.__aexit__(None, None, None)
+
     async def test_an_exclusive_consumer_refuses_others(
         self, transport: Transport, second_transport: Transport, names: Names
     ) -> None:

@@ -110,9 +110,11 @@ async def test_killing_the_partition_leader_mid_batch_loses_nothing_and_charges_
     try:
         queues = await trio.to_thread.run_sync(queues_of, first)
         partitions = sorted(name for name in queues if name.removeprefix("accounts.").isdigit())
-        assert len(partitions) == 4
+        assert len(partitions) == 32
         names = {node.name for node in cluster}
         for name, queue in queues.items():
+            if name.startswith("accounts.members."):
+                continue  # a daemon's heartbeat queue: exclusive, it holds no work to lose
             # Every queue is a quorum queue with a member on each node (the default initial
             # group size on 3.10: every node of the cluster).
             assert queue["type"] == "quorum", name
