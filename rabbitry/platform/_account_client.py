@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from broker import CallTimeout, PublishError, RpcClient
+from broker import CallTimeout, PublishError, RpcClient, TransportClosed
 from rabbitry.billing import (
     CurrencyMismatch,
     InsufficientFunds,
@@ -75,6 +75,13 @@ class AccountClient:
             raise Unavailable("the ledger is unavailable; retry with the same key") from None
         except (CallTimeout, PublishError) as error:
             raise Unavailable(f"the account did not answer in time ({error})") from None
+        except TransportClosed:
+            # The connection to RabbitMQ was lost during the call (its reply would come back on
+            # the lost connection): the command may or may not have run, and it is safe to repeat.
+            raise Unavailable(
+                "the connection to the message broker was lost during the request; retry with "
+                "the same key"
+            ) from None
         if not isinstance(reply, Receipt):
             raise TypeError(f"an account answered {type(reply).__name__}, not a Receipt")
         return reply

@@ -22,6 +22,7 @@ from rabbitry.billing import (
     Receipt,
     UnknownAccount,
 )
+from rabbitry.gateway import Unavailable
 from rabbitry.platform import (
     AccountActor,
     AccountClient,
@@ -174,3 +175,26 @@ async def test_an_amount_that_is_no_money_is_answered_never_a_crash(
     crashes = [record for record in caplog.records if "crashed" in record.getMessage()]
     assert crashes == []
     assert ledger.balance("a").held == Decimal("0.00")
+
+
+async def test_a_call_cut_off_by_a_lost_connection_is_unavailable_never_a_crash(
+    autojump_clock: Any,
+) -> None:
+    """The broker connection goes while the account's reply is awaited: the reply cannot come
+    back, so the caller is told to retry with the same key (503), not given an internal error."""
+    async with open_memory_transport() as transport:
+        await transport.declare(NAMES.layout.topology())
+        client = AccountClient(Publisher(transport, platform_codec(), NAMES.exchange), NAMES)
+        queue = NAMES.layout.queue(NAMES.layout.partition("acc_1"))
+        # `silent` takes the command and never answers.
+        async with transport.open_consumer(queue) as silent, trio.open_nursery() as nursery:
+
+            async def cut_when_taken() -> None:
+                await silent.__anext__()
+                await transport.aclose()
+
+            nursery.start_soon(cut_when_taken)
+            with pytest.raises(Unavailable, match="connection to the message broker was lost"):
+                await client.ask(
+                    Fund(account="acc_1", amount=Decimal("1"), currency="EUR", operation="f")
+                )
