@@ -132,7 +132,7 @@ class PlatformBackend:
             )
         for index, number in enumerate(numbers):
             _check_number(number, f"numbers[{index}]")
-            self._check_number_free(numbers, index)
+            await self._check_number_free(numbers, index)
         if webhook_url is not None:
             await self._check_url("webhook_url", webhook_url)
         account_id = f"acc_{secrets.token_hex(8)}"
@@ -386,14 +386,14 @@ class PlatformBackend:
             "time": time.time(),
         }
 
-    def _check_number_free(self, numbers: list[str], index: int) -> None:
+    async def _check_number_free(self, numbers: list[str], index: int) -> None:
         """Refuses `numbers[index]` if it came before in the list or an account owns it: checked
         before the ledger opens the account, so a refused creation leaves nothing behind (the
         records still refuse a number taken meanwhile)."""
         number, field = numbers[index], f"numbers[{index}]"
         if number in numbers[:index]:
             raise InvalidField(f"{field}: the number {number!r} is given twice", field=field)
-        if self.context.records.owner_of(number) is not None:
+        if await self.context.records.owner_of(number) is not None:
             message = f"{field}: the number {number!r} belongs to another account"
             raise NumberTaken(message, field=field)
 
