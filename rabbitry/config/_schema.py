@@ -85,6 +85,18 @@ class Http(Table, frozen=True):
             ),
         ),
     ] = 86400.0
+    idempotency_claim_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description=(
+                "Seconds the claim of an Idempotency-Key whose first request is running holds "
+                "without being renewed (a running request renews it every third of that): a "
+                "repeat meanwhile, on any daemon sharing the store, gets 409; past it, the "
+                "request is taken for dead (its daemon stopped) and a repeat runs. 30 s."
+            ),
+        ),
+    ] = 30.0
     read_timeout: Annotated[
         float,
         Meta(

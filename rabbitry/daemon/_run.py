@@ -239,6 +239,7 @@ async def _run_platform(
                     admin_key=admin_key,
                     carriers=sides,
                     idempotency_ttl=config.http.idempotency_ttl,
+                    claim_timeout=config.http.idempotency_claim_timeout,
                 )
                 lag = LoopLag()
                 ops = DaemonOps(
@@ -256,7 +257,12 @@ async def _run_platform(
                     router=router,
                     http=http,
                     webhooks=webhooks,
-                    gateway=GatewayApp(backend, ops=ops, read_timeout=config.http.read_timeout),
+                    gateway=GatewayApp(
+                        backend,
+                        ops=ops,
+                        read_timeout=config.http.read_timeout,
+                        claim_timeout=config.http.idempotency_claim_timeout,
+                    ),
                     bind=config.http.bind,
                     read_timeout=config.http.read_timeout,
                     max_connections=config.http.max_connections,

@@ -20,7 +20,12 @@ from rabbitry.gateway._answers import (
     WebhookSecretRenewed,
 )
 from rabbitry.gateway._app import MAX_BODY_SIZE, READ_TIMEOUT, GatewayApp
-from rabbitry.gateway._backend import AccountInfo, GatewayBackend, StoredResponse
+from rabbitry.gateway._backend import (
+    AccountInfo,
+    GatewayBackend,
+    IdempotencyClaim,
+    StoredResponse,
+)
 from rabbitry.gateway._bodies import (
     AMOUNT_PLACES,
     MAX_AMOUNT,
@@ -65,6 +70,7 @@ __all__ = [
     "EventView",
     "GatewayApp",
     "GatewayBackend",
+    "IdempotencyClaim",
     "InboundList",
     "InboundView",
     "InvalidBody",

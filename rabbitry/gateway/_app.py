@@ -24,7 +24,13 @@ is stored with the SHA-256 of its method, path and body, without its secrets
 the same key and the same request gets that answer again (with `Idempotent-Replayed: true`;
 byte for byte unless it held a secret), the same key with another request gets 422
 `idempotency_key_reused`, and a retry while the first is still running gets 409
-`idempotency_key_in_flight` (the in-flight set is in memory: one gateway process per scope).
+`idempotency_key_in_flight`, on any gateway sharing the backend's store: the first request claims
+the key in the store (`idempotency_claim`) before it runs, renews the claim every third of
+`claim_timeout` seconds while it runs, and ends it with its answer (`idempotency_store`) or, when
+it stores none (5xx, crash, cancellation), with `idempotency_release`. A claim not renewed for
+`claim_timeout` seconds (its daemon died mid-request) is taken over by the next request with the
+key, which runs it again: the backend's ids derive from the key, so the work of the dead one is
+not done twice.
 
 Errors are `{"error": {"code": ..., "message": ..., "field"?: ...}}`. A handler's refusal gets
 the status and code the table of rabbitry.gateway._errors gives its class; a backend exception
@@ -53,9 +59,14 @@ MAX_BODY_SIZE = 4 * 1024 * 1024
 READ_TIMEOUT = 10.0
 """Seconds a request body may stall (no byte comes) before it is answered 408 and closed."""
 
+CLAIM_TIMEOUT = 30.0
+"""Seconds the claim of an Idempotency-Key holds unrenewed (see `GatewayApp`); a running request
+renews it every third of that."""
+
 _log = logging.getLogger("rabbitry.gateway")
 _ADMIN_SCOPE = "admin"
 _MAX_KEY_LENGTH = 255
+_RELEASE_TIMEOUT = 10.0  # seconds a claim's release may take, even in a cancelled request
 _DISCARD_LIMIT = 4 * MAX_BODY_SIZE  # the most unread body discarded to finish a request
 # Who gets idempotent retries: authenticated callers. A carrier's webhooks are taken once by
 # their carrier message id instead, and an unauthenticated request stores nothing.
@@ -74,7 +85,9 @@ class GatewayApp:
 
     With `ops` (see `OpsBackend`) it also serves the operations API (/v1/admin/tree, parked, ...),
     `GET /metrics` and the web console (`GET /console`); without, those paths answer 404.
-    `events_interval` is the seconds between two events of `GET /v1/admin/events`.
+    `events_interval` is the seconds between two events of `GET /v1/admin/events`;
+    `claim_timeout` is the backend's (`[http] idempotency_claim_timeout`): a request holding the
+    claim of an Idempotency-Key renews it every third of that.
     """
 
     def __init__(
@@ -85,6 +98,7 @@ class GatewayApp:
         max_body_size: int = MAX_BODY_SIZE,
         events_interval: float = EVENTS_INTERVAL,
         read_timeout: float = READ_TIMEOUT,
+        claim_timeout: float = CLAIM_TIMEOUT,
     ) -> None:
         if max_body_size < 1:
             raise ValueError(f"max_body_size must be >= 1 byte (got {max_body_size!r})")
@@ -96,7 +110,9 @@ class GatewayApp:
         self.backend = backend
         self.max_body_size = max_body_size
         self.operations = None if ops is None else Operations(ops, events_interval)
-        self._in_flight: set[tuple[str, str]] = set()
+        if not claim_timeout > 0:
+            raise ValueError(f"claim_timeout must be > 0 seconds (got {claim_timeout!r})")
+        self.claim_timeout = claim_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -164,31 +180,77 @@ class GatewayApp:
         return await self._once(route, call, idempotency_key, fingerprint)
 
     async def _once(self, route: Route, call: Call, key: str, fingerprint: str) -> Answer:
-        slot = (call.scope, key)
-        if slot in self._in_flight:
+        owner = secrets.token_hex(12)  # this request, as the holder of the key's claim
+        claim = await self.backend.idempotency_claim(call.scope, key, owner)
+        if claim == "running":
             message = f"a request with Idempotency-Key {key!r} is still running; retry later"
             raise ApiError(409, "idempotency_key_in_flight", message)
-        self._in_flight.add(slot)  # no checkpoint between the test and the add
+        if isinstance(claim, StoredResponse):
+            if claim.request_hash != fingerprint:
+                message = (
+                    f"Idempotency-Key {key!r} was already used for another request;"
+                    " use a new key for a new request"
+                )
+                raise ApiError(422, "idempotency_key_reused", message)
+            replayed = ((b"idempotent-replayed", b"true"),)
+            return Answer(claim.status, claim.body, claim.content_type, replayed)
+        stored = False
         try:
-            stored = await self.backend.idempotency_recall(call.scope, key)
-            if stored is not None:
-                if stored.request_hash != fingerprint:
-                    message = (
-                        f"Idempotency-Key {key!r} was already used for another request;"
-                        " use a new key for a new request"
-                    )
-                    raise ApiError(422, "idempotency_key_reused", message)
-                replayed = ((b"idempotent-replayed", b"true"),)
-                return Answer(stored.status, stored.body, stored.content_type, replayed)
-            answer = await self._run(route, call)
+            answer = await self._run_claimed(route, call, key, owner)
             if answer.status < 500:
                 response = StoredResponse(
                     fingerprint, answer.status, replay_body(answer), answer.content_type
                 )
-                await self.backend.idempotency_store(call.scope, key, response)
+                await self.backend.idempotency_store(call.scope, key, response, owner=owner)
+                stored = True
             return answer
         finally:
-            self._in_flight.discard(slot)
+            if not stored:
+                await self._release(call.scope, key, owner)
+
+    async def _run_claimed(self, route: Route, call: Call, key: str, owner: str) -> Answer:
+        """`_run`, while a task renews the key's claim every third of `claim_timeout`."""
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keep_claim, call.scope, key, owner)
+            try:
+                answer = await self._run(route, call)
+            except Exception as exc:  # noqa: BLE001 - raised below, not in the nursery's group
+                failure = exc
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return answer
+
+    async def _keep_claim(self, scope: str, key: str, owner: str) -> None:
+        while True:
+            await trio.sleep(self.claim_timeout / 3)
+            try:
+                kept = await self.backend.idempotency_renew(scope, key, owner)
+            except Exception:  # noqa: BLE001 - the next renewal tries again
+                _log.warning("could not renew the claim of an Idempotency-Key", exc_info=True)
+                continue
+            if not kept:
+                _log.warning(
+                    "the claim of an Idempotency-Key was taken over: its request ran longer than"
+                    " %g s without renewing it ([http] idempotency_claim_timeout)",
+                    self.claim_timeout,
+                )
+                return
+
+    async def _release(self, scope: str, key: str, owner: str) -> None:
+        """Ends the claim of a request that stored no answer (a 5xx, a crash, a cancellation),
+        within `_RELEASE_TIMEOUT` seconds even when cancelled; if the store cannot, the claim
+        goes stale after `claim_timeout` seconds."""
+        with trio.CancelScope(deadline=trio.current_time() + _RELEASE_TIMEOUT, shield=True):
+            try:
+                await self.backend.idempotency_release(scope, key, owner)
+            except Exception:  # noqa: BLE001 - logged; the claim goes stale instead
+                _log.warning(
+                    "could not release the claim of an Idempotency-Key; it holds for %g s",
+                    self.claim_timeout,
+                    exc_info=True,
+                )
 
     async def _run(self, route: Route, call: Call) -> Answer:
         """The handler's answer, refusals included; other exceptions propagate (500)."""

@@ -68,6 +68,11 @@ class StoredResponse(msgspec.Struct, frozen=True):
     content_type: str
 
 
+IdempotencyClaim = Literal["claimed", "running"]
+"""What `GatewayBackend.idempotency_claim` answers when it has no answer to replay: "claimed" (the
+caller now runs the request) or "running" (another request with that key runs, on any daemon)."""
+
+
 class GatewayBackend(Protocol):
     """The platform behind the gateway. Async methods run in the request's trio task."""
 
@@ -151,12 +156,28 @@ class GatewayBackend(Protocol):
         """
         ...
 
-    async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
-        """The answer stored for (`scope`, `key`), or None."""
+    async def idempotency_claim(
+        self, scope: str, key: str, owner: str
+    ) -> StoredResponse | IdempotencyClaim:
+        """The answer stored for (`scope`, `key`), to replay; otherwise "claimed" when `owner`
+        (one request) now holds the key's claim, or "running" while another request holds it
+        (on any daemon sharing the store). A claim not renewed for the backend's claim timeout
+        is taken over: its request is taken for dead. `scope` is an account id or "admin"."""
         ...
 
-    async def idempotency_store(self, scope: str, key: str, response: StoredResponse) -> None:
-        """Keeps the answer for (`scope`, `key`): `scope` is an account id or "admin"."""
+    async def idempotency_renew(self, scope: str, key: str, owner: str) -> bool:
+        """Marks `owner`'s claim alive (a long request calls it every third of the claim
+        timeout); False if `owner` holds no claim of the key any more."""
+        ...
+
+    async def idempotency_release(self, scope: str, key: str, owner: str) -> None:
+        """Ends `owner`'s claim without an answer (a 5xx, a crash): the next request runs."""
+        ...
+
+    async def idempotency_store(
+        self, scope: str, key: str, response: StoredResponse, *, owner: str
+    ) -> None:
+        """Keeps the answer for (`scope`, `key`) and ends `owner`'s claim, together."""
         ...
 
     def health(self) -> dict[str, object]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rabbitry.gateway import IdempotencyClaim
 from rabbitry.platform._invoice_numbers import Make
 from rabbitry.platform._outbox import AsyncOutbox
 from rabbitry.platform._records import (
@@ -130,13 +131,40 @@ class AsyncRecords:
         return await self.threads.run(lambda: self.store.recall(scope, key, since=since))
 
     async def remember(
-        self, scope: str, key: str, answer: StoredAnswer, *, since: float = 0.0
+        self,
+        scope: str,
+        key: str,
+        answer: StoredAnswer,
+        *,
+        since: float = 0.0,
+        claimed_by: str = "",
     ) -> None:
-        """Keeps `answer` unless one was remembered for (scope, key) at `since` or later."""
-        await self.threads.run(lambda: self.store.remember(scope, key, answer, since=since))
+        """Keeps `answer` unless one was remembered for (scope, key) at `since` or later; with
+        `claimed_by`, releases that owner's claim in the same transaction."""
+        await self.threads.run(
+            lambda: self.store.remember(scope, key, answer, since=since, claimed_by=claimed_by)
+        )
+
+    async def claim(
+        self, scope: str, key: str, owner: str, *, at: float, stale_before: float, since: float
+    ) -> StoredAnswer | IdempotencyClaim:
+        """The answer to replay, or "claimed" (`owner` holds the key now), or "running"."""
+        return await self.threads.run(
+            lambda: self.store.claim(
+                scope, key, owner, at=at, stale_before=stale_before, since=since
+            )
+        )
+
+    async def renew_claim(self, scope: str, key: str, owner: str, *, at: float) -> bool:
+        """Marks `owner`'s claim alive at `at`; False if it holds none."""
+        return await self.threads.run(lambda: self.store.renew_claim(scope, key, owner, at=at))
+
+    async def release_claim(self, scope: str, key: str, owner: str) -> None:
+        """Ends `owner`'s claim of (scope, key) without an answer."""
+        await self.threads.run(self.store.release_claim, scope, key, owner)
 
     async def forget_answers(self, older_than: float) -> int:
-        """Forgets the answers remembered before `older_than` (epoch seconds); returns how many."""
+        """Forgets the answers and claims older than `older_than` (epoch seconds); how many."""
         return await self.threads.run(self.store.forget_answers, older_than)
 
     # Carrier ids

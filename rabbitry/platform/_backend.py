@@ -42,6 +42,7 @@ from rabbitry.gateway import (
     ApiKeyRenewed,
     BalanceView,
     EventView,
+    IdempotencyClaim,
     InboundView,
     InvalidField,
     InvalidJson,
@@ -63,7 +64,7 @@ from rabbitry.gateway import (
 )
 from rabbitry.platform._context import Context, now
 from rabbitry.platform._customer_urls import check_customer_url
-from rabbitry.platform._idempotency import IDEMPOTENCY_TTL
+from rabbitry.platform._idempotency import CLAIM_TIMEOUT, IDEMPOTENCY_TTL
 from rabbitry.platform._invoices import request_invoice
 from rabbitry.platform._messages import Fund, OpenAccountCommand
 from rabbitry.platform._readiness import Readiness
@@ -91,9 +92,11 @@ class PlatformBackend:
         carriers: dict[str, CarrierSide] | None = None,
         batch_size: int = BATCH_SIZE,
         idempotency_ttl: float = IDEMPOTENCY_TTL,
+        claim_timeout: float = CLAIM_TIMEOUT,
     ) -> None:
         self.context = context
         self.idempotency_ttl = idempotency_ttl  # seconds an idempotent answer is replayed
+        self.claim_timeout = claim_timeout  # seconds an unrenewed claim of a key holds
         self._admin_key = admin_key.encode()
         self.carriers = carriers or {}
         self.ready = Readiness(context.transport, context.records.store)
@@ -335,18 +338,36 @@ class PlatformBackend:
 
     # Idempotency
 
-    async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
-        answer = await self.context.records.recall(scope, key, since=now() - self.idempotency_ttl)
-        if answer is None:
-            return None
+    async def idempotency_claim(
+        self, scope: str, key: str, owner: str
+    ) -> StoredResponse | IdempotencyClaim:
+        at = now()
+        claim = await self.context.records.claim(
+            scope,
+            key,
+            owner,
+            at=at,
+            stale_before=at - self.claim_timeout,
+            since=at - self.idempotency_ttl,
+        )
+        if isinstance(claim, str):
+            return claim
         return StoredResponse(
-            request_hash=answer.request_hash,
-            status=answer.status,
-            body=answer.body,
-            content_type=answer.content_type,
+            request_hash=claim.request_hash,
+            status=claim.status,
+            body=claim.body,
+            content_type=claim.content_type,
         )
 
-    async def idempotency_store(self, scope: str, key: str, response: StoredResponse) -> None:
+    async def idempotency_renew(self, scope: str, key: str, owner: str) -> bool:
+        return await self.context.records.renew_claim(scope, key, owner, at=now())
+
+    async def idempotency_release(self, scope: str, key: str, owner: str) -> None:
+        await self.context.records.release_claim(scope, key, owner)
+
+    async def idempotency_store(
+        self, scope: str, key: str, response: StoredResponse, *, owner: str
+    ) -> None:
         await self.context.records.remember(
             scope,
             key,
@@ -358,6 +379,7 @@ class PlatformBackend:
                 created_at=now(),
             ),
             since=now() - self.idempotency_ttl,
+            claimed_by=owner,
         )
 
     def health(self) -> dict[str, object]:

@@ -10,6 +10,17 @@ that the key is free again and the recall no longer finds the answer, even befor
 came. Every `interval` seconds (an hour, or `ttl` if shorter) the cleanup deletes the answers
 older than `ttl`, so the table holds about a day of answers, not all of them since the start.
 
+While a key's first request runs, its key is claimed in the store (`platform_answer_claims`),
+so a repeat on any daemon sharing the store gets 409 `idempotency_key_in_flight`
+(rabbitry.gateway._app). The request renews its claim every third of `claim_timeout`
+(`[http] idempotency_claim_timeout`, 30 s by default: three times the account RPC's 10 s, the
+longest wait of a request); a claim not renewed for that long belongs to a daemon that died, and
+the next request with the key takes it over and runs. What the dead request did is not done
+twice: a send's ids derive from its key and its outbox replays it (rabbitry.platform._send), a
+top-up's operation applies once; a retry finds the send queued, unless it comes after `[sms]
+unqueued_timeout` (900 s), when the reaper has given it up (409 `send_abandoned`). The cleanup
+also deletes claims older than `ttl`, which only a crash leaves.
+
 Times are epoch seconds (`clock`, the wall clock), shared by every daemon on the store; the
 waits between two cleanups are trio's, so a test drives them with a `MockClock`. Any daemon's
 cleanup may delete any expired answer: the DELETE is the same whoever runs it.
@@ -29,6 +40,10 @@ _log = logging.getLogger("rabbitry.platform.idempotency")
 
 IDEMPOTENCY_TTL = 86400.0
 """Seconds an idempotent answer is kept and replayed: a day."""
+
+CLAIM_TIMEOUT = 30.0
+"""Seconds a claim of an Idempotency-Key holds without being renewed: then its request is taken
+for dead (its daemon stopped), and the next request with the key runs."""
 
 CLEANUP_INTERVAL = 3600.0
 """Seconds between two cleanups, at most (`ttl` when that is shorter)."""

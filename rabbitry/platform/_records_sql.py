@@ -12,8 +12,10 @@ Tables (next to the ledger's when both share one URL): `platform_accounts`, `pla
 `platform_messages`, `platform_events`, `platform_inbound`, `platform_answers` (idempotent
 answers, expiring), `platform_invoices` and `platform_carrier_ids`; then
 `platform_webhook_generations` (each account's webhook secret generation: the secrets themselves
-are derived, never stored) and `platform_keys` (a master key the daemon generated, when its config
-gives none). Prices are exact (decimal TEXT in SQLite, NUMERIC in PostgreSQL, back as `Decimal`),
+are derived, never stored), `platform_keys` (a master key the daemon generated, when its config
+gives none) and `platform_answer_claims` (the Idempotency-Keys whose first request is running, on
+any daemon: `claim`, `renew_claim`, `release_claim`, and `remember(claimed_by=...)`).
+Prices are exact (decimal TEXT in SQLite, NUMERIC in PostgreSQL, back as `Decimal`),
 times are epoch seconds (REAL, DOUBLE PRECISION), bodies and documents BLOB or BYTEA. Events
 recorded at the same time keep the order they were recorded in: SQLite's `rowid`, PostgreSQL's
 identity column `platform_events.seq`. A row recorded twice keeps the first (`INSERT ... ON
@@ -45,7 +47,7 @@ from typing import cast
 
 import msgspec
 
-from rabbitry.gateway import MessageStatus
+from rabbitry.gateway import IdempotencyClaim, MessageStatus
 from rabbitry.platform._invoice_numbers import InvoiceNumbers, Make
 from rabbitry.platform._messages import FINAL_STATUSES
 from rabbitry.platform._outbox import SqlOutbox
@@ -132,6 +134,16 @@ CREATE TABLE IF NOT EXISTS {schema}.platform_answers (
 CREATE INDEX IF NOT EXISTS platform_answers_created ON {schema}.platform_answers (created_at);
 """
 _LAST_ANSWER_TABLE = "platform_answers"
+# Claims of the Idempotency-Keys whose first request is running, on any daemon sharing the store
+# (rabbitry.gateway._app): one row per (scope, key), its owner (one request) and when it was
+# claimed or last renewed. A table of their own, so the answers' table keeps its rows as they were.
+_CLAIM_TABLES = """
+CREATE TABLE IF NOT EXISTS {schema}.platform_answer_claims (
+    scope TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL, claimed_at {real} NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+"""
+_LAST_CLAIM_TABLE = "platform_answer_claims"
 
 # What the records' tables have of their own dialect: the column numbering events in the order
 # they were recorded (the DDL of a PostgreSQL identity column; SQLite's implicit rowid).
@@ -205,6 +217,17 @@ _STATEMENTS = {
             content_type = excluded.content_type, created_at = excluded.created_at
         WHERE a.created_at < ?""",
     "forget_answers": "DELETE FROM {schema}.platform_answers WHERE created_at < ?",
+    # A claim is taken when there is none, or over one not renewed since `stale_before`.
+    "claim": """INSERT INTO {schema}.platform_answer_claims AS c (scope, key, owner, claimed_at)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner,
+            claimed_at = excluded.claimed_at
+        WHERE c.claimed_at < ?""",
+    "renew_claim": """UPDATE {schema}.platform_answer_claims SET claimed_at = ?
+        WHERE scope = ? AND key = ? AND owner = ?""",
+    "release_claim": """DELETE FROM {schema}.platform_answer_claims
+        WHERE scope = ? AND key = ? AND owner = ?""",
+    "forget_claims": "DELETE FROM {schema}.platform_answer_claims WHERE claimed_at < ?",
     "save_invoice": """INSERT INTO {schema}.platform_invoices AS i
         (id, account, period, status, document, pdf, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (id) DO UPDATE SET status = excluded.status, document = excluded.document,
@@ -258,6 +281,7 @@ class SqlRecords:
         database.create_tables(_TABLES, last=_LAST_TABLE, **_EVENT_SEQ[database.dialect])
         database.create_tables(_KEY_TABLES, last=_LAST_KEY_TABLE)
         database.create_tables(_ANSWER_TABLES, last=_LAST_ANSWER_TABLE)
+        database.create_tables(_CLAIM_TABLES, last=_LAST_CLAIM_TABLE)
         message_columns = [*_MESSAGES, "rank"]
         fragments = {
             **_EVENT_SEQ[database.dialect],
@@ -435,20 +459,64 @@ class SqlRecords:
         row = self._one("recall", (scope, key, since))
         return None if row is None else _answer(row)
 
-    def remember(self, scope: str, key: str, answer: StoredAnswer, *, since: float = 0.0) -> None:
+    def remember(
+        self,
+        scope: str,
+        key: str,
+        answer: StoredAnswer,
+        *,
+        since: float = 0.0,
+        claimed_by: str = "",
+    ) -> None:
         """Keeps `answer` unless one was remembered for (scope, key) at `since` or later; an
-        older one is expired and replaced."""
+        older one is expired and replaced. With `claimed_by`, that owner's claim of the key is
+        released in the same transaction: the answer and the end of the claim are seen together."""
         a = answer
+        remembered = (scope, key, a.request_hash, a.status, a.body, a.content_type, a.created_at)
+        with self.database.transaction() as session:
+            session.run(self._sql["remember"], (*remembered, since))
+            if claimed_by:
+                session.run(self._sql["release_claim"], (scope, key, claimed_by))
+
+    def claim(
+        self, scope: str, key: str, owner: str, *, at: float, stale_before: float, since: float
+    ) -> StoredAnswer | IdempotencyClaim:
+        """The answer remembered for (scope, key) at `since` or later, to replay; otherwise
+        "claimed" when `owner` now holds the key's claim (there was none, or one not renewed
+        since `stale_before`: its request is taken for dead), "running" when another holds it.
+
+        The claim is taken before the answer is read again, in one transaction: a request that
+        completes meanwhile (its answer and its release committed together) is replayed, never
+        run twice."""
+        row = self._one("recall", (scope, key, since))
+        if row is not None:  # a replay, the common repeat: one read, no write
+            return _answer(row)
+        with self.database.transaction() as session:
+            if session.run(self._sql["claim"], (scope, key, owner, at, stale_before)) != 1:
+                return "running"
+            row = session.one(self._sql["recall"], (scope, key, since))
+            if row is None:
+                return "claimed"
+            session.run(self._sql["release_claim"], (scope, key, owner))
+            return _answer(row)
+
+    def renew_claim(self, scope: str, key: str, owner: str, *, at: float) -> bool:
+        """Marks `owner`'s claim of (scope, key) alive at `at`; False if it holds none (another
+        request took it over as stale, or it was released)."""
         with self.database.session() as session:
-            session.run(
-                self._sql["remember"],
-                (scope, key, a.request_hash, a.status, a.body, a.content_type, a.created_at, since),
-            )
+            return session.run(self._sql["renew_claim"], (at, scope, key, owner)) == 1
+
+    def release_claim(self, scope: str, key: str, owner: str) -> None:
+        """Ends `owner`'s claim of (scope, key) without an answer: the next request runs."""
+        with self.database.session() as session:
+            session.run(self._sql["release_claim"], (scope, key, owner))
 
     def forget_answers(self, older_than: float) -> int:
-        """Forgets the answers remembered before `older_than` (epoch seconds); returns how many."""
-        with self.database.session() as session:
-            return session.run(self._sql["forget_answers"], (older_than,))
+        """Forgets the answers remembered, and the claims last renewed, before `older_than`
+        (epoch seconds); returns how many answers and claims."""
+        with self.database.transaction() as session:
+            answers = session.run(self._sql["forget_answers"], (older_than,))
+            return answers + session.run(self._sql["forget_claims"], (older_than,))
 
     # Carrier ids
 

@@ -8,8 +8,10 @@ One implementation: `SqlRecords`, on SQLite (`Records`, a file or ":memory:") or
 (`PostgresRecords`); `open_records` opens the one the store URL names. Its rules (see
 rabbitry.platform._records): statuses only move forward, an event is unique per (message,
 status), a message, an inbound SMS or an idempotent answer recorded twice keeps the first (an
-answer until it expires: `recall(since=...)`, `forget_answers`), a ready invoice is never
-replaced, and every read of a message or an invoice is scoped to its account.
+answer until it expires: `recall(since=...)`, `forget_answers`), an Idempotency-Key is claimed
+by one request at a time (`claim`, until its answer or a release, or until the claim goes
+stale), a ready invoice is never replaced, and every read of a message or an invoice is scoped
+to its account.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from rabbitry.gateway import IdempotencyClaim
 from rabbitry.platform._invoice_numbers import Make
 from rabbitry.platform._outbox import SqlOutbox
 from rabbitry.platform._records import (
@@ -118,13 +121,38 @@ class RecordsStore(Protocol):
         """The answer remembered for (scope, key) at `since` (epoch seconds) or later, or None."""
         ...
 
-    def remember(self, scope: str, key: str, answer: StoredAnswer, *, since: float = 0.0) -> None:
+    def remember(
+        self,
+        scope: str,
+        key: str,
+        answer: StoredAnswer,
+        *,
+        since: float = 0.0,
+        claimed_by: str = "",
+    ) -> None:
         """Keeps `answer` unless one was remembered for (scope, key) at `since` or later; an
-        older one is expired and replaced."""
+        older one is expired and replaced. With `claimed_by`, that owner's claim is released in
+        the same transaction."""
+        ...
+
+    def claim(
+        self, scope: str, key: str, owner: str, *, at: float, stale_before: float, since: float
+    ) -> StoredAnswer | IdempotencyClaim:
+        """The answer remembered since `since`, to replay; else "claimed" when `owner` now holds
+        the key's claim (none, or one not renewed since `stale_before`), "running" otherwise."""
+        ...
+
+    def renew_claim(self, scope: str, key: str, owner: str, *, at: float) -> bool:
+        """Marks `owner`'s claim alive at `at`; False if it holds none."""
+        ...
+
+    def release_claim(self, scope: str, key: str, owner: str) -> None:
+        """Ends `owner`'s claim of (scope, key) without an answer."""
         ...
 
     def forget_answers(self, older_than: float) -> int:
-        """Forgets the answers remembered before `older_than` (epoch seconds); returns how many."""
+        """Forgets the answers remembered, and the claims last renewed, before `older_than`
+        (epoch seconds); returns how many."""
         ...
 
     # Carrier ids

@@ -63,6 +63,7 @@ def test_json_shows_the_validated_config_with_secrets_masked(
         "bind": "127.0.0.1:8080",
         "admin_key": "***",
         "idempotency_ttl": 86400.0,
+        "idempotency_claim_timeout": 30.0,
         "read_timeout": 10.0,
         "max_connections": 1000,
         "certfile": None,

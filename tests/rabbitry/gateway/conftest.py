@@ -19,6 +19,7 @@ from rabbitry.gateway import (
     EventView,
     GatewayApp,
     GatewayBackend,
+    IdempotencyClaim,
     InboundView,
     InvoiceDocument,
     InvoiceStatus,
@@ -51,6 +52,11 @@ class FakeBackend:
         self.calls: list[tuple[Any, ...]] = []
         self.stored: dict[tuple[str, str], StoredResponse] = {}
         self.problems: dict[str, str] = {}  # what `GET /readyz` reports
+        # (scope, key) -> (owner, claimed at, trio time): the store's claims, as the platform's
+        self.claims: dict[tuple[str, str], tuple[str, float]] = {}
+        self.claim_timeout = 30.0
+        self.renewals = 0
+        self.releases = 0
         self.runs = 0
         self.gate: trio.Event | None = None  # when set up, `send` waits for it
         self.entered = trio.Event()  # `send` started
@@ -178,11 +184,38 @@ class FakeBackend:
         self.calls.append((f"carrier_{kind}", carrier, json.loads(body)))
         return WebhookAnswer(status="accepted")
 
-    async def idempotency_recall(self, scope: str, key: str) -> StoredResponse | None:
-        return self.stored.get((scope, key))
+    async def idempotency_claim(
+        self, scope: str, key: str, owner: str
+    ) -> StoredResponse | IdempotencyClaim:
+        stored = self.stored.get((scope, key))
+        if stored is not None:
+            return stored
+        held = self.claims.get((scope, key))
+        now = trio.current_time()
+        if held is not None and held[1] >= now - self.claim_timeout:
+            return "running"
+        self.claims[scope, key] = (owner, now)
+        return "claimed"
 
-    async def idempotency_store(self, scope: str, key: str, response: StoredResponse) -> None:
-        self.stored[scope, key] = response
+    async def idempotency_renew(self, scope: str, key: str, owner: str) -> bool:
+        held = self.claims.get((scope, key))
+        if held is None or held[0] != owner:
+            return False
+        self.renewals += 1
+        self.claims[scope, key] = (owner, trio.current_time())
+        return True
+
+    async def idempotency_release(self, scope: str, key: str, owner: str) -> None:
+        if self.claims.get((scope, key), ("", 0.0))[0] == owner:
+            self.releases += 1
+            del self.claims[scope, key]
+
+    async def idempotency_store(
+        self, scope: str, key: str, response: StoredResponse, *, owner: str
+    ) -> None:
+        self.stored.setdefault((scope, key), response)
+        if self.claims.get((scope, key), ("", 0.0))[0] == owner:
+            del self.claims[scope, key]
 
     def health(self) -> dict[str, object]:
         return {"version": "test"}

@@ -2,13 +2,14 @@
 
 import hashlib
 from decimal import Decimal
+from typing import Any
 
 import trio
 
 from rabbitry.billing import InsufficientFunds
 from rabbitry.gateway import StoredResponse, Unavailable
 
-from .conftest import ACME, Gateway
+from .conftest import ACME, FakeBackend, Gateway, start_gateway, stop_gateway
 
 SMS = b'{"to": ["+33612345678", "+33612345679"], "from": "Rabbitry", "text": "hello"}'
 
@@ -184,3 +185,89 @@ async def test_a_stored_answer_keeps_no_secret(gateway: Gateway) -> None:
     assert b"key-new" not in gateway.backend.stored["admin", "open-1"].body
     assert b"whsec-new" not in gateway.backend.stored["admin", "open-1"].body
     assert [call[0] for call in gateway.backend.calls] == ["create_account"]
+
+
+async def test_two_gateways_on_one_store_share_the_in_flight_409(nursery: trio.Nursery) -> None:
+    """Two daemons' gateways, one backend (its store): a repeat through the other is 409 while
+    the first runs, and replays its answer once it ended."""
+    backend = FakeBackend()
+    backend.gate = trio.Event()
+    one = await start_gateway(nursery, backend)
+    two = await start_gateway(nursery, backend)
+    headers = with_key(one.acme, "send-7")
+    answers = []
+
+    async def first() -> None:
+        answers.append(await one.client.post("/v1/sms", content=SMS, headers=headers))
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as requests:
+                requests.start_soon(first)
+                await backend.entered.wait()
+                racing = await two.client.post("/v1/sms", content=SMS, headers=headers)
+                assert racing.status_code == 409
+                assert racing.json()["error"]["code"] == "idempotency_key_in_flight"
+                backend.gate.set()
+        [answer] = answers
+        again = await two.client.post("/v1/sms", content=SMS, headers=headers)
+        assert (answer.status_code, again.status_code) == (202, 202)
+        assert again.content == answer.content
+        assert again.headers["idempotent-replayed"] == "true"
+        assert backend.runs == 1
+        assert backend.claims == {}
+    finally:
+        await stop_gateway(one)
+        await stop_gateway(two)
+
+
+async def test_a_stale_claim_is_taken_over_and_a_fresh_one_is_not(gateway: Gateway) -> None:
+    """A claim left by a daemon that died mid-request holds `claim_timeout` seconds, no longer."""
+    claimed = trio.current_time()
+    gateway.backend.claims[ACME.id, "send-8"] = ("a-dead-daemon", claimed)
+    headers = with_key(gateway.acme, "send-8")
+    fresh = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert (fresh.status_code, gateway.backend.runs) == (409, 0)
+    gateway.backend.claims[ACME.id, "send-8"] = ("a-dead-daemon", claimed - 31.0)
+    stale = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert (stale.status_code, gateway.backend.runs) == (202, 1)
+    assert gateway.backend.claims == {}
+    [(_, _, _, request_id)] = gateway.backend.calls  # the ids the dead request had: not twice
+    assert request_id == hashlib.sha256(f"{ACME.id}\nsend-8".encode()).hexdigest()[:24]
+
+
+async def test_a_long_request_renews_its_claim(start: Any) -> None:
+    gateway = await start(claim_timeout=0.3)
+    gateway.backend.claim_timeout = 0.3
+    gateway.backend.gate = trio.Event()
+    headers = with_key(gateway.acme, "send-9")
+    answers = []
+
+    async def first() -> None:
+        answers.append(await gateway.client.post("/v1/sms", content=SMS, headers=headers))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as requests:
+            requests.start_soon(first)
+            await gateway.backend.entered.wait()
+            await trio.sleep(1.0)  # more than three claim timeouts
+            racing = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+            assert racing.status_code == 409
+            gateway.backend.gate.set()
+    assert [answer.status_code for answer in answers] == [202]
+    assert gateway.backend.renewals >= 2
+    assert gateway.backend.runs == 1
+
+
+async def test_a_request_that_stores_no_answer_releases_its_claim(gateway: Gateway) -> None:
+    gateway.backend.crash = RuntimeError("lost the database")
+    headers = with_key(gateway.acme, "send-10")
+    crashed = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    gateway.backend.crash = None
+    gateway.backend.refuse = Unavailable("the carriers are down; retry later")
+    unavailable = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert (crashed.status_code, unavailable.status_code) == (500, 503)
+    assert (gateway.backend.releases, gateway.backend.claims) == (2, {})
+    gateway.backend.refuse = None
+    again = await gateway.client.post("/v1/sms", content=SMS, headers=headers)
+    assert again.status_code == 202  # at once: the claims were released, not left to go stale

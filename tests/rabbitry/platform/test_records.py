@@ -356,6 +356,7 @@ def test_the_tables_are_in_the_schema_with_exact_types(
     ).fetchall()
     assert [t for (t,) in tables] == [
         "platform_accounts",
+        "platform_answer_claims",
         "platform_answers",
         "platform_carrier_ids",
         "platform_events",
