@@ -37,10 +37,12 @@ async def test_a_second_daemon_on_a_sqlite_store_is_refused_and_a_crash_blocks_n
     lines = [line for line in refused.stderr.splitlines() if line.startswith("rabbitry: ")]
     store = str(tmp_path / "var" / "rabbitry.db")
     assert lines == [
-        f"rabbitry: the SQLite store {store!r} is in use by another running daemon"
-        f" (pid {first.process.pid}, lock {store + '.daemon.lock'!r}), and SQLite serves one"
-        " daemon only: stop that one, or give every daemon one PostgreSQL store"
-        ' ([store] url = "postgresql://...") to run several'
+        (
+            f"rabbitry: the SQLite store {store!r} is in use by another running daemon"
+            f" (pid {first.process.pid}, lock {store + '.daemon.lock'!r}), and SQLite serves one"
+            " daemon only: stop that one, or give every daemon one PostgreSQL store"
+            ' ([store] url = "postgresql://...") to run several'
+        )
     ]
     async with first.client() as client:  # the first one is untouched
         assert (await client.get("/healthz")).status_code == 200
