@@ -56,6 +56,11 @@ The contract:
   the carrier's window) and never before `run` has called `started()`.
 - `health()` is cheap and synchronous: "bound" (usable), "degraded" (usable but failing or
   throttled), "down" (not connected: the platform fails over to the next carrier).
+- `drain()` (optional): on a graceful stop, after the last `submit` returned and before `run`
+  is cancelled, the platform awaits it (bounded by the drain timeout) so that the connector can
+  hand over what it holds in memory; the simulator pushes its pending delivery reports. A
+  connector whose carrier keeps undelivered reports itself (an SMSC resends them on the next
+  bind) needs none.
 
 Options come from the config; values of keys ending in password, secret, token, key,
 passphrase or credentials (and every value read from the environment) are `conf.Secret`s:

@@ -27,9 +27,12 @@ Options (each checked: a wrong one raises `ValueError` naming the option and the
 
 A destination matches the first of these lists that holds a prefix of it, in the order above.
 
-Accepted parts get the ids `f"{name}-{n}"`, n counting up from 1 over the connector's life. One
-delivery report goes per message, not per part, under the id of its first part (a real carrier
-reports every part; the platform matches a report on any of them).
+Accepted parts get the ids `f"{id_prefix}{n}"`, n counting up from 1 over the connector's life,
+where `id_prefix` is `f"{name}-{10 random hex digits}-"`, new for every connector made: ids are
+unique per carrier across daemons and restarts (as a real carrier's are), so a delivery report
+never matches another daemon's message. One delivery report goes per message, not per part,
+under the id of its first part (a real carrier reports every part; the platform matches a report
+on any of them).
 
 `submit` only appends to a queue of pending reports; `run` is the one task that drains it, in
 order (the due times only grow since `dlr_delay` is fixed), pushing each report through the sink
@@ -37,10 +40,15 @@ and dropping it only once the sink returned. So reports flow only while `run` ru
 was being pushed when `run` was cancelled is pushed again by the next `run`, as a carrier resends
 an unacknowledged report. `submit` raises `CarrierDown` while `run` is not running, as a real
 connector does when it is not bound.
+
+Pending reports live in this process only (a real carrier keeps them and resends them on the
+next bind), so a graceful stop calls `drain()` before cancelling `run`: it pushes every pending
+report at once, due or not, and returns once the sink took them all.
 """
 
 import collections
 import itertools
+import secrets
 from collections.abc import Mapping
 
 import attrs
@@ -138,11 +146,15 @@ class SimulatorConnector:
     def __init__(self, name: str, options: Mapping[str, object]) -> None:
         self.name = name
         self.options = SimulatorOptions.parse(name, options)
+        self.id_prefix = f"{name}-{secrets.token_hex(5)}-"
         self._ids = itertools.count(1)
         self._retries: dict[str, int] = {}  # message id -> temporary failures so far
         self._pending: collections.deque[tuple[float, DeliveryEvent]] = collections.deque()
         self._wakeup = trio.lowlevel.ParkingLot()
         self._sink: EventSink | None = None
+        self._flush = trio.Event()  # set by drain(): push what is pending without waiting
+        self._sending: dict[int, tuple[float, DeliveryEvent]] = {}  # being pushed, by key
+        self._drained = trio.lowlevel.ParkingLot()
 
     async def run(
         self, events: EventSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -153,7 +165,8 @@ class SimulatorConnector:
         if self._sink is not None:
             raise RuntimeError(f"simulator {self.name!r} is already running")
         self._sink = events
-        sending: dict[int, tuple[float, DeliveryEvent]] = {}
+        self._flush = trio.Event()
+        sending = self._sending = {}
         limiter = trio.CapacityLimiter(REPORTS_IN_FLIGHT)
 
         async def push(key: int, report: tuple[float, DeliveryEvent]) -> None:
@@ -162,6 +175,7 @@ class SimulatorConnector:
                 del sending[key]  # only a report the sink took is gone
             finally:
                 limiter.release_on_behalf_of(key)
+                self._drained.unpark_all()
 
         try:
             async with trio.open_nursery() as nursery:
@@ -169,7 +183,8 @@ class SimulatorConnector:
                 for key in itertools.count():
                     while not self._pending:
                         await self._wakeup.park()
-                    await trio.sleep_until(self._pending[0][0])
+                    with trio.move_on_at(self._pending[0][0]):
+                        await self._flush.wait()
                     await limiter.acquire_on_behalf_of(key)
                     sending[key] = report = self._pending.popleft()
                     nursery.start_soon(push, key, report)
@@ -177,6 +192,8 @@ class SimulatorConnector:
             self._sink = None
             # Reports the sink did not take are pushed again by the next run, first.
             self._pending.extendleft(reversed(list(sending.values())))
+            self._sending = {}
+            self._drained.unpark_all()
 
     async def submit(self, submission: Submission) -> Accepted:
         """Accepts, rejects or fails `submission` by its destination, after `latency`."""
@@ -206,7 +223,7 @@ class SimulatorConnector:
                     code="temporary",
                 )
             self._retries.pop(submission.message_id, None)
-        ids = tuple(f"{self.name}-{next(self._ids)}" for _ in submission.parts)
+        ids = tuple(f"{self.id_prefix}{next(self._ids)}" for _ in submission.parts)
         report = (
             DeliveryEvent(ids[0], "undelivered", UNDELIVERED_ERROR)
             if undeliverable
@@ -215,6 +232,15 @@ class SimulatorConnector:
         self._pending.append((trio.current_time() + options.dlr_delay, report))
         self._wakeup.unpark()
         return Accepted(ids)
+
+    async def drain(self) -> None:
+        """Pushes every pending report now, not waiting for `dlr_delay`, and returns once the
+        sink took them all (or `run` stopped). Call it after the last `submit` of a graceful
+        stop, under its deadline, then cancel `run`."""
+        self._flush.set()
+        self._wakeup.unpark()
+        while self._sink is not None and (self._pending or self._sending):
+            await self._drained.park()
 
     async def inject_inbound(self, sender: str, to: str, text: str, carrier_id: str = "") -> None:
         """Pushes an inbound SMS (known to the carrier as `carrier_id`, if given) through the

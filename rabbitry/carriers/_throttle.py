@@ -27,7 +27,7 @@ and raised.
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
 import trio
@@ -181,8 +181,17 @@ class CarrierLink:
         self._throttled = 0
         self._failed: Counter[str] = Counter()
 
-    async def submit(self, submission: Submission) -> Accepted:
+    async def submit(
+        self,
+        submission: Submission,
+        *,
+        before: Callable[[Submission], Awaitable[None]] | None = None,
+    ) -> Accepted:
         """Sends `submission` within the limits; raises what the connector raises.
+
+        `before(submission)` is awaited once, holding a window slot, just before the connector
+        is first called (the platform marks the message as handed to the carrier there); what
+        it raises is raised, and the connector is not called.
 
         Raises `RetryableError(code="throttled")` after `throttle_retries` throttling answers
         for this submission.
@@ -193,6 +202,9 @@ class CarrierLink:
             await self.bucket.take(submission.segments)
             try:
                 async with self.window:
+                    if before is not None:
+                        await before(submission)
+                        before = None
                     accepted = await self.connector.submit(submission)
             except Throttled as exc:
                 self._throttled += 1

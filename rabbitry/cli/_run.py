@@ -20,6 +20,7 @@ from conf import ConfigError, mask_url
 from rabbitry.carriers import GROUP
 from rabbitry.compat import deprecation, renamed_path
 from rabbitry.config import Config, config_json, load_config, summary
+from rabbitry.storage import StoreInUse, hold_store
 from supervisor import ExitStatus
 
 __all__ = ["check_config_command", "run_command", "sms_demo_command"]
@@ -44,7 +45,13 @@ def run_command(path: str, *, broker: str | None) -> int:
         _refuse(path, error)
         return ExitStatus.INVALID
     try:
-        return trio.run(functools.partial(run_daemon, config, broker_url=broker, config_path=path))
+        with hold_store(config.store.url.reveal()):
+            return trio.run(
+                functools.partial(run_daemon, config, broker_url=broker, config_path=path)
+            )
+    except StoreInUse as error:
+        print(f"rabbitry: {error}", file=sys.stderr)
+        return ExitStatus.INVALID
     except START_FAILURES as error:
         # RabbitMQ or the database unreachable at start: one sentence, no traceback.
         reason = str(error)

@@ -167,3 +167,11 @@ def _carrier_problems(path: KeyPath, carrier: Carrier) -> Iterator[Problem]:
         seen.add(prefix)
     if carrier.tps is not None and math.isinf(carrier.tps):
         yield (*path, "tps"), "must be finite; leave it out for no limit (got inf)"
+    if carrier.links > carrier.window:
+        yield (
+            (*path, "links"),
+            (
+                "must be <= window, since each link needs one submit in flight (got"
+                f" links={carrier.links!r}, window={carrier.window!r}); raise window or lower links"
+            ),
+        )

@@ -169,6 +169,17 @@ class Carrier(Table, frozen=True):
     window: Annotated[
         int, Meta(ge=1, description="Submits in flight at most (answers not back yet).")
     ] = 50
+    links: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description=(
+                "Connector links (SMPP sessions) the carrier gets across all daemons together;"
+                " each runs on one daemon at a time, at tps / links and window / links."
+            ),
+        ),
+    ] = 1
     rates: Annotated[
         dict[str, Decimal],
         Meta(

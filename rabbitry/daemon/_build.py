@@ -132,10 +132,19 @@ def routes(config: Config) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 def carrier_side(context: Context, carrier: Carrier) -> CarrierSide:
-    """The carrier's connector (its plugin, built with its options) and its limits."""
+    """The carrier's connectors (its plugin, built with its options), one per link, and its
+    limits; one more connector for the carrier's webhooks when the plugin takes them."""
+    factory = load_connector(carrier.plugin)
+    connectors = [factory(carrier.name, carrier.options) for _ in range(carrier.links)]
+    standby = (
+        factory(carrier.name, carrier.options) if hasattr(connectors[0], "handle_webhook") else None
+    )
     return CarrierSide(
         carrier.name,
-        load_connector(carrier.plugin)(carrier.name, carrier.options),
+        connectors,
+        standby=standby,
+        marks=context.records.remember_carrier_ids,
+        marked=context.records.messages_for,
         publisher=context.publisher,
         accounts=context.accounts,
         names=context.names,

@@ -22,6 +22,7 @@ links' counters, the consumers' bucket counters in `actors._metrics`) when Prome
 | rabbitry_carrier_segments_total, rabbitry_carrier_throttled_total | counter | carrier |
 | rabbitry_carrier_errors_total | counter | carrier, code |
 | rabbitry_carrier_in_flight, rabbitry_carrier_window | gauge | carrier |
+| rabbitry_carrier_link_held | gauge (1 held by this daemon) | carrier, link |
 | rabbitry_account_operations_total, _refusals_total | counter | kind (hold, capture...) |
 | rabbitry_event_loop_lag_seconds | histogram (how late a 10 ms tick wakes: `LoopLag`) | |
 | rabbitry_store_calls_running, rabbitry_store_calls_waiting | gauge (the store's threads) | |
@@ -273,16 +274,30 @@ class Collector:
             "rabbitry_carrier_in_flight", "Submits in flight", labels=["carrier"]
         )
         window = GaugeMetricFamily("rabbitry_carrier_window", "Window size", labels=["carrier"])
+        held = GaugeMetricFamily(
+            "rabbitry_carrier_link_held",
+            "1 while this daemon holds the carrier's link",
+            labels=["carrier", "link"],
+        )
         for side in self.source.carriers():
-            stats = side.link.statistics()
-            up.add_metric([side.name], 1 if side.connector.health() == "bound" else 0)
-            segments.add_metric([side.name], stats.segments)
-            throttled.add_metric([side.name], stats.throttled)
-            for code, value in sorted(stats.failed.items()):
+            up.add_metric([side.name], 1 if side.health() == "bound" else 0)
+            failed: dict[str, int] = {}
+            totals = [0, 0, 0]  # segments, throttled, in flight: summed over the links
+            for slot in side.slots:
+                stats = slot.link.statistics()
+                totals[0] += stats.segments
+                totals[1] += stats.throttled
+                totals[2] += stats.in_flight
+                for code, value in stats.failed.items():
+                    failed[code] = failed.get(code, 0) + value
+                held.add_metric([side.name, str(slot.index)], 1 if slot.holder else 0)
+            segments.add_metric([side.name], totals[0])
+            throttled.add_metric([side.name], totals[1])
+            for code, value in sorted(failed.items()):
                 errors.add_metric([side.name, code], value)
-            in_flight.add_metric([side.name], stats.in_flight)
-            window.add_metric([side.name], side.link.window.size)
-        yield from (up, segments, throttled, errors, in_flight, window)
+            in_flight.add_metric([side.name], totals[2])
+            window.add_metric([side.name], sum(slot.link.window.size for slot in side.slots))
+        yield from (up, segments, throttled, errors, in_flight, window, held)
 
 
 def metrics_registry(source: MetricsSource) -> CollectorRegistry:

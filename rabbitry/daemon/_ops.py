@@ -146,18 +146,32 @@ class DaemonOps:
     async def carriers(self) -> list[dict[str, object]]:
         carriers = []
         for name, side in self.carrier_sides.items():
-            stats = side.link.statistics()
+            stats = [slot.link.statistics() for slot in side.slots]
+            failed: dict[str, int] = {}
+            for each in stats:
+                for code, value in each.failed.items():
+                    failed[code] = failed.get(code, 0) + value
             carriers.append(
                 {
                     "name": name,
-                    "health": side.connector.health(),
-                    "submitted": stats.submitted,
-                    "accepted": stats.accepted,
-                    "segments": stats.segments,
-                    "throttled": stats.throttled,
-                    "in_flight": stats.in_flight,
-                    "window": side.link.window.size,
-                    "failed": dict(stats.failed),
+                    "health": side.health(),
+                    "submitted": sum(each.submitted for each in stats),
+                    "accepted": sum(each.accepted for each in stats),
+                    "segments": sum(each.segments for each in stats),
+                    "throttled": sum(each.throttled for each in stats),
+                    "in_flight": sum(each.in_flight for each in stats),
+                    "window": sum(slot.link.window.size for slot in side.slots),
+                    "failed": failed,
+                    # who holds which link, as this daemon knows it: itself or not
+                    "links": [
+                        {
+                            "link": slot.index,
+                            "held": slot.holder is not None,
+                            "holder": slot.holder,
+                            "health": slot.connector.health(),
+                        }
+                        for slot in side.slots
+                    ],
                 }
             )
         return carriers

@@ -12,9 +12,10 @@ feeds them drained):
     ├── accounts-in           partitioned consumer of its share of accounts.0..31 (the daemons
     │                         alive split them by heartbeats; single active consumer each)
     ├── carrier.<name>        one_for_one, per configured carrier:
-    │   ├── link              the connector's connection, reports and inbound SMS
-    │   ├── worker            CarrierActor: submits send batches
-    │   └── in                consumer of carrier.<name>
+    │   ├── reports           the reports batcher (and the connector taking webhooks, if any)
+    │   └── link-<i>          per link (`links`): waits for the link's lease; while this daemon
+    │                         holds it, the connector's connection, a CarrierActor and the
+    │                         consumer of carrier.<name> (rabbitry.platform._carrier_links)
     ├── invoice-jobs, invoices / invoices-in
     ├── hold-reaper           gives back holds whose send never queued a message, and fails
     │                         the messages of a send not queued within [sms] unqueued_timeout
@@ -29,6 +30,8 @@ feeds them drained):
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import ssl
 from collections.abc import Callable, Iterable
 
@@ -54,6 +57,7 @@ from rabbitry.platform import (
     account_of,
     platform_codec,
     run_idempotency_cleanup,
+    run_link,
     run_reaper,
 )
 from supervisor import (
@@ -88,6 +92,12 @@ class Parts:
     max_connections: int = MAX_CONNECTIONS
     tls: ssl.SSLContext | None = None
     """Serve HTTPS with this context (`[http] certfile` and `keyfile`); None: plain HTTP."""
+    holder: str = attrs.field(factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    """This daemon's name as the holder of a carrier link."""
+
+
+LINK_SHUTDOWN = 75.0
+"""Seconds a link is given to drain (its batches, then its connector) before it is cancelled."""
 
 
 class GatewayHandle:
@@ -120,26 +130,38 @@ async def _run_gateway(parts: Parts, *, task_status: trio.TaskStatus[GatewayHand
 
 
 def carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
-    names = parts.context.names
-    worker = actor("worker", functools.partial(CarrierActor, side), capacity=8)
-    # one_for_one: while the connection is down and restarting, the worker keeps consuming and
-    # each submit fails with CarrierDown, so the work fails over or waits in the retry tiers
-    # instead of piling up unconsumed in this carrier's queue.
+    """`carrier.<name>`: the reports batcher (and the webhooks' connector), then one child per
+    link, each waiting for its lease and running the link while this daemon holds it
+    (rabbitry.platform._carrier_links): a connector kept connected, a CarrierActor and the
+    consumer of `carrier.<name>`. While the connection is down and restarting, the link keeps
+    consuming and each submit fails with CarrierDown, so the work fails over or waits in the
+    retry tiers instead of piling up unconsumed in this carrier's queue."""
+    links = [
+        ChildSpec(
+            name=f"link-{slot.index}",
+            start=functools.partial(
+                run_link,
+                side,
+                slot,
+                functools.partial(CarrierActor, side, slot),
+                transport=parts.transport,
+                codec=parts.context.codec,
+                router=parts.router,
+                holder=parts.holder,
+            ),
+            shutdown=LINK_SHUTDOWN,
+            backoff=Backoff.exponential(min=0.5, max=10.0),
+        )
+        for slot in side.slots
+    ]
     return supervisor(
         f"carrier.{side.name}",
         Strategy.ONE_FOR_ONE,
         [
-            ChildSpec(name="link", start=side.run, backoff=Backoff.exponential(min=0.5, max=30.0)),
-            worker,
-            consumer(
-                "in",
-                parts.transport,
-                names.carrier_queue(side.name),
-                worker.ref,
-                codec=parts.context.codec,
-                router=parts.router,
-                prefetch=4,
+            ChildSpec(
+                name="reports", start=side.run, backoff=Backoff.exponential(min=0.5, max=30.0)
             ),
+            *links,
         ],
         intensity=10,
         period=30.0,

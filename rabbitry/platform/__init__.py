@@ -8,6 +8,7 @@ from rabbitry.platform._backend import PlatformBackend
 from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
 from rabbitry.platform._carrier import CarrierActor, CarrierSide
+from rabbitry.platform._carrier_links import LeaseLost, LinkHandle, LinkSlot, run_link
 from rabbitry.platform._context import Context, Services
 from rabbitry.platform._idempotency import (
     IDEMPOTENCY_TTL,
@@ -86,6 +87,9 @@ __all__ = [
     "InvoiceJob",
     "InvoiceJobActor",
     "InvoicesActor",
+    "LeaseLost",
+    "LinkHandle",
+    "LinkSlot",
     "Names",
     "OpenAccountCommand",
     "Outcome",
@@ -123,6 +127,7 @@ __all__ = [
     "recover_once",
     "request_invoice",
     "run_idempotency_cleanup",
+    "run_link",
     "run_reaper",
     "signature",
 ]

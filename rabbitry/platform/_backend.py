@@ -315,7 +315,7 @@ class PlatformBackend:
         side = self.carriers.get(carrier)
         if side is None:
             raise NotFound(f"no carrier {carrier!r}")
-        handle = getattr(side.connector, "handle_webhook", None)
+        handle = getattr(side.webhook_connector, "handle_webhook", None)
         if handle is not None:  # the carrier's own webhook: its connector checks the signature
             # (and refuses with WebhookRefused, InvalidWebhook or CarrierDown)
             answer: dict[str, object] = await handle(kind, body, headers)
@@ -384,7 +384,7 @@ class PlatformBackend:
 
     def health(self) -> dict[str, object]:
         return {
-            "carriers": {name: side.connector.health() for name, side in self.carriers.items()},
+            "carriers": {name: side.health() for name, side in self.carriers.items()},
             "time": time.time(),
         }
 

@@ -44,7 +44,8 @@ import functools
 import logging
 import uuid
 from collections import OrderedDict
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Literal, cast
 
 import msgspec
 import trio
@@ -60,10 +61,12 @@ from rabbitry.carriers import (
     DeliveryEvent,
     InboundEvent,
     PermanentError,
+    RetryableError,
     Submission,
 )
 from rabbitry.platform._account_client import AccountClient
 from rabbitry.platform._batcher import Batcher
+from rabbitry.platform._carrier_links import LinkSlot
 from rabbitry.platform._context import now
 from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import (
@@ -94,18 +97,33 @@ submits (clocks of two daemons may differ by that much)."""
 KNOWN_IDS = 1_000_000
 """Carrier ids remembered in memory (the records keep them all)."""
 
+SUBMITTING = "#submitting"
+"""Appended to a carrier's name (which cannot hold "#") in the records' carrier-id table to mark
+a message as handed to that carrier's connector (carrier id `"<message id>:<attempt>"`)."""
+
+Marks = Callable[[Iterable[tuple[str, str, str]]], Awaitable[None]]
+Marked = Callable[[Iterable[tuple[str, str]]], Awaitable[dict[tuple[str, str], str]]]
+
 
 class CarrierSide:
     """One carrier's connection and what the actor and the connection share.
 
     `publisher` sends the reports, inbound SMS, failovers and retries; `accounts` takes the
     outcomes (and says which are settled); `schedule` gives the retries' delays.
+
+    `connector` is one connector per link (`[[carriers]] links`): link i gets `tps / links`
+    segments a second and `window // links` submits in flight (`slots[i]`), run by whichever
+    daemon holds its lease (rabbitry.platform._carrier_links). `standby` is one more connector,
+    run by every daemon for the carrier's webhooks (a connector with `handle_webhook`), which
+    submits nothing. `marks` and `marked` (the records' carrier-id table) keep which messages
+    were handed to the carrier, so that a batch taken over from a daemon that died is not sent
+    twice.
     """
 
     def __init__(
         self,
         name: str,
-        connector: Connector,
+        connector: Connector | Sequence[Connector],
         *,
         publisher: Publisher,
         accounts: AccountClient,
@@ -114,47 +132,86 @@ class CarrierSide:
         tps: float | None = None,
         window: int = 50,
         max_attempts: int = 6,
+        standby: Connector | None = None,
+        marks: Marks | None = None,
+        marked: Marked | None = None,
     ) -> None:
         self.publisher = publisher
         self.accounts = accounts
         self.names = names
         self.schedule = schedule
         self.name = name
-        self.connector = connector
-        self.link = CarrierLink(connector, tps=tps, window=window)
+        connectors = [connector] if not isinstance(connector, Sequence) else list(connector)
+        links = len(connectors)
+        self.slots = [
+            LinkSlot(
+                index,
+                each,
+                CarrierLink(
+                    each, tps=None if tps is None else tps / links, window=max(1, window // links)
+                ),
+            )
+            for index, each in enumerate(connectors)
+        ]
+        self.connector = connectors[0]
+        self.link = self.slots[0].link
+        self.standby = standby
+        self.marks = marks
+        self.marked = marked
         self.max_attempts = max_attempts
         self._ours: OrderedDict[str, str] = OrderedDict()  # carrier id -> our message id
         self.reports = Batcher[Report](self._publish_reports)
         self.unmatched = 0
         self.auth_failures = 0
 
+    def health(self) -> str:
+        """The best health of the links this daemon holds, or "standby" when it holds none (the
+        carrier's links run on other daemons, or on none yet)."""
+        held = [slot.connector.health() for slot in self.slots if slot.holder is not None]
+        for health in ("bound", "degraded", "down"):
+            if health in held:
+                return health
+        return "standby"
+
+    @property
+    def webhook_connector(self) -> Connector:
+        """The connector that takes the carrier's webhooks in this daemon."""
+        return self.standby if self.standby is not None else self.connector
+
     async def run(
         self, *, task_status: trio.TaskStatus[CarrierSide] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """The connection: reports batcher and the connector, until cancelled."""
-        # Ready at once: a carrier that cannot connect is a crash of this child (restarted with
-        # backoff), not a daemon that cannot start; meanwhile submits fail with CarrierDown.
+        """The reports batcher (the links' connectors push through it), and the standby
+        connector if any, until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.reports.run)
             task_status.started(self)
-            started = trio.current_time()
-            try:
-                await self.connector.run(self.events)
-            except AuthenticationFailed as error:
-                if trio.current_time() - started > AUTH_RESET:
-                    self.auth_failures = 0
-                delay = min(AUTH_MIN * 2**self.auth_failures, AUTH_MAX)
-                self.auth_failures += 1
-                _log.warning(
-                    "carrier %s refused our credentials (%s); next attempt in %.0f s",
-                    self.name,
-                    error.code,
-                    delay,
-                    extra={"event": "carrier_auth_failed", "carrier": self.name, "delay": delay},
-                )
-                await trio.sleep(delay)  # carriers block addresses that keep trying
-                raise
-            self.auth_failures = 0
+            if self.standby is not None:
+                await self.run_connector(self.standby)
+
+    async def run_connector(self, connector: Connector, *, bound: trio.Event | None = None) -> None:
+        """Runs `connector` with this side's event sink (setting `bound` once it is usable);
+        a refused login waits longer each time (see AUTH_MIN) before it raises."""
+        # A carrier that cannot connect is a crash of this connection (tried again with
+        # backoff), not a daemon that cannot start; meanwhile submits fail with CarrierDown.
+        started = trio.current_time()
+        try:
+            await connector.run(self.events, task_status=cast(Any, _Bound(bound)))
+        except AuthenticationFailed as error:
+            if trio.current_time() - started > AUTH_RESET:
+                self.auth_failures = 0
+            delay = min(AUTH_MIN * 2**self.auth_failures, AUTH_MAX)
+            self.auth_failures += 1
+            _log.warning(
+                "carrier %s refused our credentials (%s); next attempt in %.0f s",
+                self.name,
+                error.code,
+                delay,
+                extra={"event": "carrier_auth_failed", "carrier": self.name, "delay": delay},
+            )
+            await trio.sleep(delay)  # carriers block addresses that keep trying
+            raise
+        self.auth_failures = 0
 
     async def _publish_reports(self, items: list[Report]) -> None:
         await self.publisher.publish(
@@ -193,6 +250,17 @@ class CarrierSide:
             self._ours.popitem(last=False)
 
 
+class _Bound:
+    """The `task_status` handed to a connector's `run`: `started()` sets `bound`."""
+
+    def __init__(self, bound: trio.Event | None) -> None:
+        self.bound = bound
+
+    def started(self, value: object = None) -> None:
+        if self.bound is not None:
+            self.bound.set()
+
+
 def _report(message: str, event: DeliveryEvent, carrier: str) -> Report:
     return Report(
         id=message,
@@ -213,69 +281,157 @@ def submission(item: SendItem) -> Submission:
 
 
 class CarrierActor(ConsumerActor):
-    """Consumes `carrier.<name>`: submits send batches (see the module docstring)."""
+    """Consumes `carrier.<name>` for one link (`slot`, link 0 by default): submits send batches
+    (see the module docstring)."""
 
-    __slots__ = ("side",)
+    __slots__ = ("side", "slot")
 
-    def __init__(self, side: CarrierSide) -> None:
+    def __init__(self, side: CarrierSide, slot: LinkSlot | None = None) -> None:
         self.side = side
+        self.slot = slot if slot is not None else side.slots[0]
 
     async def handle(self, message: Any) -> None:
         if not isinstance(message, SendBatch):
             raise TypeError(f"carrier {self.side.name!r} got a {type(message).__name__}")
         inbound = current_inbound()
         attempt = inbound.envelope.attempt
+        redelivered = inbound.delivery.redelivered
         late = 0 < message.abandon_at <= now() + LATE_MARGIN  # its send may have been given up
-        if inbound.delivery.redelivered or attempt > 0 or late:
-            message = await self._unsettled(message)
-            if not message.items:
+        unknown: tuple[SendItem, ...] = ()
+        if redelivered or attempt > 0 or late:
+            message, unknown = await self._unsettled(message, attempt, redelivered=redelivered)
+            if not message.items and not unknown:
                 return
         results: list[Accepted | CarrierError] = [PermanentError("not submitted")] * len(
             message.items
         )
-        async with trio.open_nursery() as nursery:
-            for index, item in enumerate(message.items):
-                nursery.start_soon(self._submit, index, item, results)
-        await self._settle(message, results, attempt)
+        told: set[int] = set()
+        side = self.side
+        sent = Batcher[Outcome](
+            functools.partial(self._tell, message), max_items=100, max_delay=0.002
+        )
+        marks = (
+            None
+            if side.marks is None
+            else Batcher[tuple[str, str, str]](side.marks, max_items=200, max_delay=0.001)
+        )
+        async with trio.open_nursery() as outer:
+            await outer.start(sent.run)
+            if marks is not None:
+                await outer.start(marks.run)
+            async with trio.open_nursery() as nursery:
+                for index, item in enumerate(message.items):
+                    nursery.start_soon(
+                        self._submit, index, item, attempt, results, told, sent, marks
+                    )
+            outer.cancel_scope.cancel()
+        await self._settle(message, results, told, attempt, unknown)
 
-    async def _unsettled(self, batch: SendBatch) -> SendBatch:
+    async def _tell(self, batch: SendBatch, outcomes: list[Outcome]) -> None:
+        settle = Outcomes(
+            account=batch.account, hold=batch.hold, currency=batch.currency, items=tuple(outcomes)
+        )
+        await self.side.accounts.tell(batch.account, settle, message_id=_new_id())
+
+    async def _unsettled(
+        self, batch: SendBatch, attempt: int, *, redelivered: bool
+    ) -> tuple[SendBatch, tuple[SendItem, ...]]:
         """A redelivered or retried batch without the items already settled (their capture or
         release is in the ledger: the batch failed, or its ack was lost, after that): those are
         not sent to the carrier twice. A message's status is no sign of that: its delivery
         report may have come before its outcome was settled. The account actor, which owns the
         ledger, answers (after any `Outcomes` queued before the question); if it cannot, the
-        batch waits in the retry tiers."""
-        settled = await self.side.accounts.settled(batch.account, [i.id for i in batch.items])
+        batch waits in the retry tiers.
+
+        Of a redelivered batch, the items marked as handed to the carrier in this attempt but not
+        settled (the daemon that submitted them died or lost its link before the carrier's
+        answer was safe) come back apart: whether the carrier took them is unknown, and they
+        are not sent again (they fail, refunded) rather than risk sending them twice."""
+        side = self.side
+        settled = await side.accounts.settled(batch.account, [i.id for i in batch.items])
         items = [item for item in batch.items if item.id not in settled]
         if len(items) < len(batch.items):
             _log.info(
                 "carrier %s: %d of %d redelivered messages were settled already; not sent again",
-                self.side.name,
+                side.name,
                 len(batch.items) - len(items),
                 len(batch.items),
             )
-        return msgspec.structs.replace(batch, items=tuple(items))
+        unknown: list[SendItem] = []
+        if redelivered and items and side.marked is not None:
+            keys = {item.id: (side.name + SUBMITTING, f"{item.id}:{attempt}") for item in items}
+            found = await side.marked(keys.values())
+            unknown = [item for item in items if keys[item.id] in found]
+            items = [item for item in items if keys[item.id] not in found]
+            if unknown:
+                _log.warning(
+                    "carrier %s: %d redelivered messages were handed to the carrier by a daemon"
+                    " that stopped before its answer was safe; failed (refunded), not sent twice",
+                    side.name,
+                    len(unknown),
+                    extra={"event": "carrier_unknown_outcome", "carrier": side.name},
+                )
+        return msgspec.structs.replace(batch, items=tuple(items)), tuple(unknown)
 
     async def _submit(
-        self, index: int, item: SendItem, results: list[Accepted | CarrierError]
+        self,
+        index: int,
+        item: SendItem,
+        attempt: int,
+        results: list[Accepted | CarrierError],
+        told: set[int],
+        sent: Batcher[Outcome],
+        marks: Batcher[tuple[str, str, str]] | None,
     ) -> None:
+        side = self.side
+        before = None
+        if marks is not None:
+            row = (side.name + SUBMITTING, f"{item.id}:{attempt}", item.id)
+
+            async def before(_: Submission) -> None:
+                try:
+                    await marks.put(row)
+                except Exception as error:
+                    raise RetryableError(
+                        f"message {item.id!r} could not be marked as submitted ({error})",
+                        code="store",
+                    ) from error
+
         try:
-            accepted = await self.side.link.submit(submission(item))
+            accepted = await self.slot.link.submit(submission(item), before=before)
         except CarrierError as error:
             results[index] = error
-        else:
-            results[index] = accepted
-            self.side.accepted(item.id, accepted)  # before its delivery report, usually
+            return
+        results[index] = accepted
+        side.accepted(item.id, accepted)  # before its delivery report, usually
+        try:  # settled at once: a batch taken over later does not send it again
+            await sent.put(_outcome(item, "sent", side.name, now(), accepted.carrier_ids))
+        except Exception:  # noqa: BLE001 - told again with the rest of the batch
+            return
+        told.add(index)
 
     async def _settle(
-        self, batch: SendBatch, results: list[Accepted | CarrierError], attempt: int
+        self,
+        batch: SendBatch,
+        results: list[Accepted | CarrierError],
+        told: set[int],
+        attempt: int,
+        unknown: tuple[SendItem, ...] = (),
     ) -> None:
         side = self.side
         outcomes: list[Outcome] = []
         retry: list[SendItem] = []
         failover: dict[str, list[SendItem]] = {}
         at = now()
-        for item, result in zip(batch.items, results, strict=True):
+        for item in unknown:
+            error = (
+                "unknown: the daemon submitting it stopped before the carrier's answer was"
+                " safe; not sent again"
+            )
+            outcomes.append(_outcome(item, "failed", side.name, at, (), error))
+        for index, (item, result) in enumerate(zip(batch.items, results, strict=True)):
+            if index in told:
+                continue
             if isinstance(result, Accepted):
                 outcomes.append(_outcome(item, "sent", side.name, at, result.carrier_ids))
                 continue

@@ -51,6 +51,10 @@ class Names:
     def carrier_queue(self, carrier: str) -> str:
         return f"carrier.{carrier}"
 
+    def link_queue(self, carrier: str, index: int) -> str:
+        """The lease queue of link `index` of `carrier` (rabbitry.platform._carrier_links)."""
+        return f"carrier.{carrier}.link.{index}"
+
     reports_key: str = "sms.report"
     reports_queue: str = "sms.reports"
     inbound_key: str = "sms.inbound"

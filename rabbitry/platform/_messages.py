@@ -217,12 +217,23 @@ class InvoiceJob(msgspec.Struct, frozen=True, kw_only=True, tag="sms.InvoiceJob"
     invoice: str
 
 
+class LinkToken(msgspec.Struct, frozen=True, kw_only=True, tag="sms.LinkToken"):
+    """The lease of link `index` of carrier `carrier`: whoever holds it unacked runs that link
+    (rabbitry.platform._carrier_links)."""
+
+    carrier: str
+    index: int
+    by: str = ""
+    """The daemon that published it (for the logs)."""
+
+
 MESSAGE_TYPES: tuple[type, ...] = (
     Callback,
     Fund,
     HoldFunds,
     InboundSms,
     InvoiceJob,
+    LinkToken,
     OpenAccountCommand,
     Outcomes,
     ReleaseHold,

@@ -5,6 +5,7 @@ The lowest room of the application: the ledger (rabbitry.billing) and the platfo
 difference, and it lives here. `parse_store_url` is the one reader of a config's `[store] url`.
 """
 
+from rabbitry.storage._daemon_lock import StoreInUse, hold_store
 from rabbitry.storage._database import Column, Database, Dialect, Row, Session, StoreUnavailable
 from rabbitry.storage._postgres import PostgresDatabase
 from rabbitry.storage._sqlite import SqliteDatabase, Synchronous
@@ -19,10 +20,12 @@ __all__ = [
     "Row",
     "Session",
     "SqliteDatabase",
+    "StoreInUse",
     "StoreThreads",
     "StoreURL",
     "StoreUnavailable",
     "Synchronous",
+    "hold_store",
     "open_database",
     "parse_store_url",
 ]

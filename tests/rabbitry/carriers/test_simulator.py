@@ -57,16 +57,20 @@ async def test_accepted_messages_are_reported_delivered_after_dlr_delay(
     sink = Sink()
     simulator = await running(nursery, {"dlr_delay": 5}, sink)
     assert simulator.health() == "bound"
-    assert (await simulator.submit(sms("m-1"))).carrier_ids == ("sim-1",)
+    assert (await simulator.submit(sms("m-1"))).carrier_ids == (simulator.id_prefix + "1",)
     await trio.sleep(1)
     long = sms("m-2", text="x" * 400)
-    assert (await simulator.submit(long)).carrier_ids == ("sim-2", "sim-3", "sim-4")
+    assert (await simulator.submit(long)).carrier_ids == (
+        simulator.id_prefix + "2",
+        simulator.id_prefix + "3",
+        simulator.id_prefix + "4",
+    )
     await trio.sleep(4.9)
-    assert sink.events == [(5, DeliveryEvent("sim-1", "delivered"))]
+    assert sink.events == [(5, DeliveryEvent(simulator.id_prefix + "1", "delivered"))]
     assert simulator.pending_reports == 1
     await trio.sleep(0.2)
     # One report per message, under its first part's id.
-    assert sink.events[1:] == [(6, DeliveryEvent("sim-2", "delivered"))]
+    assert sink.events[1:] == [(6, DeliveryEvent(simulator.id_prefix + "2", "delivered"))]
     assert simulator.pending_reports == 0
 
 
@@ -92,13 +96,17 @@ async def test_reject_undeliverable_and_retry_prefixes(
         assert failed.value.code == "temporary"
     with pytest.raises(RetryableError):  # counted per message id
         await simulator.submit(sms("t-2", "+8881234567"))
-    assert (await simulator.submit(sms("t-1", "+8881234567"))).carrier_ids == ("sim-1",)
+    assert (await simulator.submit(sms("t-1", "+8881234567"))).carrier_ids == (
+        simulator.id_prefix + "1",
+    )
     # undeliverable comes before retry: accepted at once, then reported undelivered.
-    assert (await simulator.submit(sms("u-1", "+447712345678"))).carrier_ids == ("sim-2",)
+    assert (await simulator.submit(sms("u-1", "+447712345678"))).carrier_ids == (
+        simulator.id_prefix + "2",
+    )
     await trio.testing.wait_all_tasks_blocked()
     assert [event for _, event in sink.events] == [
-        DeliveryEvent("sim-1", "delivered"),
-        DeliveryEvent("sim-2", "undelivered", "001"),
+        DeliveryEvent(simulator.id_prefix + "1", "delivered"),
+        DeliveryEvent(simulator.id_prefix + "2", "undelivered", "001"),
     ]
 
 
@@ -166,7 +174,9 @@ async def test_a_report_not_stored_when_run_stops_is_pushed_by_the_next_run(
         await nursery.start(simulator.run, sink)
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
-    assert [event for _, event in sink.events] == [DeliveryEvent("sim-1", "delivered")]
+    assert [event for _, event in sink.events] == [
+        DeliveryEvent(simulator.id_prefix + "1", "delivered")
+    ]
     assert simulator.pending_reports == 0
 
 
@@ -238,3 +248,63 @@ def test_options_have_defaults() -> None:
         False,
     )
     assert options.reject_prefixes == ("+1",)
+
+
+async def test_carrier_ids_are_unique_across_connectors_of_one_carrier(
+    nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    # Two daemons (or one daemon before and after a restart) each make their own connector.
+    first = await running(nursery, {}, Sink())
+    second = await running(nursery, {}, Sink())
+    ids = [(await simulator.submit(sms("m-1"))).carrier_ids for simulator in (first, second)]
+    assert ids[0] != ids[1]
+    assert all(carrier_id.startswith("sim-") for (carrier_id,) in ids)
+    assert first.id_prefix != second.id_prefix
+
+
+async def test_drain_pushes_every_pending_report_before_it_is_due(
+    autojump_clock: MockClock,
+) -> None:
+    sink = Sink()
+    simulator = SimulatorConnector("sim", {"dlr_delay": 60})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulator.run, sink)
+        for n in range(5):
+            await simulator.submit(sms(f"m-{n}"))
+        await trio.sleep(1)
+        assert simulator.pending_reports == 5
+        await simulator.drain()
+        assert trio.current_time() == 1  # at once, not after dlr_delay
+        assert simulator.pending_reports == 0
+        assert [event.carrier_id for _, event in sink.events] == [
+            f"{simulator.id_prefix}{n}" for n in range(1, 6)
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_drain_waits_for_the_sink_to_take_every_report(autojump_clock: MockClock) -> None:
+    taken: list[DeliveryEvent | InboundEvent] = []
+
+    async def slow(event: DeliveryEvent | InboundEvent) -> None:
+        await trio.sleep(2)  # confirmed by RabbitMQ two seconds later
+        taken.append(event)
+
+    simulator = SimulatorConnector("sim", {"dlr_delay": 30})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulator.run, slow)
+        await simulator.submit(sms("m-1"))
+        await simulator.submit(sms("m-2"))
+        await simulator.drain()
+        assert trio.current_time() == 2
+        assert len(taken) == 2
+        nursery.cancel_scope.cancel()
+    # After a drain, a new run (the same connector bound again) waits for dlr_delay again.
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulator.run, sink)
+        await simulator.submit(sms("m-3"))
+        await trio.sleep(29)
+        assert sink.events == []
+        await trio.sleep(2)
+        assert len(sink.events) == 1
+        nursery.cancel_scope.cancel()

@@ -43,6 +43,15 @@ CASES = [
         "carriers[0].tps",
         "carriers[0].tps must be finite; leave it out for no limit (got inf)",
     ),
+    (CARRIER + "links = 0", "carriers[0].links", "carriers[0].links must be >= 1 (got 0)"),
+    (
+        CARRIER + "links = 3\nwindow = 2",
+        "carriers[0].links",
+        (
+            "carriers[0].links must be <= window, since each link needs one submit in flight"
+            " (got links=3, window=2); raise window or lower links"
+        ),
+    ),
     (POOL + "size = 0", "pools[0].size", "pools[0].size must be >= 1 (got 0)"),
     (POOL + 'size = "3"', "pools[0].size", 'pools[0].size must be an integer (got "3")'),
     (POOL + "size = true", "pools[0].size", "pools[0].size must be an integer (got true)"),
