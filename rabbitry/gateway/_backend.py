@@ -85,10 +85,20 @@ class GatewayBackend(Protocol):
         ...
 
     async def create_account(
-        self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
+        self,
+        name: str,
+        currency: str | None,
+        numbers: list[str],
+        webhook_url: str | None,
+        *,
+        request_id: str | None = None,
     ) -> AccountCreated:
         """Opens an account (in the platform's currency); answers its id, API key and webhook
-        secret. Refuses a `webhook_url` the platform may not call (`InvalidField`)."""
+        secret. Refuses a `webhook_url` the platform may not call (`InvalidField`).
+
+        `request_id` (the request's, derived from its Idempotency-Key when it has one) names the
+        account: the same request run again, after a daemon died running it, opens the same
+        account, with a new API key, instead of a second one."""
         ...
 
     async def add_funds(

@@ -103,7 +103,7 @@ async def _readyz(backend: GatewayBackend, call: Call) -> Answer:
 async def _create_account(backend: GatewayBackend, call: Call) -> Answer:
     body = decode_new_account(call.body)
     created = await backend.create_account(
-        body.name, body.currency, list(body.numbers), body.webhook_url
+        body.name, body.currency, list(body.numbers), body.webhook_url, request_id=call.request_id
     )
     return json_answer(201, created)
 

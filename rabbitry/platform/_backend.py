@@ -125,19 +125,28 @@ class PlatformBackend:
     # Admin
 
     async def create_account(
-        self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
+        self,
+        name: str,
+        currency: str | None,
+        numbers: list[str],
+        webhook_url: str | None,
+        *,
+        request_id: str | None = None,
     ) -> AccountCreated:
         platform_currency = self.context.currency
         if currency is not None and currency != platform_currency:
             raise CurrencyMismatch(
                 f"currency: this platform's rates are in {platform_currency}, not {currency!r}"
             )
+        # One request, one account: run again (its daemon died before the answer was kept), it
+        # opens the same account (the ledger's open applies once) and takes it over with a new
+        # key, since the first answer, and so its key, reached nobody.
+        account_id = f"acc_{(request_id or secrets.token_hex(12))[:16]}"
         for index, number in enumerate(numbers):
             _check_number(number, f"numbers[{index}]")
-            await self._check_number_free(numbers, index)
+            await self._check_number_free(numbers, index, account_id)
         if webhook_url is not None:
             await self._check_url("webhook_url", webhook_url)
-        account_id = f"acc_{secrets.token_hex(8)}"
         api_key = _new_api_key()
         await self.context.accounts.ask(
             OpenAccountCommand(
@@ -391,14 +400,14 @@ class PlatformBackend:
     async def readiness(self) -> dict[str, str]:
         return await self.ready.problems()
 
-    async def _check_number_free(self, numbers: list[str], index: int) -> None:
+    async def _check_number_free(self, numbers: list[str], index: int, account_id: str) -> None:
         """Refuses `numbers[index]` if it came before in the list or an account owns it: checked
         before the ledger opens the account, so a refused creation leaves nothing behind (the
         records still refuse a number taken meanwhile)."""
         number, field = numbers[index], f"numbers[{index}]"
         if number in numbers[:index]:
             raise InvalidField(f"{field}: the number {number!r} is given twice", field=field)
-        if await self.context.records.owner_of(number) is not None:
+        if await self.context.records.owner_of(number) not in (None, account_id):
             message = f"{field}: the number {number!r} belongs to another account"
             raise NumberTaken(message, field=field)
 

@@ -164,7 +164,9 @@ _STATEMENTS = {
     "claim_number": """INSERT INTO {schema}.platform_numbers (number, account) VALUES (?, ?)
         ON CONFLICT (number) DO NOTHING""",
     "insert_account": f"""INSERT INTO {{schema}}.platform_accounts ({_ACCOUNT_COLUMNS})
-        VALUES (?, ?, ?, ?, ?, ?)""",
+        VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET name = excluded.name, key_hash = excluded.key_hash,
+            webhook_url = excluded.webhook_url""",
     "account": _ACCOUNTS + " WHERE id = ?",
     "account_by_key": _ACCOUNTS + " WHERE key_hash = ?",
     "accounts": _ACCOUNTS + " ORDER BY created_at, id",
@@ -315,11 +317,15 @@ class SqlRecords:
     # Accounts
 
     def create_account(self, account: AccountRecord, numbers: Iterable[str] = ()) -> None:
-        """Raises DuplicateNumber (and writes nothing) if a number belongs to an account."""
+        """Raises DuplicateNumber (and writes nothing) if a number belongs to another account.
+        An account of that id already there (its creation ran before and its answer was lost)
+        is taken over: its key, name and webhook URL are `account`'s from now on."""
         with self.database.transaction() as session:
             for number in numbers:
                 if session.run(self._sql["claim_number"], (number, account.id)) != 1:
-                    raise DuplicateNumber(f"the number {number!r} belongs to another account")
+                    owner = session.one(self._sql["owner_of"], (number,))
+                    if owner is None or owner[0] != account.id:
+                        raise DuplicateNumber(f"the number {number!r} belongs to another account")
             session.run(self._sql["insert_account"], msgspec.structs.astuple(account))
 
     def account(self, account_id: str) -> AccountRecord | None:

@@ -89,7 +89,13 @@ class FakeBackend:
         return KEYS.get(api_key)
 
     async def create_account(
-        self, name: str, currency: str | None, numbers: list[str], webhook_url: str | None
+        self,
+        name: str,
+        currency: str | None,
+        numbers: list[str],
+        webhook_url: str | None,
+        *,
+        request_id: str | None = None,
     ) -> AccountCreated:
         self.calls.append(("create_account", name, currency, numbers, webhook_url))
         return AccountCreated(

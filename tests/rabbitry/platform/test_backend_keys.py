@@ -11,7 +11,7 @@ import pytest
 
 from broker import RetrySchedule, open_transport
 from rabbitry.billing import AsyncLedger, Ledger, MemoryStore, RateCard
-from rabbitry.gateway import AccountInfo, InvalidField, SendRequest
+from rabbitry.gateway import AccountInfo, InvalidField, NumberTaken, SendRequest
 from rabbitry.platform import AsyncRecords, Context, Names, PlatformBackend, Records, hash_key
 from rabbitry.platform._records import AccountRecord
 
@@ -86,3 +86,31 @@ async def test_a_url_the_platform_may_not_call_is_refused_before_anything_happen
         await backend.send(ACME, request, request_id="r1")
     assert refused.value.field == "callback_url"
     assert asked == []  # no account opened, nothing priced, held or queued
+
+
+async def test_an_account_creation_run_again_opens_the_same_account_with_a_new_key(
+    backend: PlatformBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A creation whose daemon died before its answer was kept runs again under the same
+    Idempotency-Key (the same request id): the same account, not a second one; the first key,
+    which reached nobody, opens nothing."""
+    opened: list[Any] = []
+
+    class Accounts:
+        async def ask(self, command: Any) -> None:
+            opened.append(command)  # the ledger's open applies once per operation id
+
+    monkeypatch.setattr(backend.context, "accounts", Accounts())
+    first = await backend.create_account("ACME", None, ["+33700000001"], None, request_id="r" * 24)
+    again = await backend.create_account("ACME", None, ["+33700000001"], None, request_id="r" * 24)
+    assert again.id == first.id
+    assert again.api_key != first.api_key
+    assert await backend.account_for_key(first.api_key) is None
+    assert await backend.account_for_key(again.api_key) == AccountInfo(
+        id=first.id, name="ACME", currency="EUR"
+    )
+    assert {command.operation for command in opened} == {f"open-{first.id}"}
+    other = await backend.create_account("ACME", None, [], None, request_id="s" * 24)
+    assert other.id != first.id
+    with pytest.raises(NumberTaken):
+        await backend.create_account("Other", None, ["+33700000001"], None, request_id="t" * 24)

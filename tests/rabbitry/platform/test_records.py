@@ -124,6 +124,20 @@ def test_a_taken_number_refuses_the_whole_account(records: RecordsStore) -> None
     assert records.owner_of("+3361000009") == "acc-2"
 
 
+def test_an_account_created_again_is_taken_over_with_its_numbers(records: RecordsStore) -> None:
+    """The same account id again (its creation ran before, its answer was lost): the new key,
+    name and webhook URL replace the old ones; its numbers stay its own."""
+    records.create_account(account(1), ["+3361000001"])
+    again = msgspec.structs.replace(account(1), name="ACME", key_hash=hash_key("new"))
+    records.create_account(again, ["+3361000001"])
+    assert records.account_by_key(hash_key("key-1")) is None
+    taken = records.account_by_key(hash_key("new"))
+    assert taken is not None
+    assert (taken.id, taken.name) == ("acc-1", "ACME")
+    assert records.owner_of("+3361000001") == "acc-1"
+    assert [a.id for a in records.accounts()] == ["acc-1"]
+
+
 # Messages
 
 
