@@ -40,6 +40,7 @@ RabbitMQ.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import uuid
@@ -100,6 +101,11 @@ KNOWN_IDS = 1_000_000
 SUBMITTING = "#submitting"
 """Appended to a carrier's name (which cannot hold "#") in the records' carrier-id table to mark
 a message as handed to that carrier's connector (carrier id `"<message id>:<attempt>"`)."""
+
+ACCEPTED = "#accepted"
+"""Likewise, to mark a message the carrier accepted (carrier id `"<message id>:<attempt>"`),
+written with its carrier ids as soon as the carrier answered: in the store, so a batch taken over
+after a crash or a lost broker connection settles it as sent instead of guessing."""
 
 Marks = Callable[[Iterable[tuple[str, str, str]]], Awaitable[None]]
 Marked = Callable[[Iterable[tuple[str, str]]], Awaitable[dict[tuple[str, str], str]]]
@@ -298,9 +304,12 @@ class CarrierActor(ConsumerActor):
         redelivered = inbound.delivery.redelivered
         late = 0 < message.abandon_at <= now() + LATE_MARGIN  # its send may have been given up
         unknown: tuple[SendItem, ...] = ()
+        taken: tuple[SendItem, ...] = ()
         if redelivered or attempt > 0 or late:
-            message, unknown = await self._unsettled(message, attempt, redelivered=redelivered)
-            if not message.items and not unknown:
+            message, unknown, taken = await self._unsettled(
+                message, attempt, redelivered=redelivered
+            )
+            if not message.items and not unknown and not taken:
                 return
         results: list[Accepted | CarrierError] = [PermanentError("not submitted")] * len(
             message.items
@@ -325,7 +334,7 @@ class CarrierActor(ConsumerActor):
                         self._submit, index, item, attempt, results, told, sent, marks
                     )
             outer.cancel_scope.cancel()
-        await self._settle(message, results, told, attempt, unknown)
+        await self._settle(message, results, told, attempt, unknown, taken)
 
     async def _tell(self, batch: SendBatch, outcomes: list[Outcome]) -> None:
         settle = Outcomes(
@@ -335,7 +344,7 @@ class CarrierActor(ConsumerActor):
 
     async def _unsettled(
         self, batch: SendBatch, attempt: int, *, redelivered: bool
-    ) -> tuple[SendBatch, tuple[SendItem, ...]]:
+    ) -> tuple[SendBatch, tuple[SendItem, ...], tuple[SendItem, ...]]:
         """A redelivered or retried batch without the items already settled (their capture or
         release is in the ledger: the batch failed, or its ack was lost, after that): those are
         not sent to the carrier twice. A message's status is no sign of that: its delivery
@@ -345,8 +354,10 @@ class CarrierActor(ConsumerActor):
 
         Of a redelivered batch, the items marked as handed to the carrier in this attempt but not
         settled (the daemon that submitted them died or lost its link before the carrier's
-        answer was safe) come back apart: whether the carrier took them is unknown, and they
-        are not sent again (they fail, refunded) rather than risk sending them twice."""
+        answer was safe) come back apart: those the records say the carrier accepted (`ACCEPTED`,
+        written as its answer came) are settled as sent; for the rest, whether the carrier took
+        them is unknown, and they are not sent again (they fail, refunded) rather than risk
+        sending them twice. Returns (the batch to submit, the unknown, the accepted)."""
         side = self.side
         settled = await side.accounts.settled(batch.account, [i.id for i in batch.items])
         items = [item for item in batch.items if item.id not in settled]
@@ -358,11 +369,23 @@ class CarrierActor(ConsumerActor):
                 len(batch.items),
             )
         unknown: list[SendItem] = []
+        taken: list[SendItem] = []
         if redelivered and items and side.marked is not None:
             keys = {item.id: (side.name + SUBMITTING, f"{item.id}:{attempt}") for item in items}
-            found = await side.marked(keys.values())
-            unknown = [item for item in items if keys[item.id] in found]
+            accepted = {item.id: (side.name + ACCEPTED, f"{item.id}:{attempt}") for item in items}
+            found = await side.marked([*keys.values(), *accepted.values()])
+            taken = [item for item in items if accepted[item.id] in found]
+            unknown = [
+                item for item in items if keys[item.id] in found and accepted[item.id] not in found
+            ]
             items = [item for item in items if keys[item.id] not in found]
+            if taken:
+                _log.info(
+                    "carrier %s: %d redelivered messages were accepted by the carrier before their"
+                    " daemon stopped; settled as sent, not sent again",
+                    side.name,
+                    len(taken),
+                )
             if unknown:
                 _log.warning(
                     "carrier %s: %d redelivered messages were handed to the carrier by a daemon"
@@ -371,7 +394,7 @@ class CarrierActor(ConsumerActor):
                     len(unknown),
                     extra={"event": "carrier_unknown_outcome", "carrier": side.name},
                 )
-        return msgspec.structs.replace(batch, items=tuple(items)), tuple(unknown)
+        return msgspec.structs.replace(batch, items=tuple(items)), tuple(unknown), tuple(taken)
 
     async def _submit(
         self,
@@ -404,6 +427,15 @@ class CarrierActor(ConsumerActor):
             return
         results[index] = accepted
         side.accepted(item.id, accepted)  # before its delivery report, usually
+        if marks is not None:
+            # The carrier took it: kept in the store at once (its ids too, for its reports), so a
+            # daemon that takes this batch over settles it instead of guessing (`_unsettled`).
+            rows = [(side.name, carrier_id, item.id) for carrier_id in accepted.carrier_ids]
+            rows.append((side.name + ACCEPTED, f"{item.id}:{attempt}", item.id))
+            with contextlib.suppress(Exception):  # the outcome told below settles it anyway
+                async with trio.open_nursery() as nursery:  # into one write of the batcher
+                    for row in rows:
+                        nursery.start_soon(marks.put, row)
         try:  # settled at once: a batch taken over later does not send it again
             await sent.put(_outcome(item, "sent", side.name, now(), accepted.carrier_ids))
         except Exception:  # noqa: BLE001 - told again with the rest of the batch
@@ -417,12 +449,14 @@ class CarrierActor(ConsumerActor):
         told: set[int],
         attempt: int,
         unknown: tuple[SendItem, ...] = (),
+        taken: tuple[SendItem, ...] = (),
     ) -> None:
         side = self.side
         outcomes: list[Outcome] = []
         retry: list[SendItem] = []
         failover: dict[str, list[SendItem]] = {}
         at = now()
+        outcomes.extend(_outcome(item, "sent", side.name, at, ()) for item in taken)
         for item in unknown:
             error = (
                 "unknown: the daemon submitting it stopped before the carrier's answer was"

@@ -1,12 +1,22 @@
 """The carrier side: a carrier that refuses our credentials is retried more and more slowly."""
 
+from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import trio
 
 from rabbitry.carriers import Accepted, AuthenticationFailed, Submission
-from rabbitry.platform import CarrierSide
+from rabbitry.platform import (
+    AsyncRecords,
+    CarrierActor,
+    CarrierSide,
+    SendBatch,
+    SendItem,
+    open_records,
+)
+from rabbitry.platform._carrier import ACCEPTED, SUBMITTING
 
 
 class Scripted:
@@ -58,3 +68,68 @@ async def test_refused_logins_wait_longer_each_time_up_to_ten_minutes(autojump_c
 
 async def test_a_connection_that_stayed_up_starts_the_count_again(autojump_clock: Any) -> None:
     assert await waits_between_logins([0, 0, 100, 0]) == [30, 60, 30]
+
+
+class NothingSettled:
+    async def settled(self, account: str, messages: Any) -> frozenset[str]:
+        return frozenset()
+
+
+def item(message_id: str) -> SendItem:
+    return SendItem(
+        id=message_id,
+        to="+33612345678",
+        sender="ACME",
+        text="hi",
+        segments=1,
+        encoding="gsm7",
+        price=Decimal("0.05"),
+        prefix="+33",
+        carriers=("sim",),
+    )
+
+
+async def test_a_taken_over_batch_settles_what_the_carrier_accepted_and_fails_only_the_unknown(
+    tmp_path: Path,
+) -> None:
+    """A daemon died (or lost its link) with three messages of a batch handed to the carrier:
+    the carrier's answer for `accepted` was kept in the records, `unknown` got none, `fresh` was
+    never handed over. The daemon taking the batch over settles `accepted` as sent, fails
+    `unknown` (refunded, never sent twice) and submits `fresh` only."""
+    with open_records(f"sqlite:///{tmp_path / 'records.db'}") as store:
+        records = AsyncRecords(store)
+        await records.remember_carrier_ids(
+            [
+                ("sim" + SUBMITTING, "accepted:0", "accepted"),
+                ("sim" + ACCEPTED, "accepted:0", "accepted"),
+                ("sim", "smsc-42", "accepted"),
+                ("sim" + SUBMITTING, "unknown:0", "unknown"),
+                ("sim" + SUBMITTING, "fresh:1", "fresh"),  # another attempt's mark: not this one
+            ]
+        )
+        unused = cast(Any, None)
+        side = CarrierSide(
+            "sim",
+            cast(Any, Scripted([])),
+            publisher=unused,
+            accounts=cast(Any, NothingSettled()),
+            names=unused,
+            schedule=unused,
+            marks=records.remember_carrier_ids,
+            marked=records.messages_for,
+        )
+        batch = SendBatch(
+            account="acc_1",
+            hold="h1",
+            currency="EUR",
+            items=(item("accepted"), item("unknown"), item("fresh")),
+        )
+        actor = CarrierActor(side)
+        left, unknown, taken = await actor._unsettled(batch, 0, redelivered=True)
+        assert [i.id for i in left.items] == ["fresh"]
+        assert [i.id for i in unknown] == ["unknown"]
+        assert [i.id for i in taken] == ["accepted"]
+        assert await records.message_for("sim", "smsc-42") == "accepted"  # its reports match
+        # Not redelivered (a retry through the tiers): nothing was handed over in this attempt.
+        left, unknown, taken = await actor._unsettled(batch, 0, redelivered=False)
+        assert (len(left.items), unknown, taken) == (3, (), ())
