@@ -274,8 +274,25 @@ async def run_partitioned(
             finally:
                 handles.pop(partition, None)
 
+    refusing: list[int] = []  # the fleet's other count, while this member refuses to take any
+
     def apply(members: tuple[str, ...]) -> None:
         assert fleet is not None  # invariant: only called with a fleet
+        members = fleet.agreeing()  # a member with another partition count shares none
+        if fleet.member not in members and not fleet.leaving:
+            if not refusing:
+                _log.error(
+                    "%r has %d partitions but the fleet %s has %d; this daemon takes none of"
+                    " them: give every daemon the same partition count",
+                    layout.name,
+                    layout.count,
+                    list(fleet.members()),
+                    fleet.fleet_partitions(),
+                )
+            refusing[:] = [fleet.fleet_partitions()]
+            members = ()
+        else:
+            refusing.clear()
         owners = assign_partitions(members, layout.count, salt=layout.name) if members else ()
         for partition in range(layout.count):
             wanted[partition] = bool(owners) and owners[partition] == fleet.member
@@ -290,7 +307,11 @@ async def run_partitioned(
 
     async with trio.open_nursery() as nursery:
         if membership is not None:
-            fleet = await nursery.start(run_membership, transport, layout.name, membership)
+            fleet = await nursery.start(
+                functools.partial(
+                    run_membership, transport, layout.name, membership, partitions=layout.count
+                )
+            )
             apply(fleet.members())
         async with trio.open_nursery() as slots:
             for partition in range(layout.count):
