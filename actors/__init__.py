@@ -25,6 +25,7 @@ from actors._errors import (
     InvalidTimeout,
     MailboxFull,
     NotRegistered,
+    OwnershipLost,
 )
 from actors._incarnation import open_actor, run_actor
 from actors._mailbox import Mailbox, MailboxStatistics
@@ -40,6 +41,7 @@ from actors._metrics import (
 from actors._partitioned import (
     KeyOf,
     MisroutedMessage,
+    OnOwner,
     PartitionedHandle,
     live_partitioned,
     run_partitioned,
@@ -88,6 +90,8 @@ __all__ = [
     "Membership",
     "MisroutedMessage",
     "NotRegistered",
+    "OnOwner",
+    "OwnershipLost",
     "PartitionedHandle",
     "Registry",
     "RestartWindow",

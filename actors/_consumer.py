@@ -56,6 +56,7 @@ import attrs
 import trio
 
 from actors._actor import Actor
+from actors._errors import OwnershipLost
 from actors._metrics import HandlerMetrics, handler_metrics
 from actors._recent import recent_messages
 from actors._ref import ActorRef
@@ -125,12 +126,23 @@ class Inbound:
     The consumer tells it to the target actor; :meth:`run` handles it and reports the outcome.
     """
 
-    __slots__ = ("_flow", "delivery", "error", "fate", "is_last_attempt", "message", "result")
+    __slots__ = (
+        "_flow",
+        "delivery",
+        "error",
+        "fate",
+        "is_last_attempt",
+        "message",
+        "owner",
+        "result",
+    )
 
     def __init__(self, flow: Flow, delivery: Delivery, message: object) -> None:
         self._flow = flow
         self.delivery = delivery
         self.message = message
+        self.owner: object = flow.owner
+        """What ``on_active`` returned for the subscription that delivered it, or None."""
         self.is_last_attempt: bool = flow.is_last_attempt(delivery.envelope)
         """Whether a failure now will not be retried (from the router's policy)."""
         self.result: object = None
@@ -183,6 +195,12 @@ class Inbound:
         started = time.perf_counter()
         try:
             self.result = await handler(self.message)
+        except OwnershipLost as error:
+            # Not this subscription's to settle: the new owner handles the message again.
+            flow.metrics.observe(time.perf_counter() - started, failed=True)
+            self.error = error
+            flow.complete(self)
+            return None
         except Exception as error:
             flow.metrics.observe(time.perf_counter() - started, failed=True)
             self.error = error
@@ -256,6 +274,8 @@ class ConsumerStatistics:
     """Failures whose fate could not be carried out; nacked with requeue or left to the close."""
     duplicates: int = 0
     """Second copies of a message a publisher sent again (not redelivered), acked unhandled."""
+    lost: int = 0
+    """Deliveries whose handler raised OwnershipLost: left unsettled for the new owner."""
 
 
 @attrs.define(eq=False)
@@ -278,6 +298,11 @@ class Flow:
     idle: trio.Event = attrs.field(factory=trio.Event)
     receive_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     send: trio.MemorySendChannel[Inbound] | None = None
+    owner: object = None
+    """What ``on_active`` returned for the current subscription (channel ``generation``)."""
+    generation: int | None = None
+    lost: bool = False
+    """The current subscription lost its partition: it is given up, not drained."""
     metrics: HandlerMetrics = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -301,6 +326,14 @@ class Flow:
             return
         self.count("failed" if inbound.error is not None else "handled")
         self.send.send_nowait(inbound)
+
+    def give_up(self, generation: int) -> None:
+        """A handler of ``generation``'s deliveries lost ownership: if that is the current
+        subscription, stop taking deliveries and close it at once (no drain)."""
+        if generation == self.generation and self.state == "running":
+            self.lost = True
+            self.state = "draining"
+            self.receive_scope.cancel()
 
     def settled(self) -> None:
         self.in_flight -= 1
@@ -351,9 +384,12 @@ _COUNTERS = (
     "rejected",
     "unsettled",
     "duplicates",
+    "lost",
 )
 
 Settle = Callable[[Transport, Flow, Inbound], Awaitable[None]]
+OnActive = Callable[[], Awaitable[object]]
+"""Called when a subscription hands its first delivery; returns its owner token (run_consumer)."""
 
 
 async def run_consumer(
@@ -366,6 +402,7 @@ async def run_consumer(
     prefetch: int = _DEFAULTS.prefetch,
     drain_timeout: float = _DEFAULTS.drain_timeout,
     handover: bool = False,
+    on_active: OnActive | None = None,
     task_status: trio.TaskStatus[ConsumerHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Consume ``queue``, hand each delivery to ``target``, ack once its ``handle`` returned.
@@ -374,7 +411,12 @@ async def run_consumer(
     ``request_stop()`` and the drain (see the module docstring). With ``handover`` (for a
     single-active-consumer queue) the drain holds the consumer (:meth:`~broker.Consumer.hold`)
     instead of cancelling it, so the next consumer starts only after what this one took was
-    finished and acked and the rest returned in order. Raises ValueError for
+    finished and acked and the rest returned in order. ``on_active`` is awaited when a
+    subscription (a channel generation: the first one, or the one a reconnect registers) hands its
+    first delivery, before that delivery goes on; what it returns is the ``Inbound.owner`` of every
+    delivery of that subscription. A handler raising OwnershipLost leaves its delivery unsettled
+    and, if its subscription is the current one, ends this consumer without a drain (the channel
+    closes and the broker gives what it held to the next consumer). Raises ValueError for
     ``prefetch < 1`` or a negative ``drain_timeout``, and what the transport raises (NotDeclared
     for a missing queue, TransportClosed when the connection is gone for good).
     """
@@ -388,6 +430,7 @@ async def run_consumer(
         drain_timeout=drain_timeout,
         settle=settle_consumed,
         handover=handover,
+        on_active=on_active,
         task_status=task_status,
     )
 
@@ -402,6 +445,7 @@ async def run_flow(
     drain_timeout: float,
     settle: Settle,
     handover: bool = False,
+    on_active: OnActive | None = None,
     task_status: trio.TaskStatus[ConsumerHandle],
 ) -> None:
     """The loop shared by consumers and services; ``settle`` finishes one handled delivery.
@@ -435,8 +479,17 @@ async def run_flow(
                         with contextlib.suppress(StaleDelivery):
                             await transport.ack(delivery)
                         continue
+                    if on_active is not None and delivery.channel_generation != flow.generation:
+                        flow.owner = await on_active()
+                        flow.generation = delivery.channel_generation
                     await _hand_over(flow, delivery, codec, choose)
             flow.state = "draining"
+            if flow.lost:
+                # Given up, not drained: what it holds is another owner's now (nothing is acked).
+                consumer.hold()
+                flow.closed = True
+                nursery.cancel_scope.cancel()
+                return
             with trio.move_on_after(drain_timeout) as drain:
                 if handover:
                     consumer.hold()
@@ -505,6 +558,10 @@ async def _settle_forever(
                 break
         for inbound in batch:
             try:
+                if isinstance(inbound.error, OwnershipLost):
+                    flow.count("lost")
+                    flow.give_up(inbound.delivery.channel_generation)
+                    continue
                 await settle(transport, flow, inbound)
             except StaleDelivery:
                 flow.count("unsettled")  # its channel died: the broker redelivers it

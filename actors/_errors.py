@@ -41,6 +41,12 @@ class ActorStopped(ActorError, RuntimeError):  # noqa: N818 - the names of the p
     """The target was stopped or closed before it could take or answer the message."""
 
 
+class OwnershipLost(ActorError, RuntimeError):  # noqa: N818 - the names of the public contract
+    """Raised by a handler whose delivery came through a subscription that no longer owns its
+    partition (another consumer took it over, e.g. its fence in a store moved on). The consumer
+    leaves the delivery unsettled for the new owner and gives that subscription up."""
+
+
 class ActorCrashed(ActorError, RuntimeError):  # noqa: N818 - the names of the public contract
     """The target raised while handling this very ask; `cause` (and `__cause__`) is its error."""
 

@@ -26,6 +26,7 @@ consumer; heartbeats that fail to publish (a reconnect) are logged and tried aga
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -97,6 +98,8 @@ class MemberHeartbeat(msgspec.Struct, frozen=True, kw_only=True, tag="actors.mem
     member: str
     hello: bool = False
     leaving: bool = False
+    partitions: int = 0
+    """The partition count the member consumes with (0: not said, an older member)."""
 
 
 _CODEC = Codec([MemberHeartbeat])
@@ -126,11 +129,24 @@ def membership_topology(name: str, settings: Membership) -> Topology:
 class Fleet:
     """The live members as this member sees them (what :func:`run_membership` reports)."""
 
-    __slots__ = ("_changed", "_leaving", "_seen", "_wake", "name", "settings", "version")
+    __slots__ = (
+        "_changed",
+        "_counts",
+        "_leaving",
+        "_seen",
+        "_wake",
+        "name",
+        "partitions",
+        "settings",
+        "version",
+    )
 
-    def __init__(self, name: str, settings: Membership) -> None:
+    def __init__(self, name: str, settings: Membership, partitions: int = 0) -> None:
         self.name = name
         self.settings = settings
+        self.partitions = partitions
+        """The partition count this member consumes with, said in its heartbeats (0: none)."""
+        self._counts: dict[str, int] = {}
         self.version = 0
         """Bumped whenever :meth:`members` changes."""
         self._seen: dict[str, float] = {}
@@ -150,6 +166,29 @@ class Fleet:
             alive.add(self.member)
         return tuple(sorted(alive))
 
+    def fleet_partitions(self) -> int:
+        """The partition count of the fleet: the one most live members said (ties: the larger);
+        0 when none said one."""
+        counts = collections.Counter(
+            count
+            for member in self.members()
+            if (count := self.partitions if member == self.member else self._counts.get(member, 0))
+        )
+        if not counts:
+            return 0
+        return max(counts, key=lambda count: (counts[count], count))
+
+    def agreeing(self) -> tuple[str, ...]:
+        """The live members whose partition count is the fleet's (or who said none), sorted:
+        the ones the partitions are shared among."""
+        fleet = self.fleet_partitions()
+        return tuple(
+            member
+            for member in self.members()
+            if (self.partitions if member == self.member else self._counts.get(member, 0))
+            in (0, fleet)
+        )
+
     async def wait_changed(self, version: int) -> int:
         """Wait until the view is newer than ``version``; return the new version."""
         while self.version == version:
@@ -161,12 +200,15 @@ class Fleet:
         if beat.member == self.member:
             return False
         if beat.leaving:
+            self._counts.pop(beat.member, None)
             if self._seen.pop(beat.member, None) is not None:
                 self._bump()
             return False
         new = beat.member not in self._seen
+        recounted = self._counts.get(beat.member) != beat.partitions
         self._seen[beat.member] = now
-        if new:
+        self._counts[beat.member] = beat.partitions
+        if new or recounted:
             self._bump()
         return new
 
@@ -175,6 +217,7 @@ class Fleet:
         gone = [m for m, seen in self._seen.items() if now - seen > self.settings.timeout]
         for member in gone:
             del self._seen[member]
+            self._counts.pop(member, None)
         if gone:
             _log.warning("members %s of %r missed their heartbeats: gone", gone, self.name)
             self._bump()
@@ -203,16 +246,20 @@ async def run_membership(
     name: str,
     settings: Membership,
     *,
+    partitions: int = 0,
     task_status: trio.TaskStatus[Fleet] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Take part in fleet ``name`` until cancelled; report ready with the :class:`Fleet`.
+
+    ``partitions`` (the count this member consumes with) goes in every heartbeat, so that
+    :meth:`Fleet.agreeing` leaves out a member configured with another count.
 
     Declares the fleet's exchange and this member's queue, says hello, and reports ready one
     heartbeat later (by then every live member answered). Once :meth:`Fleet.leave` was called
     it says goodbye once and stops beating. Raises what the transport raises for the
     declaration and the consumer.
     """
-    fleet = Fleet(name, settings)
+    fleet = Fleet(name, settings, partitions)
     topology = membership_topology(name, settings)
     exchange = topology.exchanges[0].name
     queue = topology.queues[0].name
@@ -220,7 +267,9 @@ async def run_membership(
 
     async def beat(*, hello: bool = False, leaving: bool = False) -> None:
         envelope = _CODEC.encode(
-            MemberHeartbeat(member=settings.member, hello=hello, leaving=leaving)
+            MemberHeartbeat(
+                member=settings.member, hello=hello, leaving=leaving, partitions=partitions
+            )
         )
         try:
             await transport.publish(

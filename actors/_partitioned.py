@@ -43,8 +43,9 @@ and what :func:`~actors.run_consumer` and the transport raise (NotDeclared, Tran
 from __future__ import annotations
 
 import functools
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -66,12 +67,14 @@ from broker import (
 __all__ = [
     "KeyOf",
     "MisroutedMessage",
+    "OnOwner",
     "PartitionedHandle",
     "live_partitioned",
     "run_partitioned",
 ]
 
 _LIVE: dict[str, PartitionedHandle] = {}
+_log = logging.getLogger("actors.partitioned")
 
 
 def live_partitioned() -> dict[str, PartitionedHandle]:
@@ -83,6 +86,13 @@ _DEFAULTS = ConsumerSettings()
 
 KeyOf = Callable[[object], str]
 """The partition key of a decoded message (an account id), as the publisher hashed it."""
+
+OnOwner = Callable[[int], Awaitable[object]]
+"""Called with a partition when a subscription of it becomes its active owner (its first
+delivery); returns the owner token its deliveries carry as ``Inbound.owner``."""
+
+OWNER_RETRY = 1.0
+"""Seconds between tries of an ``on_owner`` that raised (the delivery waits, unhandled)."""
 
 
 class MisroutedMessage(ValueError):  # noqa: N818  (names what happened, like ActorCrashed)
@@ -161,6 +171,7 @@ async def run_partitioned(
     drain_timeout: float = _DEFAULTS.drain_timeout,
     declare: bool = True,
     membership: Membership | None = None,
+    on_owner: OnOwner | None = None,
     task_status: trio.TaskStatus[PartitionedHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Consume every partition queue of ``layout`` into ``entities``, keyed by ``key_of``.
@@ -202,10 +213,37 @@ async def run_partitioned(
         handover=True,
     )
 
+    async def owner(partition: int) -> object:
+        assert on_owner is not None  # invariant: only passed with on_owner
+        while True:
+            try:
+                return await on_owner(partition)
+            except Exception:  # noqa: BLE001 - a store down: the delivery waits, tried again
+                _log.exception(
+                    "partition %r could not be taken (on_owner raised); trying again in %r s",
+                    layout.queue(partition),
+                    OWNER_RETRY,
+                )
+            await trio.sleep(OWNER_RETRY)
+
+    async def subscription(
+        partition: int, ended: list[bool], *, task_status: trio.TaskStatus[ConsumerHandle]
+    ) -> None:
+        on_active = None if on_owner is None else functools.partial(owner, partition)
+        try:
+            await consume(
+                transport,
+                layout.queue(partition),
+                _target(layout, partition, entities, key_of),
+                on_active=on_active,
+                task_status=task_status,
+            )
+        finally:
+            ended.append(True)  # drained, or given up after OwnershipLost
+            changed.unpark_all()
+
     async def slot(partition: int, *, task_status: trio.TaskStatus[None]) -> None:
         """Consume ``partition`` while it is wanted; release it gracefully when it is not."""
-        queue = layout.queue(partition)
-        target = _target(layout, partition, entities, key_of)
         task_status.started()
         while True:
             while not wanted[partition] and not stopping:
@@ -213,13 +251,20 @@ async def run_partitioned(
             if stopping:
                 return
             try:
+                ended: list[bool] = []
                 async with trio.open_nursery() as nursery:
-                    handle: ConsumerHandle = await nursery.start(consume, transport, queue, target)
+                    handle: ConsumerHandle = await nursery.start(subscription, partition, ended)
                     handles[partition] = handle
                     changed.unpark_all()
-                    while wanted[partition] and not stopping:
+                    while wanted[partition] and not stopping and not ended:
                         await changed.park()
                     handle.request_stop()  # a handover: finish, ack, close; then the next owner
+                if ended and wanted[partition] and not stopping:
+                    _log.warning(
+                        "partition %r lost its ownership to another consumer; subscribing again",
+                        layout.queue(partition),
+                    )
+                    await trio.sleep(OWNER_RETRY)
             except TransportClosed:
                 if membership is None:
                     raise
@@ -229,8 +274,25 @@ async def run_partitioned(
             finally:
                 handles.pop(partition, None)
 
+    refusing: list[int] = []  # the fleet's other count, while this member refuses to take any
+
     def apply(members: tuple[str, ...]) -> None:
         assert fleet is not None  # invariant: only called with a fleet
+        members = fleet.agreeing()  # a member with another partition count shares none
+        if fleet.member not in members and not fleet.leaving:
+            if not refusing:
+                _log.error(
+                    "%r has %d partitions but the fleet %s has %d; this daemon takes none of"
+                    " them: give every daemon the same partition count",
+                    layout.name,
+                    layout.count,
+                    list(fleet.members()),
+                    fleet.fleet_partitions(),
+                )
+            refusing[:] = [fleet.fleet_partitions()]
+            members = ()
+        else:
+            refusing.clear()
         owners = assign_partitions(members, layout.count, salt=layout.name) if members else ()
         for partition in range(layout.count):
             wanted[partition] = bool(owners) and owners[partition] == fleet.member
@@ -245,7 +307,11 @@ async def run_partitioned(
 
     async with trio.open_nursery() as nursery:
         if membership is not None:
-            fleet = await nursery.start(run_membership, transport, layout.name, membership)
+            fleet = await nursery.start(
+                functools.partial(
+                    run_membership, transport, layout.name, membership, partitions=layout.count
+                )
+            )
             apply(fleet.members())
         async with trio.open_nursery() as slots:
             for partition in range(layout.count):

@@ -29,6 +29,7 @@ from actors import (
     Entities,
     KeyOf,
     Membership,
+    OnOwner,
     PartitionedHandle,
     run_partitioned,
 )
@@ -60,6 +61,7 @@ async def _consume(
     drain_timeout: float,
     declare: bool,
     membership: Membership | None,
+    on_owner: OnOwner | None,
     transport: Transport,
     router: FailureRouter | None,
     *,
@@ -76,6 +78,7 @@ async def _consume(
         drain_timeout=drain_timeout,
         declare=declare,
         membership=membership,
+        on_owner=on_owner,
         task_status=task_status,
     )
 
@@ -93,6 +96,7 @@ def partitioned(
     drain_timeout: float = _DEFAULTS.drain_timeout,
     declare: bool = True,
     membership: Membership | None = None,
+    on_owner: OnOwner | None = None,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     shutdown: float | None = None,
@@ -102,7 +106,9 @@ def partitioned(
     ``transport`` and ``router`` are as for :func:`consumer`; ``shutdown`` defaults to
     ``drain_timeout + 1``. With ``membership`` the daemons running this child spread the
     partitions among themselves (see :func:`~actors.run_partitioned`); without, each consumes
-    every partition and single-active-consumer makes the others standbys. Raises
+    every partition and single-active-consumer makes the others standbys. ``on_owner`` is
+    called when a subscription becomes a partition's owner (see :func:`~actors.run_partitioned`).
+    Raises
     InvalidChildSpec for ``prefetch < 1``, a negative ``drain_timeout``, or ``entities`` that
     is not an entity host.
     """
@@ -114,7 +120,16 @@ def partitioned(
             f"(got {entities!r}); pass the host the partitions feed"
         )
     body = functools.partial(
-        _consume, layout, host, key_of, codec, prefetch, drain_timeout, declare, membership
+        _consume,
+        layout,
+        host,
+        key_of,
+        codec,
+        prefetch,
+        drain_timeout,
+        declare,
+        membership,
+        on_owner,
     )
     return PartitionedChild(
         name=name,

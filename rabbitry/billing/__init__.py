@@ -11,6 +11,7 @@ from rabbitry.billing._encoding import (
 )
 from rabbitry.billing._errors import (
     CurrencyMismatch,
+    FencedOut,
     InsufficientFunds,
     InvalidCurrency,
     InvalidMoney,
@@ -56,7 +57,13 @@ from rabbitry.billing._operations import (
 )
 from rabbitry.billing._pricing import Quote, RateCard, check_number
 from rabbitry.billing._sql_store import PostgresStore, SqliteStore, SqlStore, open_ledger_store
-from rabbitry.billing._store import Entry, LedgerStore, LedgerTransaction, MemoryStore
+from rabbitry.billing._store import (
+    Entry,
+    Fence,
+    LedgerStore,
+    LedgerTransaction,
+    MemoryStore,
+)
 
 __all__ = [
     "AccountState",
@@ -68,6 +75,8 @@ __all__ = [
     "CurrencyMismatch",
     "Encoding",
     "Entry",
+    "Fence",
+    "FencedOut",
     "HeldFunds",
     "Hold",
     "InsufficientFunds",

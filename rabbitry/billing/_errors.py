@@ -65,6 +65,23 @@ class LedgerUnavailable(LedgerError, StoreUnavailable):  # noqa: N818 - the publ
     full); retry later. A `ConnectionError`."""
 
 
+class FencedOut(LedgerError, RuntimeError):  # noqa: N818 - the names of the public contract
+    """A write made for a partition owner that is no longer the owner: another consumer took the
+    partition's fence (a newer epoch) since; nothing was written. The stale owner stops handling
+    that partition; the new owner handles the command again (rabbitry.billing._store)."""
+
+    def __init__(self, layout: str, partition: int, epoch: int, current: int | None) -> None:
+        super().__init__(
+            f"partition {partition!r} of {layout!r} is fenced at epoch {current!r}, past this"
+            f" owner's {epoch!r}: another consumer took it over; nothing was written, stop"
+            " handling the partition and leave the command to its new owner"
+        )
+        self.layout = layout
+        self.partition = partition
+        self.epoch = epoch
+        self.current = current
+
+
 class OperationConflict(LedgerError, ValueError):  # noqa: N818 - the names of the public contract
     """An operation id already applied came back with different content."""
 

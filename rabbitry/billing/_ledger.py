@@ -32,7 +32,11 @@ is one transaction, a cancelled caller's call still ends (committed or rolled ba
 cancellation reaches it, and an account's calls still run one after the other (its actor awaits
 each before the next; across connections the store's account lock orders them).
 
-Raises: `OperationConflict`, `InsufficientFunds`, `UnknownAccount`, `UnknownHold`,
+Fences: a write made for a partition's owner carries the `Fence` it took (`take_fence`), and is
+refused with `FencedOut` (nothing written) once a newer owner took that partition
+(rabbitry.billing._store).
+
+Raises: `FencedOut`, `OperationConflict`, `InsufficientFunds`, `UnknownAccount`, `UnknownHold`,
 `InvalidOperation`, `CurrencyMismatch`, all `LedgerError`s (but the last).
 """
 
@@ -52,7 +56,7 @@ from rabbitry.billing._operations import (
     encode_operation,
     kind_of,
 )
-from rabbitry.billing._store import Entry, LedgerStore, LedgerTransaction
+from rabbitry.billing._store import Entry, Fence, LedgerStore, LedgerTransaction
 from rabbitry.storage import StoreThreads
 
 
@@ -62,21 +66,35 @@ class Ledger:
     def __init__(self, store: LedgerStore) -> None:
         self.store = store
 
-    def apply(self, operation: Operation) -> Receipt:
-        """Applies `operation` once and returns its receipt (the first one, on a repeat)."""
+    def apply(self, operation: Operation, fence: Fence | None = None) -> Receipt:
+        """Applies `operation` once and returns its receipt (the first one, on a repeat); with a
+        `fence`, only while its partition is still at its epoch (else `FencedOut`)."""
         with self.store.transaction() as tx:
+            if fence is not None:
+                tx.check_fence(fence.layout, fence.partition, fence.epoch)
             return _apply(tx, operation)
 
-    def apply_many(self, operations: Iterable[Operation]) -> list[Receipt | SmsError]:
-        """Applies each operation once, in one transaction; a refusal is returned, not raised."""
+    def apply_many(
+        self, operations: Iterable[Operation], fence: Fence | None = None
+    ) -> list[Receipt | SmsError]:
+        """Applies each operation once, in one transaction; a refusal is returned, not raised.
+        With a `fence`, `FencedOut` is raised (and nothing written) as for `apply`."""
         results: list[Receipt | SmsError] = []
         with self.store.transaction() as tx:
+            if fence is not None:
+                tx.check_fence(fence.layout, fence.partition, fence.epoch)
             for operation in operations:
                 try:
                     results.append(_apply(tx, operation))
                 except SmsError as exc:
                     results.append(exc)
         return results
+
+    def take_fence(self, layout: str, partition: int, owner: str) -> Fence:
+        """Takes the partition's fence for `owner`: its epoch goes one on, and the writes made
+        with the returned `Fence` are refused once another take moved it further
+        (rabbitry.billing._store)."""
+        return Fence(layout, partition, self.store.take_fence(layout, partition, owner), owner)
 
     def balance(self, account: str) -> Balance:
         """The account's buckets now; raises `UnknownAccount` for an account never opened."""
@@ -124,13 +142,21 @@ class AsyncLedger:
     def __repr__(self) -> str:
         return f"AsyncLedger({self.ledger.store!r}, {self.threads!r})"
 
-    async def apply(self, operation: Operation) -> Receipt:
-        """Applies `operation` once and returns its receipt (the first one, on a repeat)."""
-        return await self.threads.run(self.ledger.apply, operation)
+    async def apply(self, operation: Operation, fence: Fence | None = None) -> Receipt:
+        """Applies `operation` once and returns its receipt (the first one, on a repeat); with a
+        `fence`, only while its partition is still at its epoch (else `FencedOut`)."""
+        return await self.threads.run(self.ledger.apply, operation, fence)
 
-    async def apply_many(self, operations: Iterable[Operation]) -> list[Receipt | SmsError]:
-        """Applies each operation once, in one transaction; a refusal is returned, not raised."""
-        return await self.threads.run(self.ledger.apply_many, list(operations))
+    async def apply_many(
+        self, operations: Iterable[Operation], fence: Fence | None = None
+    ) -> list[Receipt | SmsError]:
+        """Applies each operation once, in one transaction; a refusal is returned, not raised.
+        With a `fence`, `FencedOut` is raised (and nothing written) as for `apply`."""
+        return await self.threads.run(self.ledger.apply_many, list(operations), fence)
+
+    async def take_fence(self, layout: str, partition: int, owner: str) -> Fence:
+        """Takes the partition's fence for `owner` (see `Ledger.take_fence`)."""
+        return await self.threads.run(self.ledger.take_fence, layout, partition, owner)
 
     async def balance(self, account: str) -> Balance:
         """The account's buckets now; raises `UnknownAccount` for an account never opened."""

@@ -61,7 +61,7 @@ from typing import Self
 import msgspec
 
 from rabbitry.billing._account import AccountState, HeldFunds
-from rabbitry.billing._errors import LedgerUnavailable, conflict_error
+from rabbitry.billing._errors import FencedOut, LedgerUnavailable, conflict_error
 from rabbitry.billing._ledger import _describe
 from rabbitry.billing._operations import (
     Operation,
@@ -112,6 +112,18 @@ CREATE TABLE IF NOT EXISTS {schema}.entries (
 CREATE INDEX IF NOT EXISTS entries_by_account ON {schema}.entries (account, seq);
 """
 
+# Created last, and on its own when missing: a ledger made before fences gets it at its opening.
+_FENCES = """
+CREATE TABLE IF NOT EXISTS {schema}.partition_fences (
+    layout TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    epoch BIGINT NOT NULL,
+    owner TEXT NOT NULL,
+    taken_at {timestamp} NOT NULL DEFAULT {now},
+    PRIMARY KEY (layout, partition)
+);
+"""
+
 _ENTRY = "seq, operation, receipt, {recorded_at}"
 
 _STATEMENTS = {
@@ -141,6 +153,13 @@ _STATEMENTS = {
         ON CONFLICT (account, hold) DO UPDATE
         SET bonus = excluded.bonus, paid = excluded.paid,
             captured_bonus = excluded.captured_bonus, captured_paid = excluded.captured_paid""",
+    # The row is held until COMMIT (PostgreSQL: FOR SHARE), so a newer owner's take waits.
+    "check_fence": """SELECT epoch FROM {schema}.partition_fences
+        WHERE layout = ? AND partition = ? {for_share}""",
+    "take_fence": """INSERT INTO {schema}.partition_fences AS f (layout, partition, epoch, owner)
+        VALUES (?, ?, 1, ?) ON CONFLICT (layout, partition) DO UPDATE
+        SET epoch = f.epoch + 1, owner = excluded.owner, taken_at = {now}
+        RETURNING epoch""",
     "open_holds": """SELECT h.account, h.hold FROM {schema}.holds AS h
         JOIN {schema}.entries AS e ON e.operation_id = h.hold AND e.kind = 'hold'
         WHERE h.bonus + h.paid > 0 AND e.recorded_at < CAST(? AS {timestamp})
@@ -249,6 +268,11 @@ class _SqlTransaction:
             raise conflict_error(operation.id, _describe(entry.operation), _describe(operation))
         return entry.receipt
 
+    def check_fence(self, layout: str, partition: int, epoch: int) -> None:
+        row = self._db.one(self._sql["check_fence"], (layout, partition))
+        if row is not None and row[0] != epoch:
+            raise FencedOut(layout, partition, epoch, row[0])
+
     def save(self) -> None:
         """Writes the changed accounts and holds (called once, before COMMIT)."""
         self._db.write(
@@ -288,6 +312,7 @@ class SqlStore:
         self.database = database
         append_only = database.append_only("entries", "ledger entries are append-only")
         database.create_tables(_TABLES + append_only, last="entries")
+        database.create_tables(_FENCES, last="partition_fences")
         fragments = {
             "recorded_at": database.timestamp_text("recorded_at"),
             "accounts": database.rows("a", _ACCOUNT_COLUMNS),
@@ -317,6 +342,12 @@ class SqlStore:
         with self.database.session() as session:
             rows = session.all(self._sql["open_holds"], (before,))
         return [(str(account), str(hold)) for account, hold in rows]
+
+    def take_fence(self, layout: str, partition: int, owner: str) -> int:
+        with self.database.transaction() as session:
+            row = session.one(self._sql["take_fence"], (layout, partition, owner))
+        assert row is not None  # invariant: RETURNING gives the row inserted or updated
+        return int(row[0])
 
     def close(self) -> None:
         self.database.close()

@@ -15,6 +15,25 @@ make `find` + `append` atomic for an operation id (SQLite: `BEGIN IMMEDIATE` and
 constraint; PostgreSQL: the same constraint and a row lock on the account), which is what makes
 an id apply once even across processes.
 
+Partition fences: an epoch per account partition, so that a stale owner's writes fail.
+
+    fence = ledger.take_fence("accounts", 7, owner="host-a-812-1f3c")   # epoch + 1, remembered
+    ledger.apply(TopUp(...), fence=fence)          # applied only if partition 7 is still at it
+    ledger.take_fence("accounts", 7, owner="host-b-77-9a0e")            # another owner: epoch + 1
+    ledger.apply(TopUp(...), fence=fence)          # FencedOut: nothing written
+
+RabbitMQ's single active consumer gives a partition queue one consumer at a time, but a daemon cut
+off from the broker (or frozen: SIGSTOP, a long pause, a stuck call) may still be finishing a
+command after the broker returned its deliveries and another daemon took the partition. The fence
+closes that window in the ledger itself: the consumer that starts handling a partition takes its
+fence (`take_fence`: the epoch goes up by one, in one transaction), and every write made for that
+partition checks in its own transaction (`check_fence`, first) that the epoch is still the one it
+took. A write of an older epoch raises `FencedOut` and writes nothing, whatever the broker did.
+The check and the take exclude each other: SQLite's transactions hold the file's write lock;
+PostgreSQL's write reads the fence row `FOR SHARE` and the take updates it, so a write either
+commits before a newer owner's take or is refused after it. A partition never fenced accepts
+writes of any epoch (a ledger written before fences, or a write made outside a partition).
+
 `MemoryStore` is the shipped in-process store (for `memory://` runs and tests): writes go to an
 overlay that is merged on commit, so a refused batch leaves nothing behind.
 """
@@ -29,7 +48,19 @@ import attrs
 import msgspec
 
 from rabbitry.billing._account import AccountState, HeldFunds
+from rabbitry.billing._errors import FencedOut
 from rabbitry.billing._operations import Hold, Operation, Receipt
+
+
+@attrs.frozen
+class Fence:
+    """The epoch a consumer took for a partition of a layout; pass it with each of its writes."""
+
+    layout: str
+    partition: int
+    epoch: int
+    owner: str = ""
+    """Who took it (a member id), for operators reading `partition_fences`."""
 
 
 @attrs.frozen
@@ -66,6 +97,11 @@ class LedgerTransaction(Protocol):
         """Records the entry and the account's new state; returns the receipt with its `seq`."""
         ...
 
+    def check_fence(self, layout: str, partition: int, epoch: int) -> None:
+        """Raises `FencedOut` unless the partition's fence is at `epoch` (or was never taken);
+        holds it until the transaction ends, so that no newer owner takes it meanwhile."""
+        ...
+
 
 class LedgerStore(Protocol):
     def transaction(self) -> AbstractContextManager[LedgerTransaction]:
@@ -79,6 +115,10 @@ class LedgerStore(Protocol):
     def open_holds(self, before: str) -> list[tuple[str, str]]:
         """(account, hold) of the holds still holding money whose Hold operation (its id is the
         hold id) was recorded before `before` (ISO 8601 UTC), oldest first."""
+        ...
+
+    def take_fence(self, layout: str, partition: int, owner: str) -> int:
+        """Moves the partition's fence one epoch on (the first is 1), for `owner`; returns it."""
         ...
 
     def close(self) -> None: ...
@@ -127,6 +167,11 @@ class _MemoryTransaction:
             self.holds[state.account, hold] = held
         return receipt
 
+    def check_fence(self, layout: str, partition: int, epoch: int) -> None:
+        current = self._store._fences.get((layout, partition))
+        if current is not None and current != epoch:
+            raise FencedOut(layout, partition, epoch, current)
+
 
 class MemoryStore:
     """A `LedgerStore` in this process's memory: fast, and gone when the process ends."""
@@ -136,6 +181,7 @@ class MemoryStore:
         self._holds: dict[tuple[str, str], HeldFunds] = {}
         self._entries: list[Entry] = []
         self._ids: dict[str, Entry] = {}
+        self._fences: dict[tuple[str, int], int] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[LedgerTransaction]:
@@ -156,6 +202,11 @@ class MemoryStore:
             for (account, hold), held in self._holds.items()
             if held.remaining > 0 and hold in placed and placed[hold].recorded_at < before
         ]
+
+    def take_fence(self, layout: str, partition: int, owner: str) -> int:
+        epoch = self._fences.get((layout, partition), 0) + 1
+        self._fences[layout, partition] = epoch
+        return epoch
 
     def close(self) -> None:
         pass

@@ -237,6 +237,23 @@ class Sms(Table, frozen=True):
     ] = 900.0
 
 
+class Accounts(Table, frozen=True):
+    """`[accounts]`: how account commands are spread over the daemons."""
+
+    partitions: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1024,
+            description=(
+                "How many partition queues (accounts.0 ..) the accounts are hashed over; the "
+                "daemons share them out. Every daemon of a fleet must have the same count: a "
+                "change is an offline step (README, Account partitions) and needs a restart."
+            ),
+        ),
+    ] = 32
+
+
 class Config(Table, frozen=True):
     """The whole configuration; every table may be left out and then takes its defaults.
 
@@ -255,6 +272,7 @@ class Config(Table, frozen=True):
     ] = DEFAULT_CURRENCY
     broker: Broker = msgspec.field(default_factory=Broker)
     store: Store = msgspec.field(default_factory=Store)
+    accounts: Accounts = msgspec.field(default_factory=Accounts)
     http: Http = msgspec.field(default_factory=Http)
     rates: Annotated[
         dict[str, Decimal],

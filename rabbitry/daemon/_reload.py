@@ -12,10 +12,10 @@ What a reload applies:
   its new settings, an added one is declared and started; routes follow;
 - `[[pools]]` added, removed or changed (size, prefetch, restart...): the same, per pool.
 
-Anything else (currency, broker, store, http, logging, retry, tax, sms, webhooks) needs a restart:
-a reload that changes it is refused with the reason, and so is a file that does not validate or
-names an actor class that does not import. A refused reload changes nothing: the old config keeps
-running.
+Anything else (currency, accounts, broker, store, http, logging, retry, tax, sms, webhooks) needs
+a restart: a reload that changes it is refused with the reason, and so is a file that does not
+validate or names an actor class that does not import. A refused reload changes nothing: the old
+config keeps running.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ _log = logging.getLogger("rabbitry.reload")
 
 RESTART_ONLY = (
     "currency",
+    "accounts",
     "broker",
     "store",
     "http",

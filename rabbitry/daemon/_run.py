@@ -129,7 +129,7 @@ async def run_daemon(
     `config_path` is the file SIGHUP reloads (see rabbitry.daemon._reload).
     """
     url = broker_url or config.broker.url.reveal()
-    names = Names()
+    names = Names(partitions=config.accounts.partitions)
     schedule = RetrySchedule(tuple(config.retry.delays), max_attempts=config.retry.attempts)
     store_url = config.store.url.reveal()
     carriers = [carrier.name for carrier in config.carriers]

@@ -55,6 +55,7 @@ from rabbitry.platform import (
     Names,
     Services,
     account_of,
+    partition_fences,
     platform_codec,
     run_idempotency_cleanup,
     run_link,
@@ -268,6 +269,7 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     accounts = entities(
         "accounts", functools.partial(_account, context), idle_timeout=300.0, concurrency=64
     )
+    membership = Membership()  # the daemons alive share the partitions out
     children: list[ChildSpec] = [
         accounts,
         partitioned(
@@ -280,7 +282,9 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
             router=parts.router,
             prefetch=64,
             declare=False,
-            membership=Membership(),  # the daemons alive share the partitions out
+            membership=membership,
+            # A partition's owner writes with the fence it took: a stale owner's writes fail.
+            on_owner=partition_fences(context.ledger, names.layout.name, membership.member),
         ),
     ]
     children += [carrier_branch(parts, side) for side in parts.carriers.values()]

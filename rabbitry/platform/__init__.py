@@ -1,7 +1,7 @@
 """The SMS platform: accounts, carriers, delivery reports, inbound SMS, callbacks and invoices,
 as actors exchanging messages through RabbitMQ (see rabbitry.platform._messages for the flow)."""
 
-from rabbitry.platform._account import AccountActor, account_of
+from rabbitry.platform._account import AccountActor, account_of, partition_fences
 from rabbitry.platform._account_client import ACCOUNT_ERRORS, AccountClient
 from rabbitry.platform._async_records import AsyncRecords
 from rabbitry.platform._backend import PlatformBackend
@@ -121,6 +121,7 @@ __all__ = [
     "inject_inbound",
     "open_records",
     "open_webhook_client",
+    "partition_fences",
     "platform_codec",
     "platform_topology",
     "reap_once",

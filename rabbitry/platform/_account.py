@@ -16,6 +16,11 @@ daemon at a time owns an account, and one actor in it handles one command at a t
   good, applied in one ledger transaction; then the messages' statuses move and the customer's
   callbacks are queued.
 
+Fences: each write carries the fence its partition's subscription took (`partition_fences`, the
+`on_owner` of the partitions); a write refused with `FencedOut` (another daemon took the
+partition over) becomes `actors.OwnershipLost`: the command is neither answered nor acked here,
+the new owner handles it.
+
 Every ledger operation id is derived from the message it settles (`capture-<message id>`), so a
 redelivered or retried command is applied once. A failure to reach the ledger
 (`LedgerUnavailable`) makes an `Outcomes` wait in the retry tiers and try again later.
@@ -27,14 +32,16 @@ the records (statuses and carrier ids), and a publisher for its answers and call
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from actors import ConsumerActor, count, current_inbound
+from actors import ConsumerActor, OwnershipLost, count, current_inbound, inbound_or_none
 from broker import Envelope, encode_failure, encode_reply
 from rabbitry.billing import (
     BonusGrant,
     Capture,
+    Fence,
+    FencedOut,
     Hold,
     Money,
     OpenAccount,
@@ -68,11 +75,41 @@ _log = logging.getLogger("rabbitry.platform.account")
 class AccountLedger(Protocol):
     """What an account actor does with the ledger: apply its operations, see what is applied."""
 
-    async def apply(self, operation: Operation) -> Receipt: ...
+    async def apply(self, operation: Operation, fence: Fence | None = None) -> Receipt: ...
 
-    async def apply_many(self, operations: Iterable[Operation]) -> list[Receipt | SmsError]: ...
+    async def apply_many(
+        self, operations: Iterable[Operation], fence: Fence | None = None
+    ) -> list[Receipt | SmsError]: ...
 
     async def applied_among(self, operation_ids: Iterable[str]) -> set[str]: ...
+
+
+class FenceLedger(Protocol):
+    """What taking a partition's fence needs of the ledger."""
+
+    async def take_fence(self, layout: str, partition: int, owner: str) -> Fence: ...
+
+
+def partition_fences(
+    ledger: FenceLedger, layout: str, owner: str
+) -> Callable[[int], Awaitable[Fence]]:
+    """The `on_owner` of the account partitions (`actors.run_partitioned`): a subscription that
+    becomes a partition's owner takes its fence in the ledger, and the account actors write with
+    it, so that a stale owner's writes fail (`FencedOut`) once another daemon took over."""
+
+    async def take(partition: int) -> Fence:
+        fence = await ledger.take_fence(layout, partition, owner)
+        _log.info("partition %d of %r taken at epoch %d", partition, layout, fence.epoch)
+        return fence
+
+    return take
+
+
+def _fence() -> Fence | None:
+    """The fence of the partition subscription that delivered the command being handled."""
+    inbound = inbound_or_none()
+    owner = None if inbound is None else inbound.owner
+    return owner if isinstance(owner, Fence) else None
 
 
 class SettledRecords(Protocol):
@@ -141,6 +178,15 @@ class AccountActor(ConsumerActor):
         self.currency = currency
 
     async def handle(self, message: Any) -> Any:
+        try:
+            return await self._handle(message)
+        except FencedOut as error:
+            # Another daemon owns the partition now: nothing was written; it handles the command
+            # (the broker redelivers it there), and this one neither answers nor acks it.
+            _log.warning("account %s: %s", self.account, error)
+            raise OwnershipLost(str(error)) from error
+
+    async def _handle(self, message: Any) -> Any:
         if isinstance(message, Outcomes):
             await self._settle(message)
             return None
@@ -150,7 +196,9 @@ class AccountActor(ConsumerActor):
             # The conversion too (an amount that is no money, say 1E-7 or 1E+23, raises
             # InvalidMoney): whatever the message carries, a request is answered, never a crash.
             operation = self._operation(message)
-            result: object = await self.ledger.apply(operation)
+            result: object = await self.ledger.apply(operation, _fence())
+        except FencedOut:
+            raise
         except Exception as error:  # noqa: BLE001 - a request is answered, never retried by tiers
             # The caller owns the retry of a request (it knows its deadline): a hold retried
             # from a tier after the caller gave up would hold money for nothing.
@@ -256,7 +304,7 @@ class AccountActor(ConsumerActor):
                         amount=amount,
                     )
                 )
-        results = await self.ledger.apply_many(operations)
+        results = await self.ledger.apply_many(operations, _fence())
         for operation, result in zip(operations, results, strict=True):
             count("account_operations", kind_of(operation))
             if isinstance(result, UnknownHold) and outcomes.unless_settled:

@@ -42,8 +42,9 @@ class Names:
     """The topic exchange the queues of config-declared pools are bound to."""
     accounts: str = "accounts"
     partitions: int = 32
-    """Account partition queues; every daemon must agree, and changing it is an offline step
-    (README: stop every daemon, let the partitions drain, then start them with the new count)."""
+    """Account partition queues (`[accounts] partitions`); every daemon must agree, and changing
+    it is an offline step (README: stop every daemon, let the partitions drain, then start them
+    with the new count)."""
 
     def send_key(self, carrier: str) -> str:
         return f"sms.send.{carrier}"

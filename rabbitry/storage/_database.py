@@ -22,6 +22,7 @@ A template is SQL with `?` placeholders and fields that each dialect fills in:
     {now}             strftime(...) to the millisecond       statement_timestamp()
     {for_update}      nothing (the transaction holds the     FOR UPDATE
                       file's write lock already)
+    {for_share}       nothing (likewise)                     FOR SHARE (a newer UPDATE waits)
 
 and the fragments a store passes to `render` by name, made by `rows` (a batch of rows as a table,
 for one INSERT or UPDATE of many rows), `among` (a column's value is one of a list) and

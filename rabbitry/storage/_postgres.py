@@ -49,6 +49,7 @@ _FIELDS = {
     "timestamp": "TIMESTAMPTZ",
     "now": "statement_timestamp()",
     "for_update": "FOR UPDATE",
+    "for_share": "FOR SHARE",
 }
 
 _LOCK = b"SELECT pg_advisory_xact_lock(%s)"

@@ -40,6 +40,7 @@ _FIELDS = {
     "timestamp": "TEXT",
     "now": "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
     "for_update": "",
+    "for_share": "",
 }
 
 

@@ -317,3 +317,39 @@ def test_membership_settings_are_checked() -> None:
     assert Membership().member != Membership().member
     assert MemberHeartbeat(member="a").leaving is False
     assert math.isclose(Membership().timeout, 3.0)
+
+
+async def test_a_member_with_another_partition_count_takes_none(
+    url: str,
+    shared: Shared,
+    settings: Callable[[str], Membership],
+    clock: MockClock | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A misconfigured daemon must not split accounts over two layouts: the heartbeats carry the
+    partition count, and a member whose count is not the fleet's takes no partition (one log
+    line says why) while the others keep sharing theirs."""
+    layout = shared.layout
+    heartbeat = settings("x").heartbeat
+    other = Shared(PartitionLayout(layout.name, count=PARTITIONS // 2, exchange=layout.exchange))
+    async with open_transport(url) as producer, trio.open_nursery() as nursery:
+        await producer.declare(layout.topology())
+        a: Daemon = await nursery.start(run_daemon, url, "a", shared, settings("a"))
+        b: Daemon = await nursery.start(run_daemon, url, "b", other, settings("b"))
+        fleet = a.handle.fleet
+        assert fleet is not None
+        await wait_until(lambda: fleet.members() == ("a", "b"), within=30)
+        await trio.sleep(3 * heartbeat)  # several rounds of heartbeats: nothing moves
+        assert b.handle.owned() == ()
+        assert a.handle.owned() == tuple(range(PARTITIONS))
+        await send(producer, layout, 0)
+        await wait_until(lambda: len(shared.records) == len(KEYS), within=30)
+        nursery.cancel_scope.cancel()
+    assert other.records == []
+    refusals = [r.getMessage() for r in caplog.records if "takes none" in r.getMessage()]
+    expected = (
+        f"{layout.name!r} has {PARTITIONS // 2} partitions but the fleet ['a', 'b'] has"
+        f" {PARTITIONS}; this daemon takes none of them: give every daemon the same partition"
+        " count"
+    )
+    assert refusals == [expected]

@@ -56,6 +56,10 @@ class FlakyStore:
     def entries(self, account: str, after: int = 0) -> Any:
         return self.store.entries(account, after)
 
+    def take_fence(self, layout: str, partition: int, owner: str) -> int:
+        # Taken when a partition starts (before the outage): a take in an outage waits, tried again.
+        return self.store.take_fence(layout, partition, owner)
+
     def close(self) -> None:
         self.store.close()
 
