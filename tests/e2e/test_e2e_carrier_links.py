@@ -1,25 +1,42 @@
-"""A carrier's rate and sessions are the carrier's across daemons (issue 12, item 4): two daemons
-on one vhost and one PostgreSQL schema in front of one SMPP SMSC on loopback."""
+"""A carrier's rate and sessions are the carrier's across daemons (issue 12, item 4): two or three
+daemons on one vhost and one PostgreSQL schema in front of one SMPP SMSC on loopback, and the
+daemon holding the link SIGKILLed mid-batch.
+
+What the SMSC saw (its records: each bind, unbind and submit_sm with its session and the time on
+the machine's monotonic clock) is held against what the issue asks: at most `links` sessions
+bound at once, at most `tps` segments a second (+10%) over any 5-second window, the link taken
+over within 15 s, every message final, none submitted twice, each charged once. Run with `-s` to
+see the figures:
+
+    .venv/bin/pytest -q -p no:cacheprovider -s tests/e2e/test_e2e_carrier_links.py
+"""
 
 from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import trio
 from e2e import open_account, wait_final  # type: ignore[import-not-found]
-from fleet import postgres_config_text  # type: ignore[import-not-found]
+from fleet import DATABASE, postgres_config_text  # type: ignore[import-not-found]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "rabbitry" / "carriers" / "smpp"))
-from smpp_harness import Peers, open_peers  # type: ignore[import-not-found]
+from smpp_harness import Peer, Peers, open_peers  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.rabbitmq
 
 TPS = 20
+WINDOW = 5.0
+COUNT = 300
+SEND = 30
+PRICE = Decimal("0.0450")  # "+33" in e2e.config_text's rate card
 
 
 @pytest.fixture
@@ -28,13 +45,60 @@ async def peers(tmp_path: Path) -> Any:
         yield started
 
 
-@pytest.mark.xfail(
-    reason="not passing yet: the takeover happens (a second bind within seconds), but messages"
-    " stay non-final for over 120 s afterwards; not diagnosed (receipts of the killed session?)",
-    strict=False,
+def most_sessions_at_once(peer: Peer) -> int:
+    """The most sessions the SMSC had bound at one time, from its bind and unbind records."""
+    bound: set[str] = set()
+    most = 0
+    for record in peer.records:
+        if record["event"] == "bound":
+            bound.add(record["session"])
+            most = max(most, len(bound))
+        elif record["event"] == "unbound":
+            bound.discard(record["session"])
+    return most
+
+
+def most_in_window(times: list[float], seconds: float) -> int:
+    """The most of `times` within any `seconds`-long window."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def ledger_kinds(schema: str, account: str) -> Counter[str]:
+    """The account's ledger entries by kind, and by `kind operation id` too."""
+    with psycopg.connect(DATABASE) as connection:
+        rows = connection.execute(
+            f'SELECT kind, operation_id FROM "{schema}".entries WHERE account = %s', (account,)
+        ).fetchall()
+    counts: Counter[str] = Counter()
+    for kind, operation in rows:
+        counts[kind] += 1
+        counts[f"{kind} {operation}"] += 1
+    return counts
+
+
+async def holders(daemons: Any, links: int) -> dict[int, list[int]]:
+    """Link index -> the daemons (by index) that say they hold it."""
+    held: dict[int, list[int]] = {index: [] for index in range(links)}
+    for number, daemon in enumerate(daemons):
+        async with daemon.client() as admin:
+            carrier = (await admin.get("/v1/admin/carriers")).json()["carriers"][0]
+        for index, link in enumerate(carrier["links"]):
+            if link["held"]:
+                held[index].append(number)
+    return held
+
+
+@pytest.mark.parametrize(
+    ("daemon_count", "links"), [(2, 1), (3, 1), (3, 2)], ids=["2-daemons", "3-daemons", "3x2-links"]
 )
-async def test_two_daemons_share_one_session_and_the_rate_and_a_killed_holder_is_taken_over(
-    fleet: Any, peers: Peers, tmp_path: Path, pg_schema: str
+async def test_daemons_share_the_carriers_sessions_and_rate_and_a_killed_holder_is_taken_over(
+    fleet: Any, peers: Peers, tmp_path: Path, pg_schema: str, daemon_count: int, links: int
 ) -> None:
     peer = await peers.start("smpp34", "--dlr", "text")
     carrier = f"""
@@ -43,6 +107,7 @@ async def test_two_daemons_share_one_session_and_the_rate_and_a_killed_holder_is
         plugin = "smpp"
         prefixes = ["+"]
         tps = {TPS}
+        links = {links}
         [carriers.options]
         host = "127.0.0.1"
         port = {peer.port}
@@ -50,65 +115,69 @@ async def test_two_daemons_share_one_session_and_the_rate_and_a_killed_holder_is
         password = "secret1"
         """
     text = postgres_config_text(tmp_path, pg_schema, carriers=carrier)
-    daemons = await fleet(2, text=text)
-    await peer.wait_for(event="bound")
+    daemons = await fleet(daemon_count, text=text)
+    await peer.wait_for(links, event="bound")
     async with daemons[0].client() as admin:
-        _, key = await open_account(admin, "100.00")
-    samples: list[tuple[float, int]] = []
-
-    async def sample() -> None:
-        while True:
-            samples.append((trio.current_time(), len(peer.matching(event="submit"))))
-            await trio.sleep(0.1)
-
-    count = 300
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sample)
-        async with daemons[1].client(key) as client:
-            numbers = [f"+3361{i:07d}" for i in range(count)]
+        account, key = await open_account(admin, "100.00")
+    # Ten sends of 30: a send's batch goes to one link, so the links share the ten.
+    ids: list[str] = []
+    async with daemons[-1].client(key) as client:
+        for start in range(0, COUNT, SEND):
+            numbers = [f"+3361{i:07d}" for i in range(start, start + SEND)]
             answer = await client.post(
                 "/v1/sms", json={"to": numbers, "from": "Shop", "text": "hi"}
             )
             assert answer.status_code == 202, answer.text
-            ids = [message["id"] for message in answer.json()["messages"]]
-            with trio.fail_after(60):
-                while len(peer.matching(event="submit")) < count // 3:  # noqa: ASYNC110
-                    await trio.sleep(0.05)
-            # SIGKILL the holder mid-batch (ask each daemon who holds the link).
-            holders = []
-            for index, daemon in enumerate(daemons):
-                async with daemon.client() as admin:
-                    links = (await admin.get("/v1/admin/carriers")).json()["carriers"][0]["links"]
-                    if links[0]["held"]:
-                        holders.append(index)
-            assert len(holders) == 1, holders
-            assert len(peer.matching(event="bound")) == 1
-            killed_at = trio.current_time()
-            await daemons.stop(holders[0], signal.SIGKILL)
-            other = daemons[1 - holders[0]]
-            with trio.fail_after(15):
-                await peer.wait_for(2, event="bound")
-            took_over = trio.current_time() - killed_at
-            async with other.client(key) as reader:
-                views = await wait_final(reader, ids, seconds=120)
-        nursery.cancel_scope.cancel()
+            ids += [message["id"] for message in answer.json()["messages"]]
+    with trio.fail_after(60):
+        while len(peer.matching(event="submit")) < COUNT // 3:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+    # SIGKILL the holder of link 0 mid-batch (each daemon says what it holds).
+    held = await holders(daemons, links)
+    assert all(len(by) == 1 for by in held.values()), held
+    victim = held[0][0]
+    binds_before = len(peer.matching(event="bound"))
+    killed_at = time.monotonic()
+    await daemons.stop(victim, signal.SIGKILL)
+    lost = sum(1 for by in held.values() if by == [victim])  # the links it held
+    with trio.fail_after(15):
+        await peer.wait_for(binds_before + lost, event="bound")
+    rebinds = peer.matching(event="bound")[binds_before:]
+    took_over = max(record["at"] for record in rebinds) - killed_at
+    survivor = daemons[(victim + 1) % daemon_count]
+    async with survivor.client(key) as reader:
+        views = await wait_final(reader, ids, seconds=90)
+        balance = (await reader.get("/v1/balance")).json()
     statuses = Counter(view["status"] for view in views.values())
-    submits = Counter(s["destination_addr"] for s in peer.matching(event="submit"))
-    doubled = {to: n for to, n in submits.items() if n > 1}
-    # Rate: at most TPS (+10%) over any 5-second window, both daemons together.
-    worst = 0.0
-    for start, before in samples:
-        later = [n for at, n in samples if start + 5.0 - 0.05 <= at <= start + 5.0 + 0.05]
-        if later:
-            worst = max(worst, (later[0] - before) / 5.0)
+    submits = peer.matching(event="submit")
+    per_number = Counter(submit["destination_addr"] for submit in submits)
+    doubled = {number: n for number, n in per_number.items() if n > 1}
+    sessions = most_sessions_at_once(peer)
+    worst = most_in_window([submit["at"] for submit in submits], WINDOW)
+    entries = ledger_kinds(pg_schema, account)
     print(  # noqa: T201 - the figures, shown with -s
-        f"\ntook over in {took_over:.2f} s; binds {len(peer.matching(event='bound'))};"
-        f" worst 5 s rate {worst:.1f}/s (tps {TPS}); statuses {dict(statuses)};"
-        f" doubled {len(doubled)}"
+        f"\n{daemon_count} daemons, links {links}, tps {TPS}: most sessions at once {sessions};"
+        f" most segments in {WINDOW:.0f} s {worst} (limit {TPS * WINDOW * 1.1:.0f},"
+        f" {worst / WINDOW:.1f}/s); took over in {took_over:.2f} s; binds"
+        f" {len(peer.matching(event='bound'))}; submits {len(submits)}; doubled {len(doubled)};"
+        f" receipts forwarded {len(peer.matching(event='deliver_failed'))};"
+        f" statuses {dict(statuses)}; captures {entries['capture']}, releases"
+        f" {entries['release']}; balance {balance['balance']}"
     )
-    assert took_over < 10
-    assert len(peer.matching(event="bound")) == 2  # one session at a time, then the taker's
-    assert worst <= TPS * 1.1
+    assert sessions <= links
+    assert worst <= TPS * WINDOW * 1.1
+    assert took_over < 15
     assert not doubled
-    assert sum(statuses.values()) == count
+    assert sum(statuses.values()) == COUNT
     assert set(statuses) <= {"delivered", "failed"}
+    # Each message charged once if the SMSC took it, refunded otherwise; the balance exact.
+    delivered = [i for i in ids if views[i]["status"] == "delivered"]
+    failed = [i for i in ids if views[i]["status"] == "failed"]
+    assert len(delivered) <= len(submits)
+    assert all(entries[f"capture capture-{i}"] == 1 for i in delivered)
+    assert all(entries[f"capture capture-{i}"] == 0 for i in failed)
+    assert entries["capture"] == len(delivered)
+    assert Decimal(balance["balance"]) == Decimal("100.00") - PRICE * len(delivered)
+    assert Decimal(balance["held"]) == 0
+    # Few fail: only what the killed daemon handed to the SMSC without its answer being safe.
+    assert len(failed) <= 10 * links, failed

@@ -37,7 +37,7 @@ def drive(url: str, parked_id: str) -> None:
             page.fill("#admin-key", ADMIN_KEY)
             page.click("#login-button")
             expect(page.locator("#status")).to_have_text("live")
-            link = page.locator('[data-node-path="rabbitry/carrier.sim/link"]')
+            link = page.locator('[data-node-path="rabbitry/carrier.sim/link-0"]')
             expect(link.locator('[data-field="state"]')).to_have_text("running")
             expect(page.locator('[data-carrier="sim"]')).to_have_attribute("data-health", "bound")
             expect(page.locator('[data-queue="carrier.sim"]')).to_be_visible()

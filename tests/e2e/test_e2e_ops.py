@@ -80,7 +80,7 @@ async def test_operators_see_the_tree_and_queues_and_work_the_parking_lot(
         assert purged["purged"] == 2
         metrics = (await admin.get("/metrics")).text
     assert 'rabbitry_handled_total{queue="carrier.sim"}' in metrics
-    assert 'rabbitry_actor_restarts_total{path="rabbitry/carrier.sim/link"} 0.0' in metrics
+    assert 'rabbitry_actor_restarts_total{path="rabbitry/carrier.sim/link-0"} 0.0' in metrics
     assert 'rabbitry_carrier_up{carrier="sim"} 1.0' in metrics
     assert 'rabbitry_failures_total{action="parked",routing_key="sms.inbound"}' in metrics
     assert 'rabbitry_account_operations_total{kind="capture"} 1.0' in metrics

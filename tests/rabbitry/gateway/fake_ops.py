@@ -1,7 +1,7 @@
 """A fake daemon behind the operations API, with data shaped like the real daemon's.
 
 The tree is the platform tree of rabbitry/daemon/_tree.py (rabbitry > accounts, accounts-in,
-carrier.<name> > link/worker/in, invoice jobs, pools, gateway); carrier segment counters grow
+carrier.<name> > reports/link-0, invoice jobs, pools, gateway); carrier segment counters grow
 with the wall clock at a steady rate, so the console's segments per second are steady too.
 """
 
@@ -16,7 +16,7 @@ from rabbitry.gateway import ApiError, ParkedQuery
 METRICS = (
     b"# HELP rabbitry_restarts_total Child restarts.\n"
     b"# TYPE rabbitry_restarts_total counter\n"
-    b'rabbitry_restarts_total{path="rabbitry/carrier.sim/link"} 3.0\n'
+    b'rabbitry_restarts_total{path="rabbitry/carrier.sim/link-0"} 3.0\n'
 )
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -41,16 +41,9 @@ def node(
 
 
 def platform_tree() -> dict[str, Any]:
-    def carrier(name: str, link: dict[str, Any], depth: int) -> dict[str, Any]:
+    def carrier(name: str, link: dict[str, Any]) -> dict[str, Any]:
         base = f"rabbitry/carrier.{name}"
-        return node(
-            base,
-            "supervisor",
-            "running",
-            link,
-            node(f"{base}/worker", "worker", mailbox_depth=depth),
-            node(f"{base}/in", "worker", mailbox_depth=0),
-        )
+        return node(base, "supervisor", "running", node(f"{base}/reports", "worker"), link)
 
     refused = {
         "type": "ConnectionRefusedError",
@@ -73,19 +66,18 @@ def platform_tree() -> dict[str, Any]:
             "running",
             *(node(f"rabbitry/accounts-in/accounts.{n}", "worker") for n in range(4)),
         ),
-        carrier("orange", node("rabbitry/carrier.orange/link", "worker"), 6),
-        carrier("bics", node("rabbitry/carrier.bics/link", "worker", restarts=1), 31),
+        carrier("orange", node("rabbitry/carrier.orange/link-0", "worker")),
+        carrier("bics", node("rabbitry/carrier.bics/link-0", "worker", restarts=1)),
         carrier(
             "sim",
             node(
-                "rabbitry/carrier.sim/link",
+                "rabbitry/carrier.sim/link-0",
                 "worker",
                 "backing_off",
                 restarts=3,
                 last_failure=refused,
                 backoff_remaining=7.5,
             ),
-            0,
         ),
         node("rabbitry/invoice-jobs", "entities"),
         node("rabbitry/invoices", "worker", mailbox_depth=0),

@@ -92,7 +92,7 @@ def sign_in_and_watch_the_tree(page: "Page", base: str, ops: FakeOps) -> None:
     expect(page.locator("#dashboard")).to_be_hidden()
     page.fill("#admin-key", ADMIN_KEY)
     page.click("#login-button")
-    link = page.locator('[data-node-path="rabbitry/carrier.sim/link"]')
+    link = page.locator('[data-node-path="rabbitry/carrier.sim/link-0"]')
     expect(link.locator('[data-field="state"]')).to_have_text("backing_off")
     expect(link).to_have_attribute("data-state", "backing_off")
     expect(link.locator('[data-field="restarts"]')).to_have_text("3")
@@ -108,12 +108,12 @@ def sign_in_and_watch_the_tree(page: "Page", base: str, ops: FakeOps) -> None:
         "rabbitry/accounts/acc-acme",
         "rabbitry/accounts/acc-globex",
     ]
-    assert len(paths) == 32
+    assert len(paths) == 29
     expect(page.locator("#status")).to_have_text("live")
     assert page.evaluate("sessionStorage.getItem('rabbitry.adminKey')") == ADMIN_KEY
 
     def restart_the_link() -> None:
-        node = ops.find("rabbitry/carrier.sim/link")
+        node = ops.find("rabbitry/carrier.sim/link-0")
         node["restarts"] = 4
         node["backoff_remaining"] = 15.0
 

@@ -106,7 +106,11 @@ async def test_tree_queues_carriers_and_accounts(gateway: Gateway) -> None:
     tree = (await gateway.client.get("/v1/admin/tree", headers=gateway.admin)).json()["tree"]
     assert tree["path"] == "rabbitry"
     carrier = next(child for child in tree["children"] if child["path"] == "rabbitry/carrier.sim")
-    link = carrier["children"][0]
+    assert [child["path"] for child in carrier["children"]] == [
+        "rabbitry/carrier.sim/reports",
+        "rabbitry/carrier.sim/link-0",
+    ]
+    link = carrier["children"][1]
     assert link["state"] == "backing_off"
     assert link["restarts"] == 3
     assert link["last_failure"]["type"] == "ConnectionRefusedError"
@@ -344,7 +348,7 @@ async def test_events_stream_the_state_until_the_daemon_drains(gateway: Gateway)
             async for event in events_of(response):
                 seen.append(event)
                 if len(seen) == 1:
-                    ops.find("rabbitry/carrier.sim/link")["restarts"] = 4
+                    ops.find("rabbitry/carrier.sim/link-0")["restarts"] = 4
                     ops.lot[0] = parked_message("01JA1REPLACED00000000000000", age=1)
                 if len(seen) == 2:
                     ops.drain.set()
@@ -356,8 +360,8 @@ async def test_events_stream_the_state_until_the_daemon_drains(gateway: Gateway)
     assert first["parked"]["digest"] != second["parked"]["digest"]  # same count, other messages
     assert first["queues"][0]["name"] == "carrier.orange"
     assert [carrier["name"] for carrier in first["carriers"]] == ["orange", "bics", "sim"]
-    assert first["tree"]["children"][4]["children"][0]["restarts"] == 3
-    assert second["tree"]["children"][4]["children"][0]["restarts"] == 4
+    assert first["tree"]["children"][4]["children"][1]["restarts"] == 3
+    assert second["tree"]["children"][4]["children"][1]["restarts"] == 4
     assert second["at"] >= first["at"]
 
 

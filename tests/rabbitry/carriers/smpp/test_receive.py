@@ -181,3 +181,28 @@ async def test_a_sink_error_ends_run_and_leaves_the_delivery_unacknowledged(
     assert isinstance(error, OSError)
     assert str(error) == "broker gone"
     assert peer.matching(event="deliver_resp", tag="mo", status=0) == []
+
+
+async def test_the_smsc_forwards_a_receipt_its_session_left_unanswered_to_the_next_bind(
+    peers: Peers,
+) -> None:
+    # The peer stores and forwards receipts as real SMSCs do (what the e2e takeover relies on).
+    peer = await peers.start("smpp34")
+
+    got = trio.Event()
+
+    async def never(event: Event) -> None:
+        got.set()
+        await trio.sleep_forever()
+
+    async with serving(SmppConnector("acme", options(peer)), Sink(never)) as run:
+        await run.connector.submit(sms())
+        with trio.fail_after(10):
+            await got.wait()
+    # The session ended without answering that deliver_sm: the SMSC keeps the receipt.
+    await peer.wait_for(event="deliver_failed", tag="dlr-1")
+    await peer.wait_for(event="receipt_stored", tag="dlr-1")
+    sink = Sink()
+    async with serving(SmppConnector("acme", options(peer)), sink):
+        assert await sink.wait_for(1) == [DeliveryEvent("m1", "delivered", "000")]
+        await peer.wait_for(event="deliver_resp", tag="dlr-1", status=0)

@@ -5,8 +5,16 @@
         [--dlr-first] [--ids plain|hex-dec|case-zeros] [--mo FILE [--mo-on-signal]] [--quiet]
 
 It prints one JSON object a line on stdout: {"event": "listening"} once it listens, then
-"bound", "submit" (every field of the submit_sm, short_message in hex, and what it answered),
-"deliver_resp" (the status of each deliver_sm it pushed, with its "tag") and "unbound".
+"bound", "submit" (every field of the submit_sm, short_message in hex, the session it came on and
+what it answered), "deliver_resp" (the status of each deliver_sm it pushed, with its "tag"),
+"deliver_failed" (a deliver_sm not answered), "receipt_stored" (a receipt kept for the next
+bind) and "unbound". Every record has "at", the
+system's monotonic clock (`time.monotonic()` in any process of the machine).
+
+Receipts are stored and forwarded, as a real SMSC does: one goes to the session that submitted
+its message while that session is bound, else to another receiving bind (receiver or
+transceiver) of the same system_id, else it waits for the next such bind; one whose deliver_sm
+failed (its session ended before answering) is forwarded the same way a second later.
 
 - `--dlr`: after accepting a submit, push a receipt for it as text (appendix B) or as TLVs
   (receipted_message_id, message_state, network_error_code), or none.
@@ -33,6 +41,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import smpp34
@@ -41,7 +50,12 @@ STATES = {"ENROUTE": 1, "DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, 
 STATES.update({"UNKNOWN": 7, "REJECTD": 8})
 
 
+RESEND_DELAY = 1.0
+"""Seconds before a receipt whose deliver_sm failed is forwarded again."""
+
+
 def say(**record: Any) -> None:
+    record["at"] = time.monotonic()
     sys.stdout.write(json.dumps(record) + "\n")
     sys.stdout.flush()
 
@@ -94,6 +108,7 @@ async def main(args: argparse.Namespace, mo: list[dict[str, Any]]) -> None:
     await server.start()
     say(event="listening", port=args.port)
     sessions: dict[str, Any] = {}
+    stored: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # system_id -> receipts to forward
     counter = itertools.count(1)
     held: list[Any] = []  # withheld submits: dropping one would answer it ESME_RSYSERR
     tasks: set[asyncio.Task[None]] = set()
@@ -111,6 +126,29 @@ async def main(args: argparse.Namespace, mo: list[dict[str, Any]]) -> None:
         for spec in mo:
             spawn(push(esme, spec.get("tag", ""), mo_fields(spec)))
 
+    def forward(system_id: str, session: str, tag: str, fields: dict[str, Any]) -> None:
+        """Pushes a receipt to `session`, or another receiving bind of `system_id`, or keeps it
+        for the next one."""
+        receivers = [
+            esme for esme in sessions.values() if esme.system_id == system_id and esme.can_receive
+        ]
+        esme = sessions.get(session)
+        if esme is None or not esme.can_receive:
+            esme = receivers[-1] if receivers else None
+        if esme is None:
+            stored.setdefault(system_id, []).append((tag, fields))
+            say(event="receipt_stored", tag=tag, system_id=system_id)
+            return
+        spawn(push_receipt(esme, tag, fields))
+
+    async def push_receipt(esme: Any, tag: str, fields: dict[str, Any]) -> None:
+        try:
+            await push(esme, tag, dict(fields))
+        except smpp34.SmppError as error:
+            say(event="deliver_failed", tag=tag, session=esme.session_id, error=str(error))
+            await asyncio.sleep(RESEND_DELAY)  # its session's end is known by then
+            forward(esme.system_id, esme.session_id, tag, fields)
+
     if args.mo_on_signal:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, push_mo)
 
@@ -119,6 +157,9 @@ async def main(args: argparse.Namespace, mo: list[dict[str, Any]]) -> None:
         if isinstance(event, smpp34.Esme):
             sessions[event.session_id] = event
             say(event="bound", system_id=event.system_id, session=event.session_id)
+            if event.can_receive:
+                for tag, fields in stored.pop(event.system_id, []):
+                    spawn(push_receipt(event, tag, fields))
             if not args.mo_on_signal:
                 for spec in mo:
                     spawn(push(event, spec.get("tag", ""), mo_fields(spec)))
@@ -141,6 +182,7 @@ async def main(args: argparse.Namespace, mo: list[dict[str, Any]]) -> None:
                 "data_coding": event.data_coding,
                 "registered_delivery": event.registered_delivery,
                 "short_message": event.short_message.hex(),
+                "session": event.session_id,
             }
             if args.close_after and n > args.close_after:
                 os._exit(0)
@@ -160,7 +202,7 @@ async def main(args: argparse.Namespace, mo: list[dict[str, Any]]) -> None:
                         spawn(_receipt_first(esme, f"dlr-{n}", fields, event, resp_id))
                     else:
                         event.accept(message_id=resp_id)
-                        spawn(push(esme, f"dlr-{n}", fields))
+                        forward(esme.system_id, esme.session_id, f"dlr-{n}", fields)
                 else:
                     event.accept(message_id=resp_id)
             if not args.quiet:
