@@ -156,18 +156,37 @@ async def test_kill_9_mid_batch_loses_nothing_and_charges_once(
     await daemon.process.wait()
     daemon = await daemon_factory()
     async with daemon.client(key) as client:
-        views = await wait_final(client, ids, seconds=120)
+        # The simulator carrier runs inside the daemon, so what it held died with it: the
+        # reports it had not sent yet (a real SMSC keeps them and forwards them to the next
+        # bind): those messages stay "sent", accepted and charged once; and a message handed to
+        # it in the instant of the kill, without its answer, is failed and refunded (whether
+        # the carrier took it is unknown), never submitted twice.
+        with trio.fail_after(120):
+            while True:
+                views = {i: (await client.get(f"/v1/sms/{i}")).json() for i in ids}
+                counts = Counter(view["status"] for view in views.values())
+                if set(counts) <= {"delivered", "sent", "failed"} and counts["sent"] <= 50:
+                    break
+                await trio.sleep(0.5)  # polling another process
         balance = (await client.get("/v1/balance")).json()
-    assert Counter(view["status"] for view in views.values()) == {"delivered": 3000}
     assert "queued" in statuses, "the whole batch was done before the kill"
-    assert Decimal(balance["balance"]) == Decimal("200.00") - Decimal("0.0500") * 3000
-    assert Decimal(balance["held"]) == 0
-    # The ledger itself: every operation id once, one capture per message.
+    failed = [view for view in views.values() if view["status"] == "failed"]
+    assert all(view["error"].startswith("unknown") for view in failed), failed
+    # The ledger itself: every message settled once, captured or (its outcome unknown)
+    # released; at most the window in flight at the kill is either left "sent" or released.
     db = sqlite3.connect(tmp_path / "var" / "rabbitry.db")
-    kinds = Counter(
-        kind for (kind,) in db.execute("SELECT kind FROM entries WHERE account = ?", (account,))
+    settled = Counter(
+        kind
+        for (kind,) in db.execute(
+            "SELECT kind FROM entries WHERE account = ? AND kind IN ('capture', 'release')",
+            (account,),
+        )
     )
-    assert kinds["capture"] == 3000
+    assert settled["capture"] + settled["release"] == 3000, settled
+    assert settled["release"] >= len(failed)
+    assert settled["release"] + counts["sent"] <= 50, (settled, counts)
+    assert Decimal(balance["balance"]) == Decimal("200.00") - Decimal("0.0500") * settled["capture"]
+    assert Decimal(balance["held"]) == 0
     assert await daemon.stop() == 0
 
 
