@@ -11,6 +11,7 @@ builds exactly what a restart with the new file would.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -22,7 +23,13 @@ from rabbitry.billing import RateCard
 from rabbitry.carriers import PluginError, load_connector
 from rabbitry.compat import install_renamed_modules, log_deprecated, renamed_path
 from rabbitry.config import Carrier, Config, load_config
-from rabbitry.platform import SIGNING_KEY_NAME, AsyncRecords, CarrierSide, Context
+from rabbitry.platform import (
+    SIGNING_KEY_NAME,
+    AsyncRecords,
+    CarrierSide,
+    Context,
+    reported_final,
+)
 
 __all__ = [
     "carrier_rates",
@@ -145,6 +152,7 @@ def carrier_side(context: Context, carrier: Carrier) -> CarrierSide:
         standby=standby,
         marks=context.records.remember_carrier_ids,
         marked=context.records.messages_for,
+        reported=functools.partial(reported_final, context.records),
         publisher=context.publisher,
         accounts=context.accounts,
         names=context.names,

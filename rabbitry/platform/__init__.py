@@ -7,7 +7,7 @@ from rabbitry.platform._async_records import AsyncRecords
 from rabbitry.platform._backend import PlatformBackend
 from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
-from rabbitry.platform._carrier import CarrierActor, CarrierSide
+from rabbitry.platform._carrier import CarrierActor, CarrierSide, reported_final
 from rabbitry.platform._carrier_links import LeaseLost, LinkHandle, LinkSlot, run_link
 from rabbitry.platform._context import Context, Services
 from rabbitry.platform._idempotency import (
@@ -126,6 +126,7 @@ __all__ = [
     "platform_topology",
     "reap_once",
     "recover_once",
+    "reported_final",
     "request_invoice",
     "run_idempotency_cleanup",
     "run_link",

@@ -46,7 +46,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import msgspec
 import trio
@@ -82,6 +82,7 @@ from rabbitry.platform._messages import (
     without_nul,
 )
 from rabbitry.platform._publisher import Publisher
+from rabbitry.platform._records import MessageRecord
 
 _log = logging.getLogger("rabbitry.platform.carrier")
 
@@ -106,6 +107,16 @@ ACCEPTED = "#accepted"
 """Likewise, to mark a message the carrier accepted (carrier id `"<message id>:<attempt>"`),
 written with its carrier ids as soon as the carrier answered: in the store, so a batch taken over
 after a crash or a lost broker connection settles it as sent instead of guessing."""
+
+Reported = Callable[[str, Sequence[str]], Awaitable[set[str]]]
+"""Those of an account's messages that a delivery report made final (the records' statuses)."""
+
+
+class MessageReader(Protocol):
+    async def message(self, account: str, message_id: str) -> tuple[MessageRecord, Any] | None:
+        """The message and its events, or None."""
+        ...
+
 
 Marks = Callable[[Iterable[tuple[str, str, str]]], Awaitable[None]]
 Marked = Callable[[Iterable[tuple[str, str]]], Awaitable[dict[tuple[str, str], str]]]
@@ -141,6 +152,7 @@ class CarrierSide:
         standby: Connector | None = None,
         marks: Marks | None = None,
         marked: Marked | None = None,
+        reported: Reported | None = None,
     ) -> None:
         self.publisher = publisher
         self.accounts = accounts
@@ -164,6 +176,7 @@ class CarrierSide:
         self.standby = standby
         self.marks = marks
         self.marked = marked
+        self.reported = reported
         self.max_attempts = max_attempts
         self._ours: OrderedDict[str, str] = OrderedDict()  # carrier id -> our message id
         self.reports = Batcher[Report](self._publish_reports)
@@ -379,6 +392,11 @@ class CarrierActor(ConsumerActor):
                 item for item in items if keys[item.id] in found and accepted[item.id] not in found
             ]
             items = [item for item in items if keys[item.id] not in found]
+            if unknown and side.reported is not None:
+                # A delivery report came for it: the carrier had it, whatever its answer was.
+                final = await side.reported(batch.account, [item.id for item in unknown])
+                taken += [item for item in unknown if item.id in final]
+                unknown = [item for item in unknown if item.id not in final]
             if taken:
                 _log.info(
                     "carrier %s: %d redelivered messages were accepted by the carrier before their"
@@ -427,18 +445,30 @@ class CarrierActor(ConsumerActor):
             return
         results[index] = accepted
         side.accepted(item.id, accepted)  # before its delivery report, usually
-        if marks is not None:
-            # The carrier took it: kept in the store at once (its ids too, for its reports), so a
-            # daemon that takes this batch over settles it instead of guessing (`_unsettled`).
-            rows = [(side.name, carrier_id, item.id) for carrier_id in accepted.carrier_ids]
-            rows.append((side.name + ACCEPTED, f"{item.id}:{attempt}", item.id))
-            with contextlib.suppress(Exception):  # the outcome told below settles it anyway
-                async with trio.open_nursery() as nursery:  # into one write of the batcher
-                    for row in rows:
-                        nursery.start_soon(marks.put, row)
-        try:  # settled at once: a batch taken over later does not send it again
-            await sent.put(_outcome(item, "sent", side.name, now(), accepted.carrier_ids))
-        except Exception:  # noqa: BLE001 - told again with the rest of the batch
+        rows = [(side.name, carrier_id, item.id) for carrier_id in accepted.carrier_ids]
+        rows.append((side.name + ACCEPTED, f"{item.id}:{attempt}", item.id))
+        # Settled at once (a batch taken over later does not send it again) and, side by side,
+        # the acceptance kept in the store with the carrier's ids: a daemon that takes this batch
+        # over after a crash or a lost broker connection settles it instead of guessing.
+        told_now = False
+
+        async def tell() -> None:
+            nonlocal told_now
+            with contextlib.suppress(Exception):  # told again with the rest of the batch
+                await sent.put(_outcome(item, "sent", side.name, now(), accepted.carrier_ids))
+                told_now = True
+
+        async def keep(row: tuple[str, str, str]) -> None:
+            assert marks is not None
+            with contextlib.suppress(Exception):  # the outcome settles it anyway
+                await marks.put(row)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tell)
+            if marks is not None:
+                for row in rows:
+                    nursery.start_soon(keep, row)
+        if not told_now:
             return
         told.add(index)
 
@@ -518,6 +548,17 @@ class CarrierActor(ConsumerActor):
             exchange=retry.tier(side.names.exchange, delay),
             routing_key=side.names.send_key(side.name),
         )
+
+
+async def reported_final(records: MessageReader, account: str, messages: Sequence[str]) -> set[str]:
+    """Those of `account`'s `messages` whose status a delivery report made final (a
+    `CarrierSide`'s `reported`: the carrier had them)."""
+    final: set[str] = set()
+    for message_id in messages:
+        found = await records.message(account, message_id)
+        if found is not None and found[0].status in ("delivered", "undelivered"):
+            final.add(message_id)
+    return final
 
 
 def _next_carrier(item: SendItem, current: str) -> str | None:

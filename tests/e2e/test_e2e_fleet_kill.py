@@ -3,8 +3,9 @@ gateway as ten POSTs of 100, each with its Idempotency-Key, daemon 0 killed once
 went out. A POST that failed because its daemon died is retried with the same key through the
 other daemon (409 while the dead request's claim holds, `[http] idempotency_claim_timeout` = 3 s
 here, then it runs and replays what the dead one did). Every message ends final through the
-survivor, each is recorded once, and the balance is exact: the funds less the prices of the
-delivered and undelivered messages, nothing held.
+survivor (or "sent", its report lost with the killed daemon's in-process carrier), each is
+recorded and settled once, and the balance is exact: the funds less the prices of the messages
+charged, nothing held.
 
 Partitions and carrier links may be owned by either daemon (today each consumes everything): the
 test holds whichever owns what."""
@@ -19,13 +20,44 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from test_e2e_fleet_idempotency import charged_exactly, fleet_text, query
+from test_e2e_fleet_idempotency import fleet_text, query
 
 pytestmark = pytest.mark.rabbitmq
 
 POSTS = 10
 PER_POST = 100
 FUNDS = Decimal("500.00")
+
+
+CHARGED = {"delivered", "undelivered", "sent"}
+
+
+async def settled_once(
+    client: httpx.AsyncClient, schema: str, account: str, ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Waits until the ledger settled every message once (captured, or released: rejected, or
+    its outcome unknown) and their statuses agree; asserts the balance is the funds less the
+    prices of those charged, nothing held. The simulator carrier runs inside the daemon: the
+    killed one's pending reports and answers died with it, so a message it had accepted may stay
+    "sent" (charged, its report lost with the carrier), and one handed to it without an answer
+    fails, refunded, never submitted twice: at most the window in flight, 50."""
+    sql = "SELECT count(*) FROM entries WHERE account = %s AND kind IN ('capture', 'release')"
+    with trio.fail_after(120):
+        while True:
+            if query(schema, sql, account) == [(len(ids),)]:
+                views = {i: (await client.get(f"/v1/sms/{i}")).json() for i in ids}
+                waiting = [v for v in views.values() if v["status"] in ("queued", "sent")]
+                if len(waiting) <= 50:
+                    break
+            await trio.sleep(0.5)  # polling another process: settling, reports still coming
+    spent = sum(
+        (Decimal(view["price"]) for view in views.values() if view["status"] in CHARGED),
+        Decimal(0),
+    )
+    balance = (await client.get("/v1/balance")).json()
+    assert (Decimal(balance["balance"]), Decimal(balance["held"])) == (FUNDS - spent, 0), balance
+    assert not [v for v in views.values() if v["status"] == "queued"]
+    return views
 
 
 def recipients(daemon: int, post: int) -> list[str]:
@@ -95,10 +127,17 @@ async def test_a_daemon_killed_mid_batch_loses_nothing_and_charges_once(
         assert cut, f"no POST was cut mid-request by the kill: {failed}"
         ids = [message["id"] for answer in answers.values() for message in answer["messages"]]
         assert len(set(ids)) == len(ids) == 2 * POSTS * PER_POST
-        views = await charged_exactly(second, FUNDS, ids)
+        views = await settled_once(second, pg_schema, account, ids)
     statuses = sorted(view["status"] for view in views.values())
-    assert statuses.count("failed") == 2 * POSTS * 2, statuses  # the rejected numbers only
-    assert statuses.count("undelivered") == 2 * POSTS * 2
+    failed = [v for v in views.values() if v["status"] == "failed"]
+    unknown = [v for v in failed if v["error"].startswith("unknown")]
+    rejected = [v for v in views.values() if v["to"].startswith("+999")]
+    assert all(v["status"] == "failed" for v in rejected), rejected
+    assert all(v in rejected or v in unknown for v in failed), failed
+    # What the killed daemon had handed to its carrier without an answer: at most the window
+    # (50) in flight, and the batch being marked; never submitted twice.
+    assert len(unknown) <= 100, len(unknown)
+    assert statuses.count("undelivered") + statuses.count("sent") + len(unknown) >= 2 * POSTS * 2
     [(recorded,)] = query(
         pg_schema, "SELECT count(*) FROM platform_messages WHERE account = %s", account
     )

@@ -1,5 +1,6 @@
 """The carrier side: a carrier that refuses our credentials is retried more and more slowly."""
 
+import functools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
@@ -15,8 +16,10 @@ from rabbitry.platform import (
     SendBatch,
     SendItem,
     open_records,
+    reported_final,
 )
 from rabbitry.platform._carrier import ACCEPTED, SUBMITTING
+from rabbitry.platform._records import MessageRecord
 
 
 class Scripted:
@@ -104,6 +107,7 @@ async def test_a_taken_over_batch_settles_what_the_carrier_accepted_and_fails_on
                 ("sim" + ACCEPTED, "accepted:0", "accepted"),
                 ("sim", "smsc-42", "accepted"),
                 ("sim" + SUBMITTING, "unknown:0", "unknown"),
+                ("sim" + SUBMITTING, "reported:0", "reported"),
                 ("sim" + SUBMITTING, "fresh:1", "fresh"),  # another attempt's mark: not this one
             ]
         )
@@ -117,19 +121,35 @@ async def test_a_taken_over_batch_settles_what_the_carrier_accepted_and_fails_on
             schedule=unused,
             marks=records.remember_carrier_ids,
             marked=records.messages_for,
+            reported=functools.partial(reported_final, records),
         )
+        # `reported` got no answer either, but its delivery report came: the carrier had it.
+        for message_id, status in (("unknown", "sent"), ("reported", "delivered")):
+            record = MessageRecord(
+                id=message_id,
+                account="acc_1",
+                batch="b1",
+                to="+33612345678",
+                sender="ACME",
+                segments=1,
+                encoding="gsm7",
+                price=Decimal("0.05"),
+                prefix="+33",
+                status=status,  # type: ignore[arg-type]
+            )
+            await records.insert_messages([record])
         batch = SendBatch(
             account="acc_1",
             hold="h1",
             currency="EUR",
-            items=(item("accepted"), item("unknown"), item("fresh")),
+            items=(item("accepted"), item("unknown"), item("reported"), item("fresh")),
         )
         actor = CarrierActor(side)
         left, unknown, taken = await actor._unsettled(batch, 0, redelivered=True)
         assert [i.id for i in left.items] == ["fresh"]
         assert [i.id for i in unknown] == ["unknown"]
-        assert [i.id for i in taken] == ["accepted"]
+        assert [i.id for i in taken] == ["accepted", "reported"]
         assert await records.message_for("sim", "smsc-42") == "accepted"  # its reports match
         # Not redelivered (a retry through the tiers): nothing was handed over in this attempt.
         left, unknown, taken = await actor._unsettled(batch, 0, redelivered=False)
-        assert (len(left.items), unknown, taken) == (3, (), ())
+        assert (len(left.items), unknown, taken) == (4, (), ())
