@@ -167,13 +167,23 @@ async def test_killing_the_partition_leader_mid_batch_loses_nothing_and_charges_
             other_views = await wait_final(other, other_ids, seconds=120)
             probe_views = await wait_final(probe, [again], seconds=60)
             statuses = [views[message_id]["status"] for message_id in ids]
-            assert statuses.count("failed") == BATCH // 10
-            assert statuses.count("delivered") == BATCH - BATCH // 10
+            # The node's loss cut the daemon's carrier link (its lease was on that connection):
+            # a message handed to the carrier in that instant, without its answer, is failed as
+            # unknown and refunded rather than risk sending it twice (issue 12's note: the next
+            # step keeps its hold until a report or a timeout). Seen: 0 or 1 of 5,000.
+            unknown = [
+                i
+                for i in ids
+                if views[i]["status"] == "failed" and views[i]["error"].startswith("unknown")
+            ]
+            assert len(unknown) <= 50, len(unknown)  # at most the link's window in flight
+            assert statuses.count("failed") == BATCH // 10 + len(unknown)
+            assert statuses.count("delivered") == BATCH - BATCH // 10 - len(unknown)
             assert probe_views[again]["status"] == "delivered"
             assert [v["status"] for v in other_views.values()].count("delivered") == 450
             # Charged once for each accepted message, the rejected ones refunded.
             balance = (await client.get("/v1/balance")).json()
-            accepted = BATCH - BATCH // 10
+            accepted = BATCH - BATCH // 10 - len(unknown)
             price = Decimal("0.0500")
             assert Decimal(balance["balance"]) == Decimal("1000.00") - accepted * price
             assert Decimal(balance["held"]) == 0
