@@ -170,13 +170,14 @@ async def test_killing_the_partition_leader_mid_batch_loses_nothing_and_charges_
             # The node's loss cut the daemon's carrier link (its lease was on that connection):
             # a message handed to the carrier in that instant, without its answer, is failed as
             # unknown and refunded rather than risk sending it twice (issue 12's note: the next
-            # step keeps its hold until a report or a timeout). Seen: 0 or 1 of 5,000.
-            unknown = [
-                i
-                for i in ids
-                if views[i]["status"] == "failed" and views[i]["error"].startswith("unknown")
-            ]
+            # step keeps its hold until a report or a timeout). Seen: 0 or 1 of the accepted; the
+            # carrier's refusals in flight then end as unknown too (refunded either way).
+            rejected = {i for i in ids if views[i]["to"].startswith("+999")}
+            assert all(views[i]["status"] == "failed" for i in rejected)
+            unknown = [i for i in ids if views[i]["status"] == "failed" and i not in rejected]
+            assert all(views[i]["error"].startswith("unknown") for i in unknown), unknown
             assert len(unknown) <= 50, len(unknown)  # at most the link's window in flight
+            assert len(rejected) == BATCH // 10
             assert statuses.count("failed") == BATCH // 10 + len(unknown)
             assert statuses.count("delivered") == BATCH - BATCH // 10 - len(unknown)
             assert probe_views[again]["status"] == "delivered"
