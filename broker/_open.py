@@ -62,14 +62,7 @@ async def open_transport(url: str | Sequence[str], **options: Any) -> AsyncItera
         async with open_memory_transport(memory_broker(rest) if rest else None) as transport:
             yield transport
     elif scheme in AMQP_SCHEMES:
-        try:
-            # Imported here so that aiormq and its bridge thread load only for amqp:// URLs.
-            from broker._rabbitmq import open_rabbitmq_transport
-        except ImportError as exc:
-            raise UnsupportedURL(
-                f"broker URL {mask_url(url)!r} needs the RabbitMQ transport, which could not be "
-                f"imported ({exc}); install rabbitry with its aiormq dependency"
-            ) from exc
+        open_rabbitmq_transport = _rabbitmq_opener(f"broker URL {mask_url(url)!r} needs")
         async with open_rabbitmq_transport(url, **options) as transport:
             yield transport
     else:
@@ -91,12 +84,19 @@ async def _open_cluster(urls: tuple[str, ...], options: dict[str, Any]) -> Async
                 f"broker URL {mask_url(one)!r} of the list {shown!r} is not an amqp:// or "
                 f"amqps:// URL; a list of URLs names the nodes of one RabbitMQ cluster"
             )
+    open_rabbitmq_transport = _rabbitmq_opener(f"broker URLs {shown!r} need")
+    async with open_rabbitmq_transport(urls, **options) as transport:
+        yield transport
+
+
+def _rabbitmq_opener(what: str) -> Any:
+    """`open_rabbitmq_transport`, imported only now, so that aiormq and its bridge thread load
+    only for amqp:// URLs; `what` ("broker URL '...' needs") begins the error if it cannot be."""
     try:
         from broker._rabbitmq import open_rabbitmq_transport
     except ImportError as exc:
         raise UnsupportedURL(
-            f"broker URLs {shown!r} need the RabbitMQ transport, which could not be imported "
-            f"({exc}); install rabbitry with its aiormq dependency"
+            f"{what} the RabbitMQ transport, which could not be imported ({exc}); install "
+            f"rabbitry with its aiormq dependency"
         ) from exc
-    async with open_rabbitmq_transport(urls, **options) as transport:
-        yield transport
+    return open_rabbitmq_transport
