@@ -90,6 +90,7 @@ default = "0.0500"
 name = "sim"
 plugin = "simulator"
 prefixes = ["+"]
+links = {links}
 [logging]
 level = "warning"
 """
@@ -103,6 +104,8 @@ class Options:
     healthz: bool = False
     lag_probe: bool = False
     runs: int = 1
+    accounts: int = 1
+    links: int = 1
 
 
 def parse(argv: Sequence[str]) -> Options:
@@ -113,11 +116,13 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--healthz", action="store_true")
     parser.add_argument("--lag-probe", action="store_true")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--accounts", type=int, default=1)
+    parser.add_argument("--links", type=int, default=1)
     arguments = parser.parse_args(list(argv))
     if arguments.messages < BATCH or arguments.messages % BATCH:
         parser.error(f"--messages must be a multiple of {BATCH:,}")
-    if arguments.daemons < 1 or arguments.runs < 1:
-        parser.error("--daemons and --runs must be >= 1")
+    if min(arguments.daemons, arguments.runs, arguments.accounts, arguments.links) < 1:
+        parser.error("--daemons, --runs, --accounts and --links must be >= 1")
     if arguments.daemons > 1 and arguments.store == "sqlite":
         parser.error("several daemons share one store: use --store postgresql")
     return Options(
@@ -127,6 +132,8 @@ def parse(argv: Sequence[str]) -> Options:
         healthz=arguments.healthz,
         lag_probe=arguments.lag_probe,
         runs=arguments.runs,
+        accounts=arguments.accounts,
+        links=arguments.links,
     )
 
 
@@ -215,7 +222,7 @@ def _system(options: Options, daemons: int) -> Iterator[System]:
                 store = str(root / "rabbitry.db")
                 url = f"sqlite:///{store}"
             config = root / "rabbitry.toml"
-            config.write_text(CONFIG.format(store=url, admin=ADMIN))
+            config.write_text(CONFIG.format(store=url, admin=ADMIN, links=options.links))
             system = System([], store, options.store == "postgresql")
             stack.callback(system.stop)
             for index in range(daemons):
@@ -345,27 +352,36 @@ def _send(address: str, key: str, batches: list[list[str]], out: dict[str, float
 def _bulk(system: System, options: Options) -> dict[str, Any]:
     first = system.daemons[0].address
     admin = httpx.Client(base_url=first, headers={"authorization": f"Bearer {ADMIN}"}, timeout=60)
+    keys = []
     with admin:
-        account = admin.post("/v1/accounts", json={"name": "bench"}).json()
-        amount = f"{options.messages * 0.1:.2f}"
-        funded = admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": amount})
-        funded.raise_for_status()
+        for index in range(options.accounts):
+            account = admin.post("/v1/accounts", json={"name": f"bench-{index}"}).json()
+            amount = f"{options.messages * 0.1:.2f}"
+            funded = admin.post(f"/v1/accounts/{account['id']}/funds", json={"amount": amount})
+            funded.raise_for_status()
+            keys.append(account["api_key"])
     numbers = [f"+44{index:09d}" for index in range(options.messages)]
     count = len(system.daemons)
-    per_daemon = [numbers[index::count] for index in range(count)]
+    # Group g: account g % accounts, through daemon g % daemons, its POSTs one after the other.
+    groups = max(options.accounts, count)
     plans = [
+        (system.daemons[group % count].address, keys[group % options.accounts], chunk)
+        for group in range(groups)
+        for chunk in [numbers[group::groups]]
+    ]
+    batches = [
         [chunk[start : start + BATCH] for start in range(0, len(chunk), BATCH)]
-        for chunk in per_daemon
+        for _, _, chunk in plans
     ]
     lag_before = [_lag_buckets(daemon.address) for daemon in system.daemons]
     cpu_before = _cpu(system.daemons)
-    starts: list[dict[str, float]] = [{} for _ in system.daemons]
+    starts: list[dict[str, float]] = [{} for _ in plans]
     with ExitStack() as stack:
         prober = stack.enter_context(Prober(first)) if options.healthz else None
         began = time.time()
         senders = [
-            threading.Thread(target=_send, args=(daemon.address, account["api_key"], plan, out))
-            for daemon, plan, out in zip(system.daemons, plans, starts, strict=True)
+            threading.Thread(target=_send, args=(address, key, chunks, out))
+            for (address, key, _), chunks, out in zip(plans, batches, starts, strict=True)
         ]
         for sender in senders:
             sender.start()
@@ -491,6 +507,8 @@ def run(argv: Sequence[str] = ()) -> Iterator[Result]:
     extra = {
         "store": options.store,
         "daemons": options.daemons,
+        "accounts": options.accounts,
+        "links": options.links,
         **{k: v for k, v in _rounded(figures).items() if k != "messages_s"},
     }
     if options.daemons > 1:

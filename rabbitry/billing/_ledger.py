@@ -43,6 +43,8 @@ Raises: `FencedOut`, `OperationConflict`, `InsufficientFunds`, `UnknownAccount`,
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from rabbitry.billing._account import apply
 from rabbitry.billing._errors import SmsError, conflict_error, unknown_account_error
 from rabbitry.billing._operations import (
@@ -72,23 +74,31 @@ class Ledger:
         with self.store.transaction() as tx:
             if fence is not None:
                 tx.check_fence(fence.layout, fence.partition, fence.epoch)
-            return _apply(tx, operation)
+            receipt = _apply(tx, operation)
+            seqs = tx.flush()
+        return _numbered(receipt, operation, seqs)
 
     def apply_many(
         self, operations: Iterable[Operation], fence: Fence | None = None
     ) -> list[Receipt | SmsError]:
         """Applies each operation once, in one transaction; a refusal is returned, not raised.
         With a `fence`, `FencedOut` is raised (and nothing written) as for `apply`."""
+        operations = list(operations)
         results: list[Receipt | SmsError] = []
         with self.store.transaction() as tx:
             if fence is not None:
                 tx.check_fence(fence.layout, fence.partition, fence.epoch)
+            tx.prefetch([operation.id for operation in operations])
             for operation in operations:
                 try:
                     results.append(_apply(tx, operation))
                 except SmsError as exc:
                     results.append(exc)
-        return results
+            seqs = tx.flush()
+        return [
+            result if isinstance(result, SmsError) else _numbered(result, operation, seqs)
+            for operation, result in zip(operations, results, strict=True)
+        ]
 
     def take_fence(self, layout: str, partition: int, owner: str) -> Fence:
         """Takes the partition's fence for `owner`: its epoch goes one on, and the writes made
@@ -115,7 +125,9 @@ class Ledger:
 
     def applied_among(self, operation_ids: Iterable[str]) -> set[str]:
         """Which of `operation_ids` were applied (one transaction for them all)."""
+        operation_ids = list(operation_ids)
         with self.store.transaction() as tx:
+            tx.prefetch(operation_ids)
             return {id_ for id_ in operation_ids if tx.find(id_) is not None}
 
     def open_holds(self, older_than: float) -> list[tuple[str, str]]:
@@ -189,6 +201,13 @@ def _apply(tx: LedgerTransaction, operation: Operation) -> Receipt:
     hold = operation.hold if isinstance(operation, Hold | Capture | Release | Refund) else None
     state, receipt = apply(tx.load(operation.account, hold), operation)
     return tx.append(operation, encoded, state, receipt)
+
+
+def _numbered(receipt: Receipt, operation: Operation, seqs: dict[str, int]) -> Receipt:
+    """The receipt with the `seq` its entry got when the transaction flushed (a store that numbers
+    entries as they are appended, or a replayed receipt, has it already)."""
+    seq = seqs.get(operation.id)
+    return receipt if seq is None else msgspec.structs.replace(receipt, seq=seq)
 
 
 def _describe(operation: Operation) -> str:

@@ -5,10 +5,12 @@ the append-only list of entries (each operation, its canonical bytes and its rec
 `seq`). `Ledger` drives a store through one transaction per call:
 
     with store.transaction() as tx:
+        tx.prefetch(ids)                         # a batch's ids, looked up at once
         entry = tx.find(operation.id)            # applied before? then replay or conflict
         state = tx.load(operation.account, hold) # the account with at most that one hold
         ...pure apply...
         receipt = tx.append(operation, encoded, state, receipt)
+        seqs = tx.flush()                        # the entries written: their seq by id
 
 A transaction commits when the block ends normally and rolls back when it raises. Stores must
 make `find` + `append` atomic for an operation id (SQLite: `BEGIN IMMEDIATE` and a UNIQUE
@@ -38,7 +40,7 @@ writes of any epoch (a ledger written before fences, or a write made outside a p
 overlay that is merged on commit, so a refused batch leaves nothing behind.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -95,6 +97,15 @@ class LedgerTransaction(Protocol):
         self, operation: Operation, encoded: bytes, state: AccountState, receipt: Receipt
     ) -> Receipt:
         """Records the entry and the account's new state; returns the receipt with its `seq`."""
+        ...
+
+    def prefetch(self, operation_ids: Sequence[str]) -> None:
+        """A hint: `find` is about to be asked for these ids (a store may look them up at once)."""
+        ...
+
+    def flush(self) -> dict[str, int]:
+        """Writes the entries appended since the last flush, if `append` did not; the `seq` each
+        got, by operation id (a store that numbers them as they are appended returns none)."""
         ...
 
     def check_fence(self, layout: str, partition: int, epoch: int) -> None:
@@ -166,6 +177,12 @@ class _MemoryTransaction:
         for hold, held in state.holds.items():
             self.holds[state.account, hold] = held
         return receipt
+
+    def prefetch(self, operation_ids: Sequence[str]) -> None:
+        pass
+
+    def flush(self) -> dict[str, int]:
+        return {}
 
     def check_fence(self, layout: str, partition: int, epoch: int) -> None:
         current = self._store._fences.get((layout, partition))

@@ -13,8 +13,8 @@ daemon at a time owns an account, and one actor in it handles one command at a t
 - `SettledQuery` is a request too: which of its messages have their capture or release in the
   ledger (a carrier asks before it submits a redelivered batch again);
 - `Outcomes` settles a batch: captures for what carriers accepted, releases for what failed for
-  good, applied in one ledger transaction; then the messages' statuses move and the customer's
-  callbacks are queued.
+  good, applied in one ledger transaction while the messages' statuses move in the records (the
+  two stores written at once); then the customer's callbacks are queued.
 
 Fences: each write carries the fence its partition's subscription took (`partition_fences`, the
 `on_owner` of the partitions); a write refused with `FencedOut` (another daemon took the
@@ -34,6 +34,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
+
+import trio
 
 from actors import ConsumerActor, OwnershipLost, count, current_inbound, inbound_or_none
 from broker import Envelope, encode_failure, encode_reply
@@ -304,16 +306,6 @@ class AccountActor(ConsumerActor):
                         amount=amount,
                     )
                 )
-        results = await self.ledger.apply_many(operations, _fence())
-        for operation, result in zip(operations, results, strict=True):
-            count("account_operations", kind_of(operation))
-            if isinstance(result, UnknownHold) and outcomes.unless_settled:
-                # A send given up before its hold was placed: there is nothing to give back.
-                continue
-            if isinstance(result, SmsError):
-                # A capture the hold cannot cover is a bug upstream, not a reason to lose the
-                # rest of the batch: log it loudly.
-                _log.error("account %s: %s refused: %s", self.account, operation.id, result)
         at = now()
         changes = [
             StatusChange(
@@ -325,11 +317,35 @@ class AccountActor(ConsumerActor):
             )
             for item in settled
         ]
-        await self.records.remember_carrier_ids(
-            (item.carrier, carrier_id, item.id)
-            for item in settled
-            if item.status == "sent"
-            for carrier_id in item.carrier_ids
-        )
-        changed = await self.records.apply_statuses(changes)
+        changed: list[Changed] = []
+
+        async def record() -> None:
+            await self.records.remember_carrier_ids(
+                (item.carrier, carrier_id, item.id)
+                for item in settled
+                if item.status == "sent"
+                for carrier_id in item.carrier_ids
+            )
+            changed.extend(await self.records.apply_statuses(changes))
+
+        # The records and the ledger at once (each in its store thread): the statuses follow
+        # the carriers' outcomes whatever the ledger answers, and both are written again,
+        # harmlessly, when the command comes back (a failure, or another owner after a fence).
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(record)
+                results = await self.ledger.apply_many(operations, _fence())
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        for operation, result in zip(operations, results, strict=True):
+            count("account_operations", kind_of(operation))
+            if isinstance(result, UnknownHold) and outcomes.unless_settled:
+                # A send given up before its hold was placed: there is nothing to give back.
+                continue
+            if isinstance(result, SmsError):
+                # A capture the hold cannot cover is a bug upstream, not a reason to lose the
+                # rest of the batch: log it loudly.
+                _log.error("account %s: %s refused: %s", self.account, operation.id, result)
         await publish_callbacks(self.publisher, self.names, status_callbacks(changed))

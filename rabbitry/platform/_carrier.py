@@ -330,7 +330,7 @@ class CarrierActor(ConsumerActor):
         told: set[int] = set()
         side = self.side
         sent = Batcher[Outcome](
-            functools.partial(self._tell, message), max_items=100, max_delay=0.002
+            functools.partial(self._tell, message), max_items=500, max_delay=0.02
         )
         marks = (
             None

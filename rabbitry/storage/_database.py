@@ -73,6 +73,11 @@ class Session(Protocol):
         """Runs `statement`, made with one `Database.rows` fragment, over `rows` (none: nothing)."""
         ...
 
+    def write_returning(self, statement: str, rows: Sequence[Sequence[object]]) -> list[Row]:
+        """`write` for a statement with a RETURNING clause: the rows it returned, all of them
+        (PostgreSQL: one round trip for every row; SQLite: one execution per row)."""
+        ...
+
     def lock(self, name: str) -> None:
         """Holds the lock `name` until the transaction ends: writers of one name run one at a time
         (SQLite: every transaction holds the file's write lock already)."""

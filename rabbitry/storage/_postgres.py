@@ -87,6 +87,12 @@ class PostgresSession:
                 statement.encode(), [list(column) for column in zip(*rows, strict=True)]
             )
 
+    def write_returning(self, statement: str, rows: Sequence[Sequence[object]]) -> list[Row]:
+        if not rows:
+            return []
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        return self._db.execute(statement.encode(), columns).fetchall()
+
     def lock(self, name: str) -> None:
         self._db.execute(_LOCK, (_lock_key(self._schema, name),))
 

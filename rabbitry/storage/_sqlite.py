@@ -78,6 +78,12 @@ class SqliteSession:
         if rows:
             self._db.executemany(statement, map(_adapted, rows))
 
+    def write_returning(self, statement: str, rows: Sequence[Sequence[object]]) -> list[Row]:
+        returned: list[Row] = []
+        for row in rows:
+            returned.extend(self._db.execute(statement, _adapted(row)).fetchall())
+        return returned
+
     def lock(self, name: str) -> None:
         """Nothing to do: `BEGIN IMMEDIATE` holds the file's write lock already."""
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 
@@ -155,6 +156,28 @@ def test_an_id_applied_by_another_connection_after_the_lookup_is_not_applied_aga
     other.close()
 
 
+def test_an_id_of_a_batch_applied_by_another_connection_before_the_lock_is_not_applied_again(
+    ledger: Ledger, schema: str
+) -> None:
+    # The batch looks all its ids up at once (prefetch), before its account's lock: an id of the
+    # batch applied meanwhile must be seen under the lock, not only the one being loaded.
+    other = Ledger(PostgresStore.open(URL, schema=schema))
+    first, second = (TopUp(id=f"t{n}", account="42", amount=eur("10")) for n in (1, 2))
+
+    def prefetch_then_load() -> None:
+        with ledger.store.transaction() as tx:
+            tx.prefetch(["t1", "t2"])
+            other.apply(second)  # commits before this transaction takes the lock
+            assert tx.find("t1") is None
+            tx.load("42", None)
+
+    with pytest.raises(LedgerUnavailable, match="one of 2 ids was applied by another connection"):
+        prefetch_then_load()
+    assert ledger.apply_many([first, second])[1] == other.apply(second)  # the retry replays
+    assert buckets(ledger) == (Decimal("20.00"), Decimal("0.00"), Decimal("0.00"))
+    other.close()
+
+
 def test_an_id_recorded_meanwhile_on_another_account_is_a_conflict(
     ledger: Ledger, schema: str
 ) -> None:
@@ -169,8 +192,10 @@ def test_an_id_recorded_meanwhile_on_another_account_is_a_conflict(
             other.apply(TopUp(id="t", account="7", amount=eur("5")))  # account 7 is not locked
             tx.append(mine, encode_operation(mine), *apply(state, mine))
 
+    with pytest.raises(LedgerUnavailable, match=r"\['t'\] were recorded by another connection"):
+        lookup_load_then_append()  # nothing of it kept: the insert of the entries found "t"
     with pytest.raises(OperationConflict, match=r"top_up of account '7' for 5\.00 EUR"):
-        lookup_load_then_append()
+        ledger.apply(mine)  # the retry
     assert buckets(ledger) == (Decimal("0.00"), Decimal("0.00"), Decimal("0.00"))
     assert [entry.operation.id for entry in ledger.entries("42")] == ["open-42"]
     other.close()
@@ -194,6 +219,7 @@ def test_a_writer_waits_for_the_account_lock_then_replays_on_retry(
             assert time.monotonic() < deadline, "the other connection never waited for the lock"
             time.sleep(0.005)  # polling the condition above, not a timing guess
         first = tx.append(hold, encode_operation(hold), *apply(state, hold))
+        first = msgspec.structs.replace(first, seq=tx.flush()["h"])
     with pytest.raises(LedgerUnavailable, match="'h' was applied by another connection"):
         racing.result(timeout=10)
     assert other.apply(hold) == first  # the retry replays: held once, not refused
