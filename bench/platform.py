@@ -27,6 +27,12 @@ Options (none: the figure above, as it always was):
 - `--daemons N`: N daemons on one vhost and one store (use PostgreSQL), the recipients split
   evenly, one POST through each gateway at once. The baseline is then the same bulk through one
   daemon, measured first in the same run: `ratio` is the N-daemon/1-daemon throughput.
+- `--accounts K`: K accounts (each funded alike), the recipients split evenly over them, one group
+  of POSTs per account (through gateway k mod N); default 1. An account has one writer (its actor
+  on the daemon that owns its partition), so one account measures that actor's path; several
+  spread over the daemons as their partitions do.
+- `--links L`: the simulator carrier gets `links = L` (default 1): its connector links, spread
+  over the daemons like the partitions. With one link, one daemon submits everything.
 - `--messages 100000`: `platform.bulk_100k` instead, ten POSTs of 10,000 one after the other
   through one daemon (any multiple of 10,000: that many POSTs).
 - `--healthz`: a prober asks `GET /healthz` of the first daemon every 20 ms during the bulk, one
@@ -43,6 +49,7 @@ Options (none: the figure above, as it always was):
 
     python -m bench platform --store postgresql --healthz
     python -m bench platform --store postgresql --daemons 2
+    python -m bench platform --store postgresql --daemons 2 --accounts 8 --links 2
     python -m bench platform --store postgresql --messages 100000
 """
 
