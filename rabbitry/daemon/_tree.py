@@ -13,9 +13,11 @@ feeds them drained):
     │                         alive split them by heartbeats; single active consumer each)
     ├── carrier.<name>        one_for_one, per configured carrier:
     │   ├── reports           the reports batcher (and the connector taking webhooks, if any)
-    │   └── link-<i>          per link (`links`): waits for the link's lease; while this daemon
-    │                         holds it, the connector's connection, a CarrierActor and the
-    │                         consumer of carrier.<name> (rabbitry.platform._carrier_links)
+    │   └── link-<i>          per link (`links`): waits for the link's lease while the link is
+    │                         assigned to this daemon (the accounts-in fleet spreads the links
+    │                         too); while it holds it, the connector's connection, a
+    │                         CarrierActor and the consumer of carrier.<name>
+    │                         (rabbitry.platform._carrier_links)
     ├── invoice-jobs, invoices / invoices-in
     ├── hold-reaper           gives back holds whose send never queued a message, and fails
     │                         the messages of a send not queued within [sms] unqueued_timeout
@@ -163,7 +165,8 @@ def sharing_fleet(links: LinkFleet, child: PartitionedChild) -> PartitionedChild
 
 def carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
     """`carrier.<name>`: the reports batcher (and the webhooks' connector), then one child per
-    link, each waiting for its lease and running the link while this daemon holds it
+    link, each waiting for its lease while the link is assigned to this daemon (`parts.links`,
+    the fleet of the account partitions) and running the link while this daemon holds it
     (rabbitry.platform._carrier_links): a connector kept connected, a CarrierActor and the
     consumer of `carrier.<name>`. While the connection is down and restarting, the link keeps
     consuming and each submit fails with CarrierDown, so the work fails over or waits in the

@@ -2,7 +2,7 @@
 
     slot = side.slots[0]                       # link 0 of the carrier: a connector, tps / links
     await nursery.start(functools.partial(run_link, side, slot, transport=..., codec=...,
-                                          router=..., holder="host-1234"))
+                                          router=..., holder="host-1234", fleet=fleet))
 
 A carrier's `tps` and `window` are the carrier's, whatever the number of daemons: the carrier gets
 `links` connector links in all (`[[carriers]] links`, default 1), link i limited to `tps / links`
@@ -10,15 +10,33 @@ segments a second and `window // links` submits in flight, and each link runs on
 time, so the carrier sees at most `links` sessions and `tps` in all.
 
 The lease is RabbitMQ's own: per link one quorum queue `carrier.<name>.link.<i>` with a single
-active consumer, holding a `LinkToken`. Every daemon consumes every lease queue of its carriers
-(prefetch 1); RabbitMQ delivers only to the queue's active consumer, so the one daemon that is
-handed the token (and keeps it unacked) owns the link: it binds the connector and consumes the
-carrier's send queue `carrier.<name>` for that link, and only while it holds the token. When
-that daemon dies (its AMQP connection closes), the token goes back to the queue and on to the
-next consumer within seconds; when it stops gracefully it first stops taking batches, finishes
-and settles the ones it holds, lets the connector hand over what it keeps in memory
-(`Connector.drain`), unbinds, and only then gives the token back: the sessions of one link never
-overlap.
+active consumer, holding a `LinkToken`. A daemon that is a candidate for a link consumes its lease
+queue (prefetch 1); RabbitMQ delivers only to the queue's active consumer, so the one daemon that
+is handed the token (and keeps it unacked) owns the link: it binds the connector and consumes the
+carrier's send queue `carrier.<name>` for that link, and only while it holds the token. When it
+stops gracefully it first stops taking batches, finishes and settles the ones it holds, lets the
+connector hand over what it keeps in memory (`Connector.drain`), unbinds, and only then gives the
+token back: the sessions of one link never overlap.
+
+Which daemon is a candidate: the links are spread over the daemons alive the way the account
+partitions are (`fleet`, a `LinkFleet` following the partitions' membership): link i goes to
+`assign_partitions(members, links, salt="carrier.<name>")[i]`, so each daemon runs its share
+within one of even, and different carriers' link 0 land on different daemons. A daemon is a
+candidate for the links assigned to it. A link assigned away while this daemon waits for it: it
+stops being a candidate at once. A link assigned away while it holds it: it keeps it until the
+new assignee waits (a token ready on the queue: a candidate publishes one when none is), then
+stops it gracefully and gives the token back, which RabbitMQ hands to that waiting daemon; the
+link is never left without a candidate by a move. A link with no candidate at all (`consumers`
+0: its daemon alive but its link not running, say) for `ORPHANED` seconds is rescued by a daemon
+it is not assigned to, which then keeps it until its assignee waits, as above.
+
+A dead holder: its connection closes and RabbitMQ requeues the token, but the daemon the link is
+assigned to is not a candidate until the membership drops the dead one (three missed heartbeats,
+about 3 s) and assigns the link to a live daemon, which subscribes and is handed the token. That
+is slower than letting every daemon wait on every link (the token went to the next one at once),
+but it is what spreads the links: RabbitMQ 3.10's single active consumer hands a queue to the
+first consumer registered, so with every daemon a candidate the first daemon up held every link.
+Without `fleet` (tests, one daemon) a daemon is a candidate for its link from start to end.
 
 Tokens: every candidate publishes one when it registers, and again every `REPUBLISH` seconds
 while it waits (the queue keeps one ready at most: `max_length` 1, drop-head), so a token lost
