@@ -32,7 +32,7 @@ from broker import (
 )
 from rabbitry.daemon._metrics import LoopLag, MetricsSource, metrics_registry
 from rabbitry.gateway import AccountInfo, ApiError, ParkedQuery
-from rabbitry.platform import check_closed
+from rabbitry.platform import LinkFleet, check_closed
 from supervisor import NodeSnapshot
 
 if TYPE_CHECKING:
@@ -98,8 +98,11 @@ class DaemonOps:
         routers: Iterable[FailureRouter],
         parking: ParkingLot,
         loop_lag: LoopLag | None = None,
+        links: LinkFleet | None = None,
     ) -> None:
         self.backend = backend
+        self.links = links
+        """The fleet the carrier links are spread over (None: each link is this daemon's)."""
         self.context = backend.context
         self.carrier_sides = carriers
         self.queue_names = queues
@@ -168,6 +171,9 @@ class DaemonOps:
                             "link": slot.index,
                             "held": slot.holder is not None,
                             "holder": slot.holder,
+                            # whether the fleet assigns the link to this daemon
+                            "assigned": self.links is None
+                            or self.links.assigned(name, slot.index, links=len(side.slots)),
                             "health": slot.connector.health(),
                         }
                         for slot in side.slots

@@ -42,6 +42,7 @@ from typing import Any, TextIO
 import httpx
 import trio
 
+from actors import Membership
 from broker import (
     BrokerError,
     FailurePolicy,
@@ -80,6 +81,7 @@ from rabbitry.platform import (
     CallbackRefused,
     CarrierSide,
     Context,
+    LinkFleet,
     Names,
     PlatformBackend,
     UnknownNumber,
@@ -242,6 +244,8 @@ async def _run_platform(
                     claim_timeout=config.http.idempotency_claim_timeout,
                 )
                 lag = LoopLag()
+                membership = Membership()  # the daemons alive share partitions and links out
+                links = LinkFleet(membership.member)
                 ops = DaemonOps(
                     backend,
                     sides,
@@ -249,6 +253,7 @@ async def _run_platform(
                     routers=(router,),
                     parking=retry.parking_lot(transport),
                     loop_lag=lag,
+                    links=links,
                 )
                 parts = Parts(
                     transport=transport,
@@ -267,6 +272,8 @@ async def _run_platform(
                     read_timeout=config.http.read_timeout,
                     max_connections=config.http.max_connections,
                     tls=tls,
+                    membership=membership,
+                    links=links,
                     on_listening=on_listening
                     or functools.partial(_say, out, f"listening on {scheme}://{{}}"),
                 )

@@ -13,9 +13,11 @@ feeds them drained):
     │                         alive split them by heartbeats; single active consumer each)
     ├── carrier.<name>        one_for_one, per configured carrier:
     │   ├── reports           the reports batcher (and the connector taking webhooks, if any)
-    │   └── link-<i>          per link (`links`): waits for the link's lease; while this daemon
-    │                         holds it, the connector's connection, a CarrierActor and the
-    │                         consumer of carrier.<name> (rabbitry.platform._carrier_links)
+    │   └── link-<i>          per link (`links`): waits for the link's lease while the link is
+    │                         assigned to this daemon (the accounts-in fleet spreads the links
+    │                         too); while it holds it, the connector's connection, a
+    │                         CarrierActor and the consumer of carrier.<name>
+    │                         (rabbitry.platform._carrier_links)
     ├── invoice-jobs, invoices / invoices-in
     ├── hold-reaper           gives back holds whose send never queued a message, and fails
     │                         the messages of a send not queued within [sms] unqueued_timeout
@@ -39,7 +41,7 @@ import attrs
 import httpx
 import trio
 
-from actors import Actor, Membership
+from actors import Actor, Membership, PartitionedHandle
 from broker import FailureRouter, RetrySchedule, Topology, Transport, WorkQueue, work_topology
 from conf import Pool as PoolConfig
 from rabbitry.config import PLATFORM_POOLS, Config, effective_pools
@@ -52,6 +54,7 @@ from rabbitry.platform import (
     Context,
     InvoiceJobActor,
     InvoicesActor,
+    LinkFleet,
     Names,
     Services,
     account_of,
@@ -64,6 +67,7 @@ from rabbitry.platform import (
 from supervisor import (
     Backoff,
     ChildSpec,
+    PartitionedChild,
     Restart,
     Strategy,
     SupervisorSpec,
@@ -95,6 +99,14 @@ class Parts:
     """Serve HTTPS with this context (`[http] certfile` and `keyfile`); None: plain HTTP."""
     holder: str = attrs.field(factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     """This daemon's name as the holder of a carrier link."""
+    membership: Membership = attrs.field(factory=Membership)
+    """How this daemon takes part in the fleet sharing the account partitions and the links."""
+    links: LinkFleet = attrs.field()
+    """The fleet as the carrier links see it: the account partitions' (`sharing_fleet`)."""
+
+    @links.default
+    def _links(self) -> LinkFleet:
+        return LinkFleet(self.membership.member)
 
 
 LINK_SHUTDOWN = 75.0
@@ -130,9 +142,31 @@ async def _run_gateway(parts: Parts, *, task_status: trio.TaskStatus[GatewayHand
         task_status.started(GatewayHandle(address, stop))
 
 
+def sharing_fleet(links: LinkFleet, child: PartitionedChild) -> PartitionedChild:
+    """`child`, whose fleet the carrier links follow while it runs (one membership for both)."""
+    start = child.start
+
+    async def start_sharing(*, task_status: trio.TaskStatus[PartitionedHandle]) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def run(*, task_status: trio.TaskStatus[PartitionedHandle]) -> None:
+                try:
+                    await start(task_status=task_status)
+                finally:
+                    nursery.cancel_scope.cancel()  # stop following: the links keep the last view
+
+            handle: PartitionedHandle = await nursery.start(run)
+            if handle.fleet is not None:
+                nursery.start_soon(links.follow, handle.fleet)
+            task_status.started(handle)
+
+    return attrs.evolve(child, start=start_sharing)
+
+
 def carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
     """`carrier.<name>`: the reports batcher (and the webhooks' connector), then one child per
-    link, each waiting for its lease and running the link while this daemon holds it
+    link, each waiting for its lease while the link is assigned to this daemon (`parts.links`,
+    the fleet of the account partitions) and running the link while this daemon holds it
     (rabbitry.platform._carrier_links): a connector kept connected, a CarrierActor and the
     consumer of `carrier.<name>`. While the connection is down and restarting, the link keeps
     consuming and each submit fails with CarrierDown, so the work fails over or waits in the
@@ -149,6 +183,7 @@ def carrier_branch(parts: Parts, side: CarrierSide) -> ChildSpec:
                 codec=parts.context.codec,
                 router=parts.router,
                 holder=parts.holder,
+                fleet=parts.links,
             ),
             shutdown=LINK_SHUTDOWN,
             backoff=Backoff.exponential(min=0.5, max=10.0),
@@ -269,22 +304,25 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
     accounts = entities(
         "accounts", functools.partial(_account, context), idle_timeout=300.0, concurrency=64
     )
-    membership = Membership()  # the daemons alive share the partitions out
+    membership = parts.membership  # the daemons alive share the partitions and links out
     children: list[ChildSpec] = [
         accounts,
-        partitioned(
-            "accounts-in",
-            parts.transport,
-            names.layout,
-            accounts,
-            account_of,
-            codec=context.codec,
-            router=parts.router,
-            prefetch=64,
-            declare=False,
-            membership=membership,
-            # A partition's owner writes with the fence it took: a stale owner's writes fail.
-            on_owner=partition_fences(context.ledger, names.layout.name, membership.member),
+        sharing_fleet(
+            parts.links,
+            partitioned(
+                "accounts-in",
+                parts.transport,
+                names.layout,
+                accounts,
+                account_of,
+                codec=context.codec,
+                router=parts.router,
+                prefetch=64,
+                declare=False,
+                membership=membership,
+                # A partition's owner writes with the fence it took: a stale owner's writes fail.
+                on_owner=partition_fences(context.ledger, names.layout.name, membership.member),
+            ),
         ),
     ]
     children += [carrier_branch(parts, side) for side in parts.carriers.values()]

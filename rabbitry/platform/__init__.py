@@ -22,6 +22,7 @@ from rabbitry.platform._invoices import (
     request_invoice,
 )
 from rabbitry.platform._layout import Names, platform_codec, platform_topology
+from rabbitry.platform._link_fleet import LinkFleet
 from rabbitry.platform._messages import (
     FINAL_STATUSES,
     Callback,
@@ -88,6 +89,7 @@ __all__ = [
     "InvoiceJobActor",
     "InvoicesActor",
     "LeaseLost",
+    "LinkFleet",
     "LinkHandle",
     "LinkSlot",
     "Names",

@@ -2,7 +2,7 @@
 
     slot = side.slots[0]                       # link 0 of the carrier: a connector, tps / links
     await nursery.start(functools.partial(run_link, side, slot, transport=..., codec=...,
-                                          router=..., holder="host-1234"))
+                                          router=..., holder="host-1234", fleet=fleet))
 
 A carrier's `tps` and `window` are the carrier's, whatever the number of daemons: the carrier gets
 `links` connector links in all (`[[carriers]] links`, default 1), link i limited to `tps / links`
@@ -10,15 +10,33 @@ segments a second and `window // links` submits in flight, and each link runs on
 time, so the carrier sees at most `links` sessions and `tps` in all.
 
 The lease is RabbitMQ's own: per link one quorum queue `carrier.<name>.link.<i>` with a single
-active consumer, holding a `LinkToken`. Every daemon consumes every lease queue of its carriers
-(prefetch 1); RabbitMQ delivers only to the queue's active consumer, so the one daemon that is
-handed the token (and keeps it unacked) owns the link: it binds the connector and consumes the
-carrier's send queue `carrier.<name>` for that link, and only while it holds the token. When
-that daemon dies (its AMQP connection closes), the token goes back to the queue and on to the
-next consumer within seconds; when it stops gracefully it first stops taking batches, finishes
-and settles the ones it holds, lets the connector hand over what it keeps in memory
-(`Connector.drain`), unbinds, and only then gives the token back: the sessions of one link never
-overlap.
+active consumer, holding a `LinkToken`. A daemon that is a candidate for a link consumes its lease
+queue (prefetch 1); RabbitMQ delivers only to the queue's active consumer, so the one daemon that
+is handed the token (and keeps it unacked) owns the link: it binds the connector and consumes the
+carrier's send queue `carrier.<name>` for that link, and only while it holds the token. When it
+stops gracefully it first stops taking batches, finishes and settles the ones it holds, lets the
+connector hand over what it keeps in memory (`Connector.drain`), unbinds, and only then gives the
+token back: the sessions of one link never overlap.
+
+Which daemon is a candidate: the links are spread over the daemons alive the way the account
+partitions are (`fleet`, a `LinkFleet` following the partitions' membership): link i goes to
+`assign_partitions(members, links, salt="carrier.<name>")[i]`, so each daemon runs its share
+within one of even, and different carriers' link 0 land on different daemons. A daemon is a
+candidate for the links assigned to it. A link assigned away while this daemon waits for it: it
+stops being a candidate at once. A link assigned away while it holds it: it keeps it until the
+new assignee waits (a token ready on the queue: a candidate publishes one when none is), then
+stops it gracefully and gives the token back, which RabbitMQ hands to that waiting daemon; the
+link is never left without a candidate by a move. A link with no candidate at all (`consumers`
+0: its daemon alive but its link not running, say) for `ORPHANED` seconds is rescued by a daemon
+it is not assigned to, which then keeps it until its assignee waits, as above.
+
+A dead holder: its connection closes and RabbitMQ requeues the token, but the daemon the link is
+assigned to is not a candidate until the membership drops the dead one (three missed heartbeats,
+about 3 s) and assigns the link to a live daemon, which subscribes and is handed the token. That
+is slower than letting every daemon wait on every link (the token went to the next one at once),
+but it is what spreads the links: RabbitMQ 3.10's single active consumer hands a queue to the
+first consumer registered, so with every daemon a candidate the first daemon up held every link.
+Without `fleet` (tests, one daemon) a daemon is a candidate for its link from start to end.
 
 Tokens: every candidate publishes one when it registers, and again every `REPUBLISH` seconds
 while it waits (the queue keeps one ready at most: `max_length` 1, drop-head), so a token lost
@@ -36,6 +54,7 @@ shown by `GET /v1/admin/carriers` and the `rabbitry_carrier_link_held` gauge.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -44,8 +63,19 @@ import attrs
 import trio
 
 from actors import Actor, ConsumerHandle, Mailbox, run_actor, run_consumer
-from broker import Codec, Consumer, Delivery, FailureRouter, Queue, Topology, Transport
+from broker import (
+    BrokerError,
+    Codec,
+    Consumer,
+    Delivery,
+    FailureRouter,
+    Queue,
+    QueueStatistics,
+    Topology,
+    Transport,
+)
 from rabbitry.carriers import CarrierLink, Connector
+from rabbitry.platform._link_fleet import LinkFleet
 from rabbitry.platform._messages import LinkToken
 
 if TYPE_CHECKING:
@@ -53,6 +83,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BIND_WAIT",
+    "CHECK",
+    "ORPHANED",
     "RENEW",
     "REPUBLISH",
     "LeaseLost",
@@ -80,6 +112,14 @@ fail over or wait in the retry tiers, as while a connection is down)."""
 
 DRAIN = 30.0
 """Seconds a graceful stop gives the link's batches, then the connector's `drain()`."""
+
+CHECK = 1.0
+"""Seconds between looks at a lease queue's candidates while its link is not assigned here."""
+
+ORPHANED = 5.0
+"""Seconds a link may have no candidate at all (its daemon alive but not subscribed, say) before
+a daemon it is not assigned to takes it (longer than the membership's 3 s, so that a dead
+holder's link goes to its new assignee first)."""
 
 RECONNECT_MIN = 0.5
 RECONNECT_MAX = 30.0
@@ -136,18 +176,172 @@ async def run_link(
     codec: Codec,
     router: FailureRouter | None,
     holder: str,
+    fleet: LinkFleet | None = None,
     prefetch: int = 4,
     task_status: trio.TaskStatus[LinkHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Waits for link `slot.index` of `side`'s carrier, then runs it until stopped (see above).
+    """Runs link `slot.index` of `side`'s carrier whenever this daemon holds it (see above).
 
     `actor()` makes the actor that submits the batches of this link (a CarrierActor on `slot`).
+    Without `fleet` this daemon is a candidate for the link from the start to the end; with it,
+    only while the link is assigned to it (or left without any candidate, see above).
     Returns after `request_stop()` (having drained the link and given the lease back); raises
     `LeaseLost` when the connection to RabbitMQ drops while holding it.
     """
     handle = LinkHandle(slot)
     queue = side.names.link_queue(side.name, slot.index)
     await transport.declare(link_topology(queue))
+    candidacy = functools.partial(
+        _candidacy, side, slot, actor, transport, codec, router, holder, prefetch, queue
+    )
+    task_status.started(handle)
+    if fleet is None:
+        await candidacy(handle.stop)
+        return
+    turn = _Turn(side.name, slot, len(side.slots), fleet, transport, queue)
+    while (rescuing := await turn.wait_for_turn(handle.stop)) is not None:
+        release = trio.Event()
+        async with trio.open_nursery() as watching:
+            watching.start_soon(_relay, handle.stop, release)
+            watching.start_soon(turn.watch, release, rescuing)
+            await candidacy(release)
+            watching.cancel_scope.cancel()
+
+
+async def _relay(stop: trio.Event, release: trio.Event) -> None:
+    await stop.wait()
+    release.set()
+
+
+class _Turn:
+    """When this daemon should be a candidate for one link: from the fleet's view, and from
+    the lease queue's counts (polled every `CHECK` seconds while the link is not assigned
+    here). RabbitMQ 3.10 counts only the active consumer of a single-active-consumer queue, so
+    `consumers` says whether the link has a candidate at all, and a ready token while this
+    daemon holds the only one says that another candidate subscribed (it publishes one when
+    none is ready)."""
+
+    def __init__(
+        self,
+        carrier: str,
+        slot: LinkSlot,
+        links: int,
+        fleet: LinkFleet,
+        transport: Transport,
+        queue: str,
+    ) -> None:
+        self.carrier = carrier
+        self.slot = slot
+        self.links = links
+        self.fleet = fleet
+        self.transport = transport
+        self.queue = queue
+
+    def owner(self) -> str | None:
+        return self.fleet.owner(self.carrier, self.slot.index, links=self.links)
+
+    def rescue_after(self) -> float:
+        """Seconds without any candidate before this daemon rescues the link: `ORPHANED`, plus
+        two `CHECK`s per daemon ranked before it (so that two daemons do not rescue at once)."""
+        owner = self.owner()
+        others = [member for member in self.fleet.members() if member != owner]
+        if self.fleet.member not in others:
+            return ORPHANED
+        rank = (others.index(self.fleet.member) - self.slot.index) % len(others)
+        return ORPHANED + 2 * CHECK * rank
+
+    async def statistics(self) -> QueueStatistics | None:
+        """The lease queue's counts (None: RabbitMQ could not be asked just now)."""
+        try:
+            return await self.transport.queue_statistics(self.queue)
+        except BrokerError:
+            return None
+
+    async def wait_for_turn(self, stop: trio.Event) -> bool | None:
+        """Wait until the link is assigned here (return False) or has had no candidate for
+        `rescue_after()` (return True: a rescue); return None once `stop` is set."""
+        orphaned_since: float | None = None
+        while not stop.is_set():
+            version = self.fleet.version
+            if self.owner() == self.fleet.member:
+                return False
+            statistics = await self.statistics()
+            now = trio.current_time()
+            if statistics is None or statistics.consumers:
+                orphaned_since = None
+            elif orphaned_since is None:
+                orphaned_since = now
+            elif now - orphaned_since >= self.rescue_after():
+                _log.warning(
+                    "carrier %s link %d: no daemon waited for it for %.0f s; running it here"
+                    " until %s, its daemon, waits for it",
+                    self.carrier,
+                    self.slot.index,
+                    now - orphaned_since,
+                    self.owner(),
+                    extra={"event": "carrier_link_rescued", "carrier": self.carrier},
+                )
+                return True
+            await _changed_or_stopped(self.fleet, version, stop, CHECK)
+        return None
+
+    async def watch(self, release: trio.Event, rescuing: bool) -> None:
+        """While a candidate: set `release` once the link is not assigned here and, waiting,
+        this daemon is not rescuing it, or, holding, another candidate waits (the one it is
+        assigned to, as a rule): a held link is handed over then, not before, so that it is
+        not left without a candidate."""
+        while True:
+            version = self.fleet.version
+            if self.owner() != self.fleet.member:
+                if self.slot.holder is None and not rescuing:
+                    release.set()  # assigned away while waiting: stop being a candidate
+                    return
+                statistics = await self.statistics()
+                if self.slot.holder is not None and statistics and statistics.messages:
+                    _log.info(
+                        "carrier %s link %d: %s waits for it; handing it over",
+                        self.carrier,
+                        self.slot.index,
+                        self.owner(),
+                        extra={"event": "carrier_link_handover", "carrier": self.carrier},
+                    )
+                    release.set()
+                    return
+            with trio.move_on_after(CHECK):
+                await self.fleet.wait_changed(version)
+
+
+async def _changed_or_stopped(
+    fleet: LinkFleet, version: int, stop: trio.Event, seconds: float
+) -> None:
+    with trio.move_on_after(seconds):
+        async with trio.open_nursery() as racing:
+
+            async def changed() -> None:
+                await fleet.wait_changed(version)
+                racing.cancel_scope.cancel()
+
+            async def stopped() -> None:
+                await stop.wait()
+                racing.cancel_scope.cancel()
+
+            racing.start_soon(changed)
+            racing.start_soon(stopped)
+
+
+async def _candidacy(
+    side: CarrierSide,
+    slot: LinkSlot,
+    actor: Callable[[], Actor],
+    transport: Transport,
+    codec: Codec,
+    router: FailureRouter | None,
+    holder: str,
+    prefetch: int,
+    queue: str,
+    stop: trio.Event,
+) -> None:
+    """Subscribes to the lease queue, waits for the token and runs the link until `stop`."""
     token = LinkToken(carrier=side.name, index=slot.index, by=holder)
 
     async def publish_token() -> None:
@@ -155,10 +349,18 @@ async def run_link(
             codec.encode(token), exchange="", routing_key=queue, mandatory=False
         )
 
-    task_status.started(handle)
+    async def offer_token() -> None:
+        """A token, unless one is ready already (it comes to this daemon's turn anyway)."""
+        try:
+            ready = (await transport.queue_statistics(queue)).messages
+        except BrokerError:
+            ready = 0
+        if not ready:
+            await publish_token()
+
     async with transport.open_consumer(queue, prefetch=1) as lease:
         tokens = lease.__aiter__()
-        held = await _wait_for_token(tokens, handle.stop, publish_token)
+        held = await _wait_for_token(tokens, stop, offer_token)
         if held is None:
             return  # stopped while waiting: the consumer closes, nothing was held
         slot.holder = holder
@@ -174,7 +376,7 @@ async def run_link(
             async with trio.open_nursery() as holding:
                 holding.start_soon(_watch, transport)
                 holding.start_soon(_renew, transport, tokens, held, publish_token)
-                await _serve(side, slot, actor, handle.stop, transport, codec, router, prefetch)
+                await _serve(side, slot, actor, stop, transport, codec, router, prefetch)
                 holding.cancel_scope.cancel()
         finally:
             slot.holder = None

@@ -4,8 +4,10 @@ daemon holding the link SIGKILLed mid-batch.
 
 What the SMSC saw (its records: each bind, unbind and submit_sm with its session and the time on
 the machine's monotonic clock) is held against what the issue asks: at most `links` sessions
-bound at once, at most `tps` segments a second (+10%) over any 5-second window, the link taken
-over within 15 s, every message final, none submitted twice, each charged once. Run with `-s` to
+bound at once, at most `tps` segments a second (+10%) over any 5-second window, the links spread
+over the daemons (with 3 daemons and 2 links, on two different daemons), the link taken over
+within 15 s (once the daemons' membership dropped the dead one: about 3 to 4 s), every message
+final, none submitted twice, each charged once. Run with `-s` to
 see the figures:
 
     .venv/bin/pytest -q -p no:cacheprovider -s tests/e2e/test_e2e_carrier_links.py
@@ -82,16 +84,29 @@ def ledger_kinds(schema: str, account: str) -> Counter[str]:
     return counts
 
 
-async def holders(daemons: Any, links: int) -> dict[int, list[int]]:
-    """Link index -> the daemons (by index) that say they hold it."""
+async def holders(daemons: Any, links: int, *, assigned: bool = False) -> dict[int, list[int]]:
+    """Link index -> the daemons (by index) that say they hold it (and, with `assigned`, that
+    the fleet assigns it to them)."""
     held: dict[int, list[int]] = {index: [] for index in range(links)}
     for number, daemon in enumerate(daemons):
         async with daemon.client() as admin:
             carrier = (await admin.get("/v1/admin/carriers")).json()["carriers"][0]
         for index, link in enumerate(carrier["links"]):
-            if link["held"]:
+            if link["held"] and (link["assigned"] or not assigned):
                 held[index].append(number)
     return held
+
+
+async def wait_spread(daemons: Any, links: int) -> float:
+    """Seconds until every link is held by the one daemon the fleet assigns it to."""
+    started = time.monotonic()
+    with trio.fail_after(30):
+        while True:
+            held = await holders(daemons, links, assigned=True)
+            if all(len(by) == 1 for by in held.values()):
+                break
+            await trio.sleep(0.2)  # the daemons' state, asked over HTTP
+    return time.monotonic() - started
 
 
 @pytest.mark.parametrize(
@@ -117,6 +132,7 @@ async def test_daemons_share_the_carriers_sessions_and_rate_and_a_killed_holder_
     text = postgres_config_text(tmp_path, pg_schema, carriers=carrier)
     daemons = await fleet(daemon_count, text=text)
     await peer.wait_for(links, event="bound")
+    spread_in = await wait_spread(daemons, links)  # the links moved to their daemons, if need be
     async with daemons[0].client() as admin:
         account, key = await open_account(admin, "100.00")
     # Ten sends of 30: a send's batch goes to one link, so the links share the ten.
@@ -135,6 +151,11 @@ async def test_daemons_share_the_carriers_sessions_and_rate_and_a_killed_holder_
     # SIGKILL the holder of link 0 mid-batch (each daemon says what it holds).
     held = await holders(daemons, links)
     assert all(len(by) == 1 for by in held.values()), held
+    # The links spread like the account partitions: as evenly as the daemons allow.
+    shares = Counter(by[0] for by in held.values())
+    assert max(shares.values()) - min(shares.get(n, 0) for n in range(daemon_count)) <= 1, held
+    if links <= daemon_count:
+        assert len(shares) == links, held  # each link on a daemon of its own
     victim = held[0][0]
     binds_before = len(peer.matching(event="bound"))
     killed_at = time.monotonic()
@@ -158,7 +179,8 @@ async def test_daemons_share_the_carriers_sessions_and_rate_and_a_killed_holder_
     print(  # noqa: T201 - the figures, shown with -s
         f"\n{daemon_count} daemons, links {links}, tps {TPS}: most sessions at once {sessions};"
         f" most segments in {WINDOW:.0f} s {worst} (limit {TPS * WINDOW * 1.1:.0f},"
-        f" {worst / WINDOW:.1f}/s); took over in {took_over:.2f} s; binds"
+        f" {worst / WINDOW:.1f}/s); held {held} (spread in {spread_in:.1f} s); took over in"
+        f" {took_over:.2f} s; binds"
         f" {len(peer.matching(event='bound'))}; submits {len(submits)}; doubled {len(doubled)};"
         f" receipts forwarded {len(peer.matching(event='deliver_failed'))};"
         f" statuses {dict(statuses)}; captures {entries['capture']}, releases"

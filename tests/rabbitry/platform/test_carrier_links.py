@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import secrets
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
@@ -15,10 +15,12 @@ import pytest
 import trio
 import trio.testing
 
+from actors import Fleet, Membership, run_membership
 from broker import (
     MemoryBroker,
     RetrySchedule,
     Transport,
+    assign_partitions,
     open_memory_transport,
     open_rabbitmq_transport,
 )
@@ -26,13 +28,14 @@ from rabbitry.carriers import Accepted, CarrierDown, EventSink, Submission
 from rabbitry.platform import (
     CarrierActor,
     CarrierSide,
+    LinkFleet,
     LinkHandle,
     Names,
     platform_codec,
     platform_topology,
     run_link,
 )
-from rabbitry.platform._carrier_links import RENEW
+from rabbitry.platform._carrier_links import ORPHANED, RENEW
 
 
 class Carrier:
@@ -234,3 +237,245 @@ async def test_on_rabbitmq_one_holds_the_link_and_another_takes_it_over(
         started = trio.current_time()
         await takeover(opener, graceful=graceful, setup=setup)
         assert trio.current_time() - started < 10
+
+
+# -- links spread over the daemons alive ---------------------------------------------------------
+
+
+class Links:
+    """The SMSC's view per link: sessions bound now and the most at once, each link's binds."""
+
+    def __init__(self, count: int) -> None:
+        self.carriers = [Carrier() for _ in range(count)]
+
+    def most(self) -> int:
+        return max(carrier.most for carrier in self.carriers)
+
+
+class Member:
+    """A daemon of the fleet: its carrier side (one slot per link), link handles and fleet."""
+
+    def __init__(self, name: str, side: CarrierSide, scope: trio.CancelScope) -> None:
+        self.name = name
+        self.side = side
+        self.scope = scope
+        self.handles: list[LinkHandle] = []
+        self.fleet: Fleet | None = None
+        self.start_links: Callable[[], Awaitable[None]] | None = None
+
+    def held(self) -> list[int]:
+        return [slot.index for slot in self.side.slots if slot.holder is not None]
+
+
+async def run_member(
+    name: str,
+    opener: Opener,
+    links: Links,
+    names: Names,
+    members: list[Member],
+    settings: Membership,
+    *,
+    subscribe: bool = True,
+    task_status: trio.TaskStatus[Member] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A daemon: the fleet's membership, followed by its carrier links (none: `subscribe`
+    False, a daemon alive whose links are not running)."""
+    with trio.CancelScope() as scope:  # cancelled: the daemon dies (its transport closes)
+        async with opener() as transport:
+            side = CarrierSide(
+                "c",
+                [cast(Any, Session(carrier, name)) for carrier in links.carriers],
+                publisher=cast(Any, None),
+                accounts=cast(Any, None),
+                names=names,
+                schedule=cast(Any, None),
+                tps=10,
+            )
+            member = Member(name, side, scope)
+            members.append(member)
+            view = LinkFleet(settings.member)
+            async with trio.open_nursery() as nursery:
+                member.fleet = await nursery.start(run_membership, transport, "accounts", settings)
+                nursery.start_soon(view.follow, member.fleet)
+
+                async def start_links() -> None:
+                    for slot in side.slots:
+                        handle = await nursery.start(
+                            functools.partial(
+                                run_link,
+                                side,
+                                slot,
+                                functools.partial(CarrierActor, side, slot),
+                                transport=transport,
+                                codec=platform_codec(),
+                                router=None,
+                                holder=name,
+                                fleet=view,
+                            )
+                        )
+                        member.handles.append(handle)
+
+                member.start_links = start_links
+                if subscribe:
+                    await start_links()
+                task_status.started(member)
+
+
+def settled(members: list[Member], count: int) -> bool:
+    """Every link held by exactly the member it is assigned to among `members`."""
+    owners = assign_partitions([m.name for m in members], count, salt="carrier.c")
+    holders = {index: [m.name for m in members if index in m.held()] for index in range(count)}
+    return all(holders[index] == [owner] for index, owner in enumerate(owners))
+
+
+async def wait_settled(members: list[Member], count: int, seconds: float = 30.0) -> float:
+    """Seconds until `settled`; fails past `seconds`."""
+    started = trio.current_time()
+    with trio.fail_after(seconds):
+        while not settled(members, count):  # noqa: ASYNC110 - state changed by other daemons
+            await trio.sleep(0.01)
+    return trio.current_time() - started
+
+
+def assert_spread(members: list[Member], count: int) -> None:
+    shares = [len(member.held()) for member in members]
+    assert sum(shares) == count
+    assert max(shares) - min(shares) <= 1, shares
+
+
+async def spread_and_leave(
+    opener: Opener, setup: Transport, *, daemons: int, count: int, graceful: bool, heartbeat: float
+) -> None:
+    names = Names()
+    await setup.declare(platform_topology(names, ["c"], RetrySchedule((1.0,))))
+    links = Links(count)
+    members: list[Member] = []
+    async with trio.open_nursery() as nursery:
+        for number in range(daemons):
+            name = f"d{number}"
+            settings = Membership(heartbeat=heartbeat, member=name)
+            await nursery.start(run_member, name, opener, links, names, members, settings)
+        took = await wait_settled(members, count)
+        assert_spread(members, count)
+        print(f"\n{daemons} daemons, links {count}: spread {[m.held() for m in members]}")  # noqa: T201
+        # The member holding link 0 goes; its links go to the others, one session at a time.
+        leaver = next(member for member in members if 0 in member.held())
+        lost = leaver.held()
+        gone = trio.current_time()
+        if graceful:
+            for handle in leaver.handles:
+                handle.request_stop()
+            assert leaver.fleet is not None
+            leaver.fleet.leave()
+        else:
+            leaver.scope.cancel()
+        rest = [member for member in members if member is not leaver]
+        await wait_settled(rest, count)
+        took = trio.current_time() - gone
+        assert_spread(rest, count)
+        print(  # noqa: T201 - the figures, shown with -s
+            f"{'stopped' if graceful else 'killed'} {leaver.name} holding {lost}: taken over in"
+            f" {took:.2f} s; spread {[m.held() for m in rest]}"
+        )
+        if graceful:
+            assert took < 5  # the goodbye: no missed heartbeats to wait for
+        else:
+            assert took < 3 * heartbeat + 5  # the membership's timeout, then a subscription
+        nursery.cancel_scope.cancel()
+    assert links.most() == 1  # never two sessions of one link at once
+
+
+@pytest.mark.parametrize("graceful", [False, True], ids=["killed", "stopped"])
+@pytest.mark.parametrize(
+    ("daemons", "count"), [(2, 2), (3, 2), (3, 3), (2, 3)], ids=["2x2", "3x2", "3x3", "2x3"]
+)
+async def test_links_spread_over_the_daemons_and_a_leavers_links_go_to_the_others(
+    daemons: int, count: int, graceful: bool, autojump_clock: Any
+) -> None:
+    broker = MemoryBroker("spread")
+    async with open_memory_transport(broker) as setup:
+        await spread_and_leave(
+            functools.partial(open_memory_transport, broker),
+            setup,
+            daemons=daemons,
+            count=count,
+            graceful=graceful,
+            heartbeat=1.0,
+        )
+
+
+async def test_a_daemon_joining_takes_its_links_over_gracefully(autojump_clock: Any) -> None:
+    broker = MemoryBroker("join")
+    opener = functools.partial(open_memory_transport, broker)
+    names = Names()
+    links = Links(3)
+    members: list[Member] = []
+    async with open_memory_transport(broker) as setup, trio.open_nursery() as nursery:
+        await setup.declare(platform_topology(names, ["c"], RetrySchedule((1.0,))))
+        for name in ("d0", "d1"):
+            await nursery.start(
+                run_member, name, opener, links, names, members, Membership(member=name)
+            )
+            await wait_settled(members, 3)
+            assert_spread(members, 3)
+        assert links.most() == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_link_whose_daemon_does_not_subscribe_is_rescued_then_handed_to_it(
+    autojump_clock: Any,
+) -> None:
+    broker = MemoryBroker("rescue")
+    opener = functools.partial(open_memory_transport, broker)
+    names = Names()
+    links = Links(2)
+    members: list[Member] = []
+    async with open_memory_transport(broker) as setup, trio.open_nursery() as nursery:
+        await setup.declare(platform_topology(names, ["c"], RetrySchedule((1.0,))))
+        # d1 is alive in the fleet but its links do not run (yet): the one assigned to it has
+        # no candidate, and d0 takes it after ORPHANED seconds rather than leave it unserved.
+        idle = await nursery.start(
+            functools.partial(
+                run_member,
+                "d1",
+                opener,
+                links,
+                names,
+                members,
+                Membership(member="d1"),
+                subscribe=False,
+            )
+        )
+        started = trio.current_time()
+        busy = await nursery.start(
+            run_member, "d0", opener, links, names, members, Membership(member="d0")
+        )
+        with trio.fail_after(60):
+            while busy.held() != [0, 1]:  # noqa: ASYNC110 - state changed by the daemons
+                await trio.sleep(0.01)
+        rescued = trio.current_time() - started
+        print(f"\nrescued in {rescued:.1f} s")  # noqa: T201
+        assert ORPHANED <= rescued < ORPHANED + 5
+        # Its links start: d0 hands it over, gracefully.
+        assert idle.start_links is not None
+        await idle.start_links()
+        await wait_settled(members, 2)
+        assert_spread(members, 2)
+        nursery.cancel_scope.cancel()
+    assert links.most() == 1
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("graceful", [False, True], ids=["killed", "stopped"])
+async def test_on_rabbitmq_links_spread_and_a_leavers_links_go_to_the_others(
+    graceful: bool, vhost: str
+) -> None:
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[Transport]:
+        async with open_rabbitmq_transport(url, close_timeout=2.0) as transport:
+            yield transport
+
+    async with opener() as setup:
+        await spread_and_leave(opener, setup, daemons=3, count=2, graceful=graceful, heartbeat=1.0)
