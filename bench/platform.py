@@ -79,6 +79,7 @@ import psycopg
 from bench._report import Result
 
 BATCH = 10_000
+PARTITIONS = 32  # the daemon's default `[accounts] partitions`
 ADMIN = "bench-admin-key-0123456789abcdef"
 DATABASE = "postgresql://postgres@127.0.0.1:5432/test"
 PROBE_INTERVAL = 0.020
@@ -235,6 +236,11 @@ def _system(options: Options, daemons: int) -> Iterator[System]:
             for index in range(daemons):
                 lag_file = root / f"lag-{index}.jsonl" if options.lag_probe else None
                 system.daemons.append(_start(config, vhost, root / f"daemon-{index}.log", lag_file))
+            deadline = time.monotonic() + 60
+            while not _settled(system):  # a daemon joining takes its share over, gracefully
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the partitions and links did not settle within 60 s")
+                time.sleep(0.2)
             yield system
     finally:
         _ctl("delete_vhost", vhost)
@@ -271,6 +277,34 @@ def _cpu(daemons: Sequence[Daemon]) -> dict[str, float]:
     used["machine_total"] = sum(cpu[:8]) / _TICKS
     used["machine_busy"] = (sum(cpu[:8]) - cpu[3] - cpu[4]) / _TICKS
     return used
+
+
+def _owned(address: str) -> int:
+    """How many account partitions the daemon at `address` consumes (its /metrics)."""
+    text = httpx.get(f"{address}/metrics", timeout=30).text
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("rabbitry_partitions_owned{")
+    )
+
+
+def _settled(system: System) -> bool:
+    """Whether the partitions and the carrier links sit where the fleet assigns them: each
+    partition and each link consumed by one daemon, each daemon within one of its share."""
+    count = len(system.daemons)
+    owned = [_owned(daemon.address) for daemon in system.daemons]
+    if sum(owned) != PARTITIONS or min(owned) < PARTITIONS // count:
+        return False
+    held: dict[int, int] = {}
+    for daemon in system.daemons:
+        admin = {"authorization": f"Bearer {ADMIN}"}
+        answer = httpx.get(f"{daemon.address}/v1/admin/carriers", headers=admin, timeout=30)
+        for link in answer.json()["carriers"][0]["links"]:
+            if link["held"] and link["assigned"]:
+                held[link["link"]] = held.get(link["link"], 0) + 1
+    links = len(answer.json()["carriers"][0]["links"])
+    return sorted(held) == list(range(links)) and set(held.values()) == {1}
 
 
 def _lag_buckets(address: str) -> dict[float, float] | None:
