@@ -33,7 +33,9 @@ A daemon that takes a batch over settles from those marks what the carrier answe
 daemon would have; a daemon that lost its connection to RabbitMQ starts no submit any more but
 writes the answers of those in flight for `GRACE` seconds (rabbitry.platform._carrier_links), and
 the one taking over waits as long for them. A message handed over without an answer after that
-is failed as unknown (refunded), never sent twice.
+is never sent twice: its outcome is unknown (`UNKNOWN`), its money stays held, and it is
+captured if its delivery report comes (rabbitry.platform._status), else released and failed as
+unknown by the hold reaper after `[sms] unknown_outcome_timeout` (rabbitry.platform._reaper).
 
 Delivery reports and inbound SMS come from the connector's event stream. An inbound SMS's id
 derives from the carrier's name and its carrier id (`inbound_id`), so the records take a repeat
@@ -124,6 +126,13 @@ over fails it with that reason (refunded)."""
 RETRYABLE = "#retryable"
 """Likewise, for a message the carrier did not take (a retryable error, `CarrierDown`, too many
 `Throttled`): a batch taken over fails it over or retries it, as its first daemon would have."""
+
+UNKNOWN = "#unknown"
+"""The carrier column (no carrier's name, which cannot hold "#") of the mark of a message whose
+outcome is unknown (carrier id: the message id); the message column holds the `Outcomes` that
+fails it (JSON, `unless_settled`). Its money stays held until its delivery report comes (then it
+is captured: rabbitry.platform._status) or the hold reaper gives up waiting (then that outcome
+is told: released, failed as unknown; rabbitry.platform._reaper)."""
 
 ANSWER_WAIT = GRACE + 2.0
 """Seconds a daemon taking a batch over waits for the answers of the messages marked as handed
@@ -323,7 +332,7 @@ def _answer_mark(carrier: str, key: str, error: CarrierError) -> tuple[str, str,
     """The mark of a carrier's refusal (`REFUSED`) or retryable error (`RETRYABLE`) of the
     submission `key`, its reason in the message column."""
     kind = REFUSED if isinstance(error, PermanentError) else RETRYABLE
-    return (carrier + kind, key, f"{error.code}: {error}")
+    return (carrier + kind, key, without_nul(f"{error.code}: {error}"))
 
 
 def _answer_in(
@@ -435,7 +444,8 @@ class CarrierActor(ConsumerActor):
         daemon would have). An item without an answer is read again for up to `ANSWER_WAIT`
         seconds (a daemon cut off RabbitMQ writes its answers for `GRACE` seconds); after that,
         whether the carrier took it is unknown (unless its delivery report came: then it had
-        it), and it is not sent again (it fails, refunded) rather than risk sending it twice.
+        it), and it is not sent again rather than risk sending it twice: it stays unsettled,
+        its money held, until its delivery report or the reaper settles it (`UNKNOWN`).
         Returns (the batch to submit, the unknown, the answered)."""
         side = self.side
         settled = await side.accounts.settled(batch.account, [i.id for i in batch.items])
@@ -451,11 +461,16 @@ class CarrierActor(ConsumerActor):
             return msgspec.structs.replace(batch, items=tuple(items)), (), ()
         marked = side.marked
         keys = {item.id: f"{item.id}:{attempt}" for item in items}
-        found = await marked((side.name + SUBMITTING, keys[item.id]) for item in items)
+        found = await marked(
+            key
+            for item in items
+            for key in ((side.name + SUBMITTING, keys[item.id]), (UNKNOWN, item.id))
+        )
         handed = [item for item in items if (side.name + SUBMITTING, keys[item.id]) in found]
         items = [item for item in items if (side.name + SUBMITTING, keys[item.id]) not in found]
         answered: list[Answered] = []
-        waiting = handed
+        known = [item for item in handed if (UNKNOWN, item.id) in found]  # by an earlier takeover
+        waiting = [item for item in handed if (UNKNOWN, item.id) not in found]
         deadline = trio.current_time() + ANSWER_WAIT
         while True:
             answers = await marked(
@@ -474,7 +489,7 @@ class CarrierActor(ConsumerActor):
             if not waiting or trio.current_time() >= deadline:
                 break
             await trio.sleep(ANSWER_POLL)
-        unknown = waiting
+        unknown = [*known, *waiting]
         if unknown and side.reported is not None:
             # A delivery report came for it: the carrier had it, whatever its answer was.
             final = await side.reported(batch.account, [item.id for item in unknown])
@@ -490,7 +505,8 @@ class CarrierActor(ConsumerActor):
         if unknown:
             _log.warning(
                 "carrier %s: %d redelivered messages were handed to the carrier by a daemon"
-                " that stopped before its answer was safe; failed (refunded), not sent twice",
+                " that stopped before its answer was safe; not sent twice, their money held"
+                " until a delivery report or the reaper settles them",
                 side.name,
                 len(unknown),
                 extra={"event": "carrier_unknown_outcome", "carrier": side.name},
@@ -595,12 +611,8 @@ class CarrierActor(ConsumerActor):
         retry: list[SendItem] = []
         failover: dict[str, list[SendItem]] = {}
         at = now()
-        for item in unknown:
-            error = (
-                "unknown: the daemon submitting it stopped before the carrier's answer was"
-                " safe; not sent again"
-            )
-            outcomes.append(_outcome(item, "failed", side.name, at, (), error))
+        if unknown:
+            await self._keep_unknown(batch, unknown, at)
         answers = [
             (item, result)
             for index, (item, result) in enumerate(zip(batch.items, results, strict=True))
@@ -649,6 +661,29 @@ class CarrierActor(ConsumerActor):
                     self._retry, msgspec.structs.replace(batch, items=tuple(retry)), attempt
                 )
 
+    async def _keep_unknown(self, batch: SendBatch, unknown: Sequence[SendItem], at: float) -> None:
+        """Leaves the messages whose outcome is unknown unsettled, their money held, each marked
+        (`UNKNOWN`) with the outcome that fails it once nothing came (a delivery report or the
+        reaper settles it). Without a records store, they fail at once (refunded)."""
+        side = self.side
+        error = (
+            "unknown: the daemon submitting it stopped before the carrier's answer was safe;"
+            " not sent again"
+        )
+        failing = [_outcome(item, "failed", side.name, at, (), error) for item in unknown]
+        if side.marks is None:
+            settle = Outcomes(
+                account=batch.account,
+                hold=batch.hold,
+                currency=batch.currency,
+                items=tuple(failing),
+            )
+            await side.accounts.tell(batch.account, settle, message_id=_new_id())
+            return
+        await side.marks(
+            (UNKNOWN, outcome.id, unknown_outcome(batch, outcome)) for outcome in failing
+        )
+
     async def _retry(self, batch: SendBatch, attempt: int) -> None:
         side = self.side
         retry = side.names.retry_layout(side.schedule)
@@ -670,6 +705,37 @@ async def reported_final(records: MessageReader, account: str, messages: Sequenc
         if found is not None and found[0].status in ("delivered", "undelivered"):
             final.add(message_id)
     return final
+
+
+_OUTCOMES_ENCODER = msgspec.json.Encoder()
+_OUTCOMES_DECODER = msgspec.json.Decoder(Outcomes)
+
+
+def unknown_outcome(batch: SendBatch, outcome: Outcome) -> str:
+    """What an `UNKNOWN` mark keeps: the `Outcomes` failing one message, `unless_settled`."""
+    settle = Outcomes(
+        account=batch.account,
+        hold=batch.hold,
+        currency=batch.currency,
+        items=(outcome,),
+        unless_settled=True,
+    )
+    return _OUTCOMES_ENCODER.encode(settle).decode()
+
+
+def unknown_failure(mark: str) -> Outcomes:
+    """The `Outcomes` an `UNKNOWN` mark keeps: it fails its message, unless settled."""
+    return _OUTCOMES_DECODER.decode(mark)
+
+
+def unknown_delivered(mark: str, at: float) -> Outcomes:
+    """The `Outcomes` that captures the message of an `UNKNOWN` mark, unless settled: its delivery
+    report came, so the carrier had it."""
+    settle = unknown_failure(mark)
+    items = tuple(
+        msgspec.structs.replace(item, status="sent", error="", at=at) for item in settle.items
+    )
+    return msgspec.structs.replace(settle, items=items)
 
 
 def _next_carrier(item: SendItem, current: str) -> str | None:

@@ -35,7 +35,10 @@ from rabbitry.platform._carrier import (
     REFUSED,
     RETRYABLE,
     SUBMITTING,
+    UNKNOWN,
     Answered,
+    unknown_delivered,
+    unknown_failure,
 )
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import MessageRecord
@@ -311,9 +314,11 @@ class Recorded:
 async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_have() -> None:
     """Accepted: sent (captured); refused: failed with the carrier's reason (refunded); not
     taken: retried through the tiers at the next attempt (never sent, so sending it is safe);
-    unknown: failed as unknown."""
+    unknown: not settled (its money stays held), marked with the outcome that fails it if no
+    delivery report comes."""
     recorded = Recorded()
     names = Names()
+    store = MemoryMarks()
     side = CarrierSide(
         "sim",
         cast(Any, Scripted([])),
@@ -321,6 +326,8 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
         accounts=cast(Any, recorded),
         names=names,
         schedule=RetrySchedule((1.0, 5.0)),
+        marks=store.marks,
+        marked=store.marked,
     )
     batch = SendBatch(
         account="acc_1",
@@ -338,7 +345,6 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
     )
     [outcomes] = recorded.told
     assert {o.id: (o.status, o.error.split(":")[0]) for o in outcomes.items} == {
-        "unknown": ("failed", "unknown"),
         "accepted": ("sent", ""),
         "refused": ("failed", "ESME_RINVDSTADR"),
         "fresh": ("sent", ""),
@@ -346,3 +352,13 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
     [(_, routing_key, envelope)] = recorded.published
     assert (routing_key, envelope.attempt) == (names.send_key("sim"), 1)
     assert [i.id for i in platform_codec().decode(envelope).items] == ["busy"]
+    failing = unknown_failure(store.rows[(UNKNOWN, "unknown")])
+    assert (failing.account, failing.hold, failing.unless_settled) == ("acc_1", "h1", True)
+    [failed] = failing.items
+    assert (failed.id, failed.status, failed.price) == ("unknown", "failed", Decimal("0.05"))
+    assert failed.error.startswith("unknown: ")
+    capturing = unknown_delivered(store.rows[(UNKNOWN, "unknown")], at=42.0)
+    assert capturing.unless_settled
+    assert [(i.id, i.status, i.error, i.at) for i in capturing.items] == [
+        ("unknown", "sent", "", 42.0)
+    ]
