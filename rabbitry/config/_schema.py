@@ -235,6 +235,18 @@ class Sms(Table, frozen=True):
             ),
         ),
     ] = 900.0
+    unknown_outcome_timeout: Annotated[
+        float,
+        Meta(
+            ge=1,
+            description=(
+                "Seconds after its send that a message whose outcome is unknown (handed to a "
+                "carrier by a daemon that stopped before the answer was safe) keeps its money "
+                "held waiting for its delivery report (captured if it comes), before it is "
+                "failed as unknown and its money released."
+            ),
+        ),
+    ] = 3600.0
 
 
 class Accounts(Table, frozen=True):

@@ -20,7 +20,8 @@ feeds them drained):
     │                         (rabbitry.platform._carrier_links)
     ├── invoice-jobs, invoices / invoices-in
     ├── hold-reaper           gives back holds whose send never queued a message, and fails
-    │                         the messages of a send not queued within [sms] unqueued_timeout
+    │                         the messages of a send not queued within [sms] unqueued_timeout,
+    │                         and those of an unknown outcome after [sms] unknown_outcome_timeout
     ├── idempotency-cleanup   forgets idempotent answers older than [http] idempotency_ttl
     ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
     │                         platform's own (reports, inbound, callbacks) are pools too, with
@@ -353,6 +354,7 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
                 context.records,
                 context.accounts,
                 unqueued_timeout=context.unqueued_timeout,
+                unknown_outcome_timeout=config.sms.unknown_outcome_timeout,
             ),
             backoff=Backoff.exponential(min=1.0, max=60.0),
         )

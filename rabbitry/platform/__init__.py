@@ -42,7 +42,7 @@ from rabbitry.platform._messages import (
 from rabbitry.platform._open_records import PostgresRecords, Records, open_records
 from rabbitry.platform._outbox import AsyncOutbox
 from rabbitry.platform._publisher import Publisher
-from rabbitry.platform._reaper import reap_once, recover_once, run_reaper
+from rabbitry.platform._reaper import reap_once, recover_once, release_unknown_once, run_reaper
 from rabbitry.platform._records import hash_key
 from rabbitry.platform._records_sql import SqlRecords
 from rabbitry.platform._records_store import RecordsStore
@@ -128,6 +128,7 @@ __all__ = [
     "platform_topology",
     "reap_once",
     "recover_once",
+    "release_unknown_once",
     "reported_final",
     "request_invoice",
     "run_idempotency_cleanup",

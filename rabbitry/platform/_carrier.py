@@ -27,6 +27,16 @@ submitted again (at least once towards the carrier when the crash came between i
 and the outcome; the ledger still charges once). The carrier side never reads the ledger: the
 account actor owns it.
 
+The records store (not RabbitMQ) keeps, per message and attempt, that it was handed to the
+carrier (`SUBMITTING`) and the carrier's answer as it came (`ACCEPTED`, `REFUSED`, `RETRYABLE`).
+A daemon that takes a batch over settles from those marks what the carrier answered, as the first
+daemon would have; a daemon that lost its connection to RabbitMQ starts no submit any more but
+writes the answers of those in flight for `GRACE` seconds (rabbitry.platform._carrier_links), and
+the one taking over waits as long for them. A message handed over without an answer after that
+is never sent twice: its outcome is unknown (`UNKNOWN`), its money stays held, and it is
+captured if its delivery report comes (rabbitry.platform._status), else released and failed as
+unknown by the hold reaper after `[sms] unknown_outcome_timeout` (rabbitry.platform._reaper).
+
 Delivery reports and inbound SMS come from the connector's event stream. An inbound SMS's id
 derives from the carrier's name and its carrier id (`inbound_id`), so the records take a repeat
 once (rabbitry.platform._status). A report is matched from
@@ -67,7 +77,7 @@ from rabbitry.carriers import (
 )
 from rabbitry.platform._account_client import AccountClient
 from rabbitry.platform._batcher import Batcher
-from rabbitry.platform._carrier_links import LinkSlot
+from rabbitry.platform._carrier_links import GRACE, LinkSlot
 from rabbitry.platform._context import now
 from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import (
@@ -107,6 +117,33 @@ ACCEPTED = "#accepted"
 """Likewise, to mark a message the carrier accepted (carrier id `"<message id>:<attempt>"`),
 written with its carrier ids as soon as the carrier answered: in the store, so a batch taken over
 after a crash or a lost broker connection settles it as sent instead of guessing."""
+
+REFUSED = "#refused"
+"""Likewise, to mark a message the carrier refused for good (`PermanentError`), written as its
+answer came; the message column holds the carrier's reason (`"<code>: <text>"`), so a batch taken
+over fails it with that reason (refunded)."""
+
+RETRYABLE = "#retryable"
+"""Likewise, for a message the carrier did not take (a retryable error, `CarrierDown`, too many
+`Throttled`): a batch taken over fails it over or retries it, as its first daemon would have."""
+
+UNKNOWN = "#unknown"
+"""The carrier column (no carrier's name, which cannot hold "#") of the mark of a message whose
+outcome is unknown (carrier id: the message id); the message column holds the `Outcomes` that
+fails it (JSON, `unless_settled`). Its money stays held until its delivery report comes (then it
+is captured: rabbitry.platform._status) or the hold reaper gives up waiting (then that outcome
+is told: released, failed as unknown; rabbitry.platform._reaper)."""
+
+ANSWER_WAIT = GRACE + 2.0
+"""Seconds a daemon taking a batch over waits for the answers of the messages marked as handed
+to the carrier without one (their first daemon, cut off RabbitMQ, may still be writing them for
+`GRACE` seconds, from the moment it noticed), before it calls their outcome unknown."""
+
+ANSWER_POLL = 0.5
+"""Seconds between two readings of those answers."""
+
+Answered = tuple[SendItem, Accepted | CarrierError]
+"""An item of a batch taken over, with the answer its carrier gave its first daemon."""
 
 Reported = Callable[[str, Sequence[str]], Awaitable[set[str]]]
 """Those of an account's messages that a delivery report made final (the records' statuses)."""
@@ -291,6 +328,35 @@ def _report(message: str, event: DeliveryEvent, carrier: str) -> Report:
     )
 
 
+def _answer_mark(carrier: str, key: str, error: CarrierError) -> tuple[str, str, str]:
+    """The mark of a carrier's refusal (`REFUSED`) or retryable error (`RETRYABLE`) of the
+    submission `key`, its reason in the message column."""
+    kind = REFUSED if isinstance(error, PermanentError) else RETRYABLE
+    return (carrier + kind, key, without_nul(f"{error.code}: {error}"))
+
+
+def _answer_in(
+    marks: dict[tuple[str, str], str], carrier: str, key: str
+) -> Accepted | CarrierError | None:
+    """The carrier's answer to the submission `key` kept in `marks`, if any (an acceptance
+    first: it is what the carrier did)."""
+    if (carrier + ACCEPTED, key) in marks:
+        return Accepted(())
+    for kind in (REFUSED, RETRYABLE):
+        reason = marks.get((carrier + kind, key))
+        if reason is not None:
+            return _answer_of(kind, reason)
+    return None
+
+
+def _answer_of(kind: str, reason: str) -> CarrierError:
+    """The error an answer mark (`_answer_mark`) keeps."""
+    code, _, text = reason.partition(": ")
+    if kind == REFUSED:
+        return PermanentError(text, code=code)
+    return RetryableError(text, code=code)
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -317,12 +383,12 @@ class CarrierActor(ConsumerActor):
         redelivered = inbound.delivery.redelivered
         late = 0 < message.abandon_at <= now() + LATE_MARGIN  # its send may have been given up
         unknown: tuple[SendItem, ...] = ()
-        taken: tuple[SendItem, ...] = ()
+        answered: tuple[Answered, ...] = ()
         if redelivered or attempt > 0 or late:
-            message, unknown, taken = await self._unsettled(
+            message, unknown, answered = await self._unsettled(
                 message, attempt, redelivered=redelivered
             )
-            if not message.items and not unknown and not taken:
+            if not message.items and not unknown and not answered:
                 return
         results: list[Accepted | CarrierError] = [PermanentError("not submitted")] * len(
             message.items
@@ -347,7 +413,12 @@ class CarrierActor(ConsumerActor):
                         self._submit, index, item, attempt, results, told, sent, marks
                     )
             outer.cancel_scope.cancel()
-        await self._settle(message, results, told, attempt, unknown, taken)
+        if self.slot.cut:
+            # The lease is lost: RabbitMQ handed this batch to another daemon, which settles it
+            # from the answers kept in the store. Settling or retrying it here too could send
+            # a message twice; the link's `LeaseLost` cancels this.
+            await trio.sleep_forever()
+        await self._settle(message, results, told, attempt, unknown, answered)
 
     async def _tell(self, batch: SendBatch, outcomes: list[Outcome]) -> None:
         settle = Outcomes(
@@ -357,7 +428,7 @@ class CarrierActor(ConsumerActor):
 
     async def _unsettled(
         self, batch: SendBatch, attempt: int, *, redelivered: bool
-    ) -> tuple[SendBatch, tuple[SendItem, ...], tuple[SendItem, ...]]:
+    ) -> tuple[SendBatch, tuple[SendItem, ...], tuple[Answered, ...]]:
         """A redelivered or retried batch without the items already settled (their capture or
         release is in the ledger: the batch failed, or its ack was lost, after that): those are
         not sent to the carrier twice. A message's status is no sign of that: its delivery
@@ -366,11 +437,16 @@ class CarrierActor(ConsumerActor):
         batch waits in the retry tiers.
 
         Of a redelivered batch, the items marked as handed to the carrier in this attempt but not
-        settled (the daemon that submitted them died or lost its link before the carrier's
-        answer was safe) come back apart: those the records say the carrier accepted (`ACCEPTED`,
-        written as its answer came) are settled as sent; for the rest, whether the carrier took
-        them is unknown, and they are not sent again (they fail, refunded) rather than risk
-        sending them twice. Returns (the batch to submit, the unknown, the accepted)."""
+        settled (the daemon that submitted them died or lost its link before their outcome was
+        settled) come back apart, with the carrier's answer the records keep (written as it
+        came): accepted (`ACCEPTED`: settled as sent), refused (`REFUSED`: failed with the
+        carrier's reason) or not taken (`RETRYABLE`: failed over or retried, as their first
+        daemon would have). An item without an answer is read again for up to `ANSWER_WAIT`
+        seconds (a daemon cut off RabbitMQ writes its answers for `GRACE` seconds); after that,
+        whether the carrier took it is unknown (unless its delivery report came: then it had
+        it), and it is not sent again rather than risk sending it twice: it stays unsettled,
+        its money held, until its delivery report or the reaper settles it (`UNKNOWN`).
+        Returns (the batch to submit, the unknown, the answered)."""
         side = self.side
         settled = await side.accounts.settled(batch.account, [i.id for i in batch.items])
         items = [item for item in batch.items if item.id not in settled]
@@ -381,38 +457,61 @@ class CarrierActor(ConsumerActor):
                 len(batch.items) - len(items),
                 len(batch.items),
             )
-        unknown: list[SendItem] = []
-        taken: list[SendItem] = []
-        if redelivered and items and side.marked is not None:
-            keys = {item.id: (side.name + SUBMITTING, f"{item.id}:{attempt}") for item in items}
-            accepted = {item.id: (side.name + ACCEPTED, f"{item.id}:{attempt}") for item in items}
-            found = await side.marked([*keys.values(), *accepted.values()])
-            taken = [item for item in items if accepted[item.id] in found]
-            unknown = [
-                item for item in items if keys[item.id] in found and accepted[item.id] not in found
-            ]
-            items = [item for item in items if keys[item.id] not in found]
-            if unknown and side.reported is not None:
-                # A delivery report came for it: the carrier had it, whatever its answer was.
-                final = await side.reported(batch.account, [item.id for item in unknown])
-                taken += [item for item in unknown if item.id in final]
-                unknown = [item for item in unknown if item.id not in final]
-            if taken:
-                _log.info(
-                    "carrier %s: %d redelivered messages were accepted by the carrier before their"
-                    " daemon stopped; settled as sent, not sent again",
-                    side.name,
-                    len(taken),
-                )
-            if unknown:
-                _log.warning(
-                    "carrier %s: %d redelivered messages were handed to the carrier by a daemon"
-                    " that stopped before its answer was safe; failed (refunded), not sent twice",
-                    side.name,
-                    len(unknown),
-                    extra={"event": "carrier_unknown_outcome", "carrier": side.name},
-                )
-        return msgspec.structs.replace(batch, items=tuple(items)), tuple(unknown), tuple(taken)
+        if not (redelivered and items and side.marked is not None):
+            return msgspec.structs.replace(batch, items=tuple(items)), (), ()
+        marked = side.marked
+        keys = {item.id: f"{item.id}:{attempt}" for item in items}
+        found = await marked(
+            key
+            for item in items
+            for key in ((side.name + SUBMITTING, keys[item.id]), (UNKNOWN, item.id))
+        )
+        handed = [item for item in items if (side.name + SUBMITTING, keys[item.id]) in found]
+        items = [item for item in items if (side.name + SUBMITTING, keys[item.id]) not in found]
+        answered: list[Answered] = []
+        known = [item for item in handed if (UNKNOWN, item.id) in found]  # by an earlier takeover
+        waiting = [item for item in handed if (UNKNOWN, item.id) not in found]
+        deadline = trio.current_time() + ANSWER_WAIT
+        while True:
+            answers = await marked(
+                (side.name + kind, keys[item.id])
+                for item in waiting
+                for kind in (ACCEPTED, REFUSED, RETRYABLE)
+            )
+            unanswered = []
+            for item in waiting:
+                answer = _answer_in(answers, side.name, keys[item.id])
+                if answer is None:
+                    unanswered.append(item)
+                else:
+                    answered.append((item, answer))
+            waiting = unanswered
+            if not waiting or trio.current_time() >= deadline:
+                break
+            await trio.sleep(ANSWER_POLL)
+        unknown = [*known, *waiting]
+        if unknown and side.reported is not None:
+            # A delivery report came for it: the carrier had it, whatever its answer was.
+            final = await side.reported(batch.account, [item.id for item in unknown])
+            answered += [(item, Accepted(())) for item in unknown if item.id in final]
+            unknown = [item for item in unknown if item.id not in final]
+        if answered:
+            _log.info(
+                "carrier %s: %d redelivered messages were answered by the carrier before their"
+                " daemon stopped; settled as answered, not sent again",
+                side.name,
+                len(answered),
+            )
+        if unknown:
+            _log.warning(
+                "carrier %s: %d redelivered messages were handed to the carrier by a daemon"
+                " that stopped before its answer was safe; not sent twice, their money held"
+                " until a delivery report or the reaper settles them",
+                side.name,
+                len(unknown),
+                extra={"event": "carrier_unknown_outcome", "carrier": side.name},
+            )
+        return msgspec.structs.replace(batch, items=tuple(items)), tuple(unknown), tuple(answered)
 
     async def _submit(
         self,
@@ -425,52 +524,78 @@ class CarrierActor(ConsumerActor):
         marks: Batcher[tuple[str, str, str]] | None,
     ) -> None:
         side = self.side
-        before = None
-        if marks is not None:
-            row = (side.name + SUBMITTING, f"{item.id}:{attempt}", item.id)
+        slot = self.slot
+        key = f"{item.id}:{attempt}"
+        handed = False  # counted in `slot.answering` until its answer is in the store
 
-            async def before(_: Submission) -> None:
-                try:
-                    await marks.put(row)
-                except Exception as error:
-                    raise RetryableError(
-                        f"message {item.id!r} could not be marked as submitted ({error})",
-                        code="store",
-                    ) from error
-
-        try:
-            accepted = await self.slot.link.submit(submission(item), before=before)
-        except CarrierError as error:
-            results[index] = error
-            return
-        results[index] = accepted
-        side.accepted(item.id, accepted)  # before its delivery report, usually
-        rows = [(side.name, carrier_id, item.id) for carrier_id in accepted.carrier_ids]
-        rows.append((side.name + ACCEPTED, f"{item.id}:{attempt}", item.id))
-        # Settled at once (a batch taken over later does not send it again) and, side by side,
-        # the acceptance kept in the store with the carrier's ids: a daemon that takes this batch
-        # over after a crash or a lost broker connection settles it instead of guessing.
-        told_now = False
-
-        async def tell() -> None:
-            nonlocal told_now
-            with contextlib.suppress(Exception):  # told again with the rest of the batch
-                await sent.put(_outcome(item, "sent", side.name, now(), accepted.carrier_ids))
-                told_now = True
+        async def before(_: Submission) -> None:
+            nonlocal handed
+            if slot.cut:
+                raise RetryableError(
+                    f"message {item.id!r} was not handed to the carrier: this daemon lost its"
+                    " link's lease",
+                    code="link_lost",
+                )
+            handed = True
+            slot.answering += 1
+            if marks is None:
+                return
+            try:
+                await marks.put((side.name + SUBMITTING, key, item.id))
+            except Exception as error:
+                raise RetryableError(
+                    f"message {item.id!r} could not be marked as submitted ({error})",
+                    code="store",
+                ) from error
 
         async def keep(row: tuple[str, str, str]) -> None:
-            assert marks is not None
-            with contextlib.suppress(Exception):  # the outcome settles it anyway
-                await marks.put(row)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(tell)
             if marks is not None:
-                for row in rows:
-                    nursery.start_soon(keep, row)
-        if not told_now:
-            return
-        told.add(index)
+                with contextlib.suppress(Exception):  # the outcome settles it anyway
+                    await marks.put(row)
+
+        try:
+            try:
+                accepted = await slot.link.submit(submission(item), before=before)
+            except CarrierError as error:
+                results[index] = error
+                if handed:
+                    # Kept as it comes, like an acceptance: a daemon taking this batch over
+                    # fails or retries it as this one would have, instead of guessing.
+                    await keep(_answer_mark(side.name, key, error))
+                return
+            results[index] = accepted
+            side.accepted(item.id, accepted)  # before its delivery report, usually
+            rows = [(side.name, carrier_id, item.id) for carrier_id in accepted.carrier_ids]
+            rows.append((side.name + ACCEPTED, key, item.id))
+            # Settled at once (a batch taken over later does not send it again) and, side by
+            # side, the acceptance kept in the store with the carrier's ids: a daemon that takes
+            # this batch over after a crash or a lost broker connection settles it instead of
+            # guessing.
+            told_now = False
+
+            async def tell() -> None:
+                nonlocal told_now
+                with contextlib.suppress(Exception):  # told again with the rest of the batch
+                    await sent.put(_outcome(item, "sent", side.name, now(), accepted.carrier_ids))
+                    told_now = True
+
+            async def keep_all() -> None:
+                nonlocal handed
+                async with trio.open_nursery() as keeping:
+                    for row in rows:
+                        keeping.start_soon(keep, row)
+                if handed:  # its answer is safe: a cut link need not wait for the tell
+                    handed = False
+                    slot.answering -= 1
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tell)
+                nursery.start_soon(keep_all)
+            if told_now:
+                told.add(index)
+        finally:
+            if handed:
+                slot.answering -= 1
 
     async def _settle(
         self,
@@ -479,23 +604,21 @@ class CarrierActor(ConsumerActor):
         told: set[int],
         attempt: int,
         unknown: tuple[SendItem, ...] = (),
-        taken: tuple[SendItem, ...] = (),
+        answered: tuple[Answered, ...] = (),
     ) -> None:
         side = self.side
         outcomes: list[Outcome] = []
         retry: list[SendItem] = []
         failover: dict[str, list[SendItem]] = {}
         at = now()
-        outcomes.extend(_outcome(item, "sent", side.name, at, ()) for item in taken)
-        for item in unknown:
-            error = (
-                "unknown: the daemon submitting it stopped before the carrier's answer was"
-                " safe; not sent again"
-            )
-            outcomes.append(_outcome(item, "failed", side.name, at, (), error))
-        for index, (item, result) in enumerate(zip(batch.items, results, strict=True)):
-            if index in told:
-                continue
+        if unknown:
+            await self._keep_unknown(batch, unknown, at)
+        answers = [
+            (item, result)
+            for index, (item, result) in enumerate(zip(batch.items, results, strict=True))
+            if index not in told
+        ]
+        for item, result in [*answered, *answers]:
             if isinstance(result, Accepted):
                 outcomes.append(_outcome(item, "sent", side.name, at, result.carrier_ids))
                 continue
@@ -538,6 +661,29 @@ class CarrierActor(ConsumerActor):
                     self._retry, msgspec.structs.replace(batch, items=tuple(retry)), attempt
                 )
 
+    async def _keep_unknown(self, batch: SendBatch, unknown: Sequence[SendItem], at: float) -> None:
+        """Leaves the messages whose outcome is unknown unsettled, their money held, each marked
+        (`UNKNOWN`) with the outcome that fails it once nothing came (a delivery report or the
+        reaper settles it). Without a records store, they fail at once (refunded)."""
+        side = self.side
+        error = (
+            "unknown: the daemon submitting it stopped before the carrier's answer was safe;"
+            " not sent again"
+        )
+        failing = [_outcome(item, "failed", side.name, at, (), error) for item in unknown]
+        if side.marks is None:
+            settle = Outcomes(
+                account=batch.account,
+                hold=batch.hold,
+                currency=batch.currency,
+                items=tuple(failing),
+            )
+            await side.accounts.tell(batch.account, settle, message_id=_new_id())
+            return
+        await side.marks(
+            (UNKNOWN, outcome.id, unknown_outcome(batch, outcome)) for outcome in failing
+        )
+
     async def _retry(self, batch: SendBatch, attempt: int) -> None:
         side = self.side
         retry = side.names.retry_layout(side.schedule)
@@ -559,6 +705,37 @@ async def reported_final(records: MessageReader, account: str, messages: Sequenc
         if found is not None and found[0].status in ("delivered", "undelivered"):
             final.add(message_id)
     return final
+
+
+_OUTCOMES_ENCODER = msgspec.json.Encoder()
+_OUTCOMES_DECODER = msgspec.json.Decoder(Outcomes)
+
+
+def unknown_outcome(batch: SendBatch, outcome: Outcome) -> str:
+    """What an `UNKNOWN` mark keeps: the `Outcomes` failing one message, `unless_settled`."""
+    settle = Outcomes(
+        account=batch.account,
+        hold=batch.hold,
+        currency=batch.currency,
+        items=(outcome,),
+        unless_settled=True,
+    )
+    return _OUTCOMES_ENCODER.encode(settle).decode()
+
+
+def unknown_failure(mark: str) -> Outcomes:
+    """The `Outcomes` an `UNKNOWN` mark keeps: it fails its message, unless settled."""
+    return _OUTCOMES_DECODER.decode(mark)
+
+
+def unknown_delivered(mark: str, at: float) -> Outcomes:
+    """The `Outcomes` that captures the message of an `UNKNOWN` mark, unless settled: its delivery
+    report came, so the carrier had it."""
+    settle = unknown_failure(mark)
+    items = tuple(
+        msgspec.structs.replace(item, status="sent", error="", at=at) for item in settle.items
+    )
+    return msgspec.structs.replace(settle, items=items)
 
 
 def _next_carrier(item: SendItem, current: str) -> str | None:

@@ -45,8 +45,11 @@ The holder renews its token every `RENEW` seconds (publishes a new one, acks the
 handed the new one, being the active consumer), well within RabbitMQ's `consumer_timeout`.
 
 A holder whose connection to RabbitMQ drops (the transport reconnects, or is not connected)
-stops the link at once, unsettled, and the child crashes: RabbitMQ gave its token and its
-unacked batches to the next daemon already. The supervisor starts it again as a candidate.
+cuts the link (`LinkSlot.cut`): no submit starts any more, but those handed to the carrier
+already get up to `GRACE` seconds for their answers (acceptances, refusals) to be written to the
+records store, which does not depend on RabbitMQ; then the link stops, unsettled, and the child
+crashes (`LeaseLost`): RabbitMQ gave its token and its unacked batches to the next daemon
+already, which reads those answers there. The supervisor starts it again as a candidate.
 
 What the holder holds is `LinkHolder`: the side's `slots[i].holder` while it holds the link,
 shown by `GET /v1/admin/carriers` and the `rabbitry_carrier_link_held` gauge.
@@ -84,6 +87,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BIND_WAIT",
     "CHECK",
+    "GRACE",
     "ORPHANED",
     "RENEW",
     "REPUBLISH",
@@ -105,6 +109,11 @@ REPUBLISH = 60.0
 
 WATCH = 0.25
 """Seconds between checks of the transport's connection while holding a link."""
+
+GRACE = 10.0
+"""Seconds a holder whose connection to RabbitMQ dropped gives the submits it handed to the
+carrier to be answered and their answers written (the SMPP connector's default
+`response_timeout`); a daemon taking a batch over waits as long for those answers."""
 
 BIND_WAIT = 10.0
 """Seconds a new holder waits for the connector to bind before it takes batches anyway (they then
@@ -147,13 +156,18 @@ def link_topology(queue: str) -> Topology:
 @attrs.define(eq=False)
 class LinkSlot:
     """Link `index` of a carrier in this daemon: its connector, its limits, who holds it here
-    (`holder`, None while another daemon or nobody does) and since when (trio time)."""
+    (`holder`, None while another daemon or nobody does) and since when (trio time).
+
+    `cut` is set when the holder lost its connection to RabbitMQ: no submit starts any more;
+    `answering` counts the submits handed to the carrier whose answer is not in the store yet."""
 
     index: int
     connector: Connector
     link: CarrierLink
     holder: str | None = None
     held_since: float | None = None
+    cut: bool = False
+    answering: int = 0
 
 
 class LinkHandle:
@@ -374,13 +388,14 @@ async def _candidacy(
         )
         try:
             async with trio.open_nursery() as holding:
-                holding.start_soon(_watch, transport)
+                holding.start_soon(_watch, transport, slot)
                 holding.start_soon(_renew, transport, tokens, held, publish_token)
                 await _serve(side, slot, actor, stop, transport, codec, router, prefetch)
                 holding.cancel_scope.cancel()
         finally:
             slot.holder = None
             slot.held_since = None
+            slot.cut = False
             _log.info(
                 "carrier %s link %d: given back by %s",
                 side.name,
@@ -413,16 +428,31 @@ async def _wait_for_token(
     return held[0] if held else None
 
 
-async def _watch(transport: Transport) -> None:
+async def _watch(transport: Transport, slot: LinkSlot) -> None:
+    """Raises `LeaseLost` once the connection to RabbitMQ dropped and the submits in flight were
+    answered (or `GRACE` seconds passed); no submit starts from the moment it dropped."""
     reconnects = transport.statistics().reconnects
     while True:
         statistics = transport.statistics()
         if not statistics.connected or statistics.reconnects != reconnects:
-            raise LeaseLost(
-                "the connection to RabbitMQ dropped while this daemon held a carrier link;"
-                " RabbitMQ handed it to the next daemon"
-            )
+            break
         await trio.sleep(WATCH)
+    slot.cut = True
+    _log.warning(
+        "carrier link %d: the connection to RabbitMQ dropped; %d submits in flight get %.0f s"
+        " for their answers",
+        slot.index,
+        slot.answering,
+        GRACE,
+        extra={"event": "carrier_link_cut", "link": slot.index},
+    )
+    with trio.move_on_after(GRACE):
+        while slot.answering:  # noqa: ASYNC110 - counted by the submits' tasks
+            await trio.sleep(WATCH / 5)
+    raise LeaseLost(
+        "the connection to RabbitMQ dropped while this daemon held a carrier link;"
+        " RabbitMQ handed it to the next daemon"
+    )
 
 
 async def _renew(

@@ -19,6 +19,14 @@ minute for the default deadline) gives both back:
   older than `older_than` that still hold money and whose send recorded no message, and tells
   their account to release them (`reap-<hold>`: applied once, whichever daemon's reaper sends it).
 
+A third kind holds money on purpose, for a while: a message handed to a carrier by a daemon that
+stopped before the carrier's answer was safe (its outcome unknown: rabbitry.platform._carrier
+`UNKNOWN`) keeps its money held, so that its delivery report, if one comes, captures it. Once its
+send's hold is `unknown_outcome_timeout` seconds old (`[sms] unknown_outcome_timeout`, an hour by
+default: delivery reports come within minutes, and a late one past that is rare enough to be
+refunded), `release_unknown_once` tells its account the outcome kept with the mark: released, the
+message failed as unknown (unless its report settled it meanwhile).
+
 It reads the ledger and the records; the releases are the account actors'.
 """
 
@@ -26,12 +34,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import trio
 
 from broker import PublishError
+from rabbitry.platform._carrier import UNKNOWN, unknown_failure
 from rabbitry.platform._messages import ReleaseHold, send_message_id, send_request_of
 from rabbitry.platform._outbox import (
     AccountTeller,
@@ -49,6 +58,8 @@ OLDER_THAN = 600.0
 """Ten minutes: far beyond the gateway's hold RPC deadline (10 s)."""
 UNQUEUED_TIMEOUT = 900.0
 """The default `[sms] unqueued_timeout`."""
+UNKNOWN_OUTCOME_TIMEOUT = 3600.0
+"""The default `[sms] unknown_outcome_timeout`."""
 GIVEN_UP = "not queued: the send answered 5xx and was not retried in time"
 
 
@@ -67,6 +78,12 @@ class MessageLookup(Protocol):
     async def message(
         self, account: str, message_id: str
     ) -> tuple[MessageRecord, list[Event]] | None: ...
+
+
+class UnknownLookup(MessageLookup, Protocol):
+    """What releasing the unknown outcomes reads of the records: the marks too."""
+
+    async def messages_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]: ...
 
 
 async def recover_once(
@@ -139,21 +156,72 @@ async def reap_once(
     return reaped
 
 
+async def release_unknown_once(
+    ledger: OpenHolds,
+    records: UnknownLookup,
+    accounts: AccountTeller,
+    *,
+    older_than: float = UNKNOWN_OUTCOME_TIMEOUT,
+) -> list[str]:
+    """Fails the messages whose outcome is unknown in the send holds older than `older_than`
+    that still hold money (released, unless a delivery report settled them); returns their ids."""
+    released = []
+    for account, hold in await ledger.open_holds(older_than):
+        request_id = send_request_of(hold)
+        if request_id is None:
+            continue  # not a send's hold
+        messages = [
+            send_message_id(request_id, item.index)
+            for row in await records.outbox.rows_of(request_id)
+            for item in row.items
+        ]
+        if not messages:
+            continue
+        marks = await records.messages_for((UNKNOWN, message) for message in messages)
+        for (_, message), mark in sorted(marks.items()):
+            settle = unknown_failure(mark)
+            await accounts.tell(settle.account, settle, message_id=f"unknown-{message}")
+            released.append(message)
+            _log.warning(
+                "account %s: message %s got no delivery report %.0f s after its send, its"
+                " outcome unknown; failed and released",
+                account,
+                message,
+                older_than,
+                extra={"event": "unknown_outcome_released", "account": account, "hold": hold},
+            )
+    return released
+
+
 async def run_reaper(
     ledger: OpenHolds,
-    records: MessageLookup,
+    records: UnknownLookup,
     accounts: AccountTeller,
     *,
     older_than: float = OLDER_THAN,
     unqueued_timeout: float = UNQUEUED_TIMEOUT,
+    unknown_outcome_timeout: float | None = None,
     clock: Callable[[], float] = time.time,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Both reapers, every `reaper_interval(unqueued_timeout)` seconds, until cancelled."""
+    """Both reapers, every `reaper_interval(unqueued_timeout)` seconds, until cancelled; with
+    `unknown_outcome_timeout` (and `records` an `UnknownLookup`), `release_unknown_once` too,
+    every `reaper_interval(unknown_outcome_timeout)` seconds."""
     task_status.started()
+    async with trio.open_nursery() as nursery:
+        if unknown_outcome_timeout is not None:
+            nursery.start_soon(_release_unknown, ledger, records, accounts, unknown_outcome_timeout)
+        while True:
+            await trio.sleep(reaper_interval(unqueued_timeout))
+            await recover_once(
+                records.outbox, accounts, older_than=claim_after(unqueued_timeout), clock=clock
+            )
+            await reap_once(ledger, records, accounts, older_than=older_than)
+
+
+async def _release_unknown(
+    ledger: OpenHolds, records: UnknownLookup, accounts: AccountTeller, older_than: float
+) -> None:
     while True:
-        await trio.sleep(reaper_interval(unqueued_timeout))
-        await recover_once(
-            records.outbox, accounts, older_than=claim_after(unqueued_timeout), clock=clock
-        )
-        await reap_once(ledger, records, accounts, older_than=older_than)
+        await trio.sleep(reaper_interval(older_than))
+        await release_unknown_once(ledger, records, accounts, older_than=older_than)

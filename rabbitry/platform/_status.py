@@ -2,7 +2,10 @@
 
 - `ReportsActor` consumes `sms.reports`: each `Reports` batch moves its messages' statuses (only
   forward, so a redelivered or late report changes nothing) and queues the customers' callbacks;
-  a report that came with the carrier's id only is matched through the records.
+  a report that came with the carrier's id only is matched through the records. A delivered or
+  undelivered report of a message whose outcome was unknown (its daemon stopped before the
+  carrier's answer was safe: rabbitry.platform._carrier `UNKNOWN`) tells its account to capture
+  it, unless settled meanwhile: the carrier had it.
 - `InboundActor` consumes `sms.inbound`: an inbound SMS is stored for the account owning its
   destination number (once per id) and POSTed to the account's webhook_url through the callback
   queue. An SMS for a number nobody owns is refused as `UnknownNumber`, a permanent failure: it is
@@ -24,9 +27,11 @@ from typing import Any, Protocol
 from actors import ConsumerActor, inbound_or_none
 from rabbitry.billing import InvalidNumber, check_number
 from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
+from rabbitry.platform._carrier import UNKNOWN, unknown_delivered
 from rabbitry.platform._context import Services, now
 from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import InboundSms, Reports, inbound_id, without_nul
+from rabbitry.platform._outbox import AccountTeller
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import AccountRecord, Changed, InboundRecord, StatusChange
 
@@ -60,17 +65,24 @@ class InboundRecords(Protocol):
 class ReportsActor(ConsumerActor):
     """Consumes sms.reports (see the module docstring)."""
 
-    __slots__ = ("names", "publisher", "records")
+    __slots__ = ("accounts", "names", "publisher", "records")
 
-    def __init__(self, records: ReportRecords, publisher: Publisher, names: Names) -> None:
+    def __init__(
+        self,
+        records: ReportRecords,
+        publisher: Publisher,
+        names: Names,
+        accounts: AccountTeller | None = None,
+    ) -> None:
         self.records = records
         self.publisher = publisher
         self.names = names
+        self.accounts = accounts
 
     @classmethod
     def from_platform(cls, services: Services) -> ReportsActor:
         context = services.context
-        return cls(context.records, context.publisher, context.names)
+        return cls(context.records, context.publisher, context.names, context.accounts)
 
     async def handle(self, message: Any) -> None:
         if not isinstance(message, Reports):
@@ -98,6 +110,7 @@ class ReportsActor(ConsumerActor):
             )
         changed = await records.apply_statuses(changes)
         await publish_callbacks(self.publisher, self.names, status_callbacks(changed))
+        await self._capture_unknown(changes)
         if unmatched:
             # The report came before its outcome was settled, or is for nothing we sent: the
             # retry tiers bring it back (the matched ones again too: applying them is a no-op).
@@ -105,6 +118,23 @@ class ReportsActor(ConsumerActor):
             raise UnmatchedReport(
                 f"{len(unmatched)} delivery reports match no message yet, e.g. {ids}"
             )
+
+    async def _capture_unknown(self, changes: list[StatusChange]) -> None:
+        """Tells the accounts to capture the messages whose outcome was unknown and whose
+        delivery report came now (unless settled: the reaper may have given up on them)."""
+        if self.accounts is None:
+            return
+        reported = {
+            change.id: change.at
+            for change in changes
+            if change.status in ("delivered", "undelivered")
+        }
+        if not reported:
+            return
+        marks = await self.records.messages_for((UNKNOWN, message) for message in reported)
+        for (_, message), mark in sorted(marks.items()):
+            settle = unknown_delivered(mark, reported[message])
+            await self.accounts.tell(settle.account, settle, message_id=f"reported-{message}")
 
 
 class InboundActor(ConsumerActor):

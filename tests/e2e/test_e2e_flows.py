@@ -136,7 +136,11 @@ async def test_kill_9_mid_batch_loses_nothing_and_charges_once(
         prefixes = ["+"]
         tps = 1000
         """
-    daemon = await daemon_factory(config_text(tmp_path / "var" / "rabbitry.db", carriers=slow))
+    # A message whose outcome is unknown keeps its money held for its report this long.
+    extra = "[sms]\nunknown_outcome_timeout = 5\n"
+    daemon = await daemon_factory(
+        config_text(tmp_path / "var" / "rabbitry.db", carriers=slow, extra=extra)
+    )
     async with daemon.client() as admin:
         account, key = await open_account(admin, "200.00")
     numbers = [f"+44{index:09d}" for index in range(3000)]
@@ -159,8 +163,9 @@ async def test_kill_9_mid_batch_loses_nothing_and_charges_once(
         # The simulator carrier runs inside the daemon, so what it held died with it: the
         # reports it had not sent yet (a real SMSC keeps them and forwards them to the next
         # bind): those messages stay "sent", accepted and charged once; and a message handed to
-        # it in the instant of the kill, without its answer, is failed and refunded (whether
-        # the carrier took it is unknown), never submitted twice.
+        # it in the instant of the kill, without its answer (whether the carrier took it is
+        # unknown), is never submitted twice: its money stays held for its delivery report, which
+        # died with the carrier, then it is failed and refunded (`unknown_outcome_timeout`).
         with trio.fail_after(120):
             while True:
                 views = {i: (await client.get(f"/v1/sms/{i}")).json() for i in ids}

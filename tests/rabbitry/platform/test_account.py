@@ -34,9 +34,11 @@ from rabbitry.platform import (
     Outcomes,
     Publisher,
     Records,
+    SendBatch,
     account_of,
     platform_codec,
 )
+from rabbitry.platform._carrier import unknown_delivered, unknown_failure, unknown_outcome
 
 from .conftest import InlineThreads, inline
 
@@ -198,3 +200,36 @@ async def test_a_call_cut_off_by_a_lost_connection_is_unavailable_never_a_crash(
                 await client.ask(
                     Fund(account="acc_1", amount=Decimal("1"), currency="EUR", operation="f")
                 )
+
+
+async def test_an_unknown_outcome_is_settled_once_by_its_report_or_by_the_reaper(
+    autojump_clock: Any,
+) -> None:
+    """A message whose outcome is unknown keeps its money held; its delivery report (a capture)
+    and the reaper giving up (a release) may both be told, in either order: the first wins,
+    the other changes nothing."""
+    ledger = Ledger(MemoryStore())
+    batch = SendBatch(account="a", hold="h", currency="EUR", items=())
+    marks = {
+        message: unknown_outcome(batch, outcome(message, "failed")) for message in ("m1", "m2")
+    }
+    async with account_actors(ledger) as accounts:
+        with trio.fail_after(10):
+            await accounts.ask(OpenAccountCommand(account="a", currency="EUR", operation="o"))
+            await accounts.ask(Fund(account="a", amount=Decimal(1), currency="EUR", operation="f"))
+            hold = HoldFunds(
+                account="a", hold="h", amount=Decimal("0.10"), currency="EUR", operation="h"
+            )
+            await accounts.ask(hold)
+            # m1: its report came first, then the reaper; m2: the reaper, then a late report.
+            await accounts.tell("a", unknown_delivered(marks["m1"], 1.0), message_id="r-m1")
+            await accounts.tell("a", unknown_failure(marks["m2"]), message_id="u-m2")
+            await accounts.tell("a", unknown_failure(marks["m1"]), message_id="u-m1")
+            await accounts.tell("a", unknown_delivered(marks["m2"], 2.0), message_id="r-m2")
+            assert await accounts.settled("a", ["m1", "m2"]) == frozenset({"m1", "m2"})
+    assert ledger.applied_among(["capture-m1", "release-m1", "capture-m2", "release-m2"]) == {
+        "capture-m1",
+        "release-m2",
+    }
+    balance = ledger.balance("a")
+    assert (balance.balance, balance.held) == (Decimal("0.95"), Decimal("0.00"))

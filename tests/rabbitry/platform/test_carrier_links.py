@@ -9,8 +9,10 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from decimal import Decimal
 from typing import Any, cast
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -24,18 +26,23 @@ from broker import (
     open_memory_transport,
     open_rabbitmq_transport,
 )
-from rabbitry.carriers import Accepted, CarrierDown, EventSink, Submission
+from rabbitry.carriers import Accepted, CarrierDown, EventSink, PermanentError, Submission
 from rabbitry.platform import (
     CarrierActor,
     CarrierSide,
+    LeaseLost,
     LinkFleet,
     LinkHandle,
     Names,
+    SendBatch,
+    SendItem,
     platform_codec,
     platform_topology,
     run_link,
 )
-from rabbitry.platform._carrier_links import ORPHANED, RENEW
+from rabbitry.platform._carrier import ACCEPTED, REFUSED, SUBMITTING
+from rabbitry.platform._carrier_links import GRACE, ORPHANED, RENEW
+from rabbitry.platform._publisher import Publisher
 
 
 class Carrier:
@@ -479,3 +486,155 @@ async def test_on_rabbitmq_links_spread_and_a_leavers_links_go_to_the_others(
 
     async with opener() as setup:
         await spread_and_leave(opener, setup, daemons=3, count=2, graceful=graceful, heartbeat=1.0)
+
+
+# -- a holder cut off RabbitMQ -----------------------------------------------------------------
+
+
+class Cut:
+    """A transport that says it lost its connection once `cut` is set (the rest goes on)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.cut = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+    def statistics(self) -> Any:
+        statistics = self.transport.statistics()
+        return attrs.evolve(statistics, connected=statistics.connected and not self.cut)
+
+
+class Answering:
+    """A connector whose submits wait for `answer` to be set: the second handed to it is refused
+    for good, the others accepted; every submission handed to it is in `handed`."""
+
+    name = "c"
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+        self.answer = trio.Event()
+
+    async def run(self, events: EventSink, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def submit(self, submission: Submission) -> Accepted:
+        self.handed.append(submission.message_id)
+        await self.answer.wait()
+        if self.handed.index(submission.message_id) == 1:
+            raise PermanentError("invalid destination", code="ESME_RINVDSTADR")
+        return Accepted((f"smsc-{submission.message_id}",))
+
+    def health(self) -> str:
+        return "bound"
+
+
+class Told:
+    def __init__(self) -> None:
+        self.outcomes: list[Any] = []
+
+    async def tell(self, account: str, message: Any, *, message_id: str) -> None:
+        self.outcomes.append(message)
+
+
+async def hold_and_cut(answer_after: float | None) -> tuple[Answering, dict[Any, str], float]:
+    """A daemon holding link 0 submits a batch of three with a window of two, and loses its
+    connection to RabbitMQ while the first two are handed to the carrier; the carrier answers
+    them `answer_after` seconds later (None: never). Returns the connector, the marks written,
+    and the seconds from the cut to `LeaseLost`."""
+    names = Names()
+    broker = MemoryBroker("cut")
+    connector = Answering()
+    marks: dict[Any, str] = {}
+
+    async def mark(rows: Any) -> None:
+        for carrier, carrier_id, value in rows:
+            marks.setdefault((carrier, carrier_id), value)
+
+    async with open_memory_transport(broker) as memory:
+        await memory.declare(platform_topology(names, ["c"], RetrySchedule((1.0,))))
+        transport = Cut(memory)
+        publisher = Publisher(memory, platform_codec(), names.exchange)
+        side = CarrierSide(
+            "c",
+            cast(Any, connector),
+            publisher=publisher,
+            accounts=cast(Any, Told()),
+            names=names,
+            schedule=RetrySchedule((1.0,)),
+            window=2,
+            marks=mark,
+        )
+        slot = side.slots[0]
+        items = tuple(
+            SendItem(
+                id=message,
+                to="+33612345678",
+                sender="ACME",
+                text="hi",
+                segments=1,
+                encoding="gsm7",
+                price=Decimal("0.05"),
+                prefix="+33",
+                carriers=("c",),
+            )
+            for message in ("m1", "m2", "m3")
+        )
+        batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=items)
+        cut_at = 0.0
+        with pytest.RaisesGroup(LeaseLost, flatten_subgroups=True):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(
+                    functools.partial(
+                        run_link,
+                        side,
+                        slot,
+                        functools.partial(CarrierActor, side, slot),
+                        transport=cast(Any, transport),
+                        codec=platform_codec(),
+                        router=None,
+                        holder="d1",
+                    )
+                )
+                await publisher.publish(batch, routing_key=names.send_key("c"))
+                await until(lambda: len(connector.handed) == 2)
+                await trio.testing.wait_all_tasks_blocked()
+                transport.cut = True
+                cut_at = trio.current_time()
+                if answer_after is not None:
+                    await trio.sleep(answer_after)
+                    connector.answer.set()
+                await trio.sleep_forever()
+        lost_after = trio.current_time() - cut_at
+    return connector, marks, lost_after
+
+
+async def test_a_holder_cut_off_rabbitmq_keeps_the_answers_of_its_submits_in_flight(
+    autojump_clock: Any,
+) -> None:
+    """The connection to RabbitMQ drops while two submits wait for the carrier's answer: no
+    submit starts any more (the third is never handed over), the two answers are kept in the
+    store as they come (an acceptance, a refusal with its reason), and only then is the lease
+    lost (the batch goes to the next daemon, which reads those answers)."""
+    connector, marks, lost_after = await hold_and_cut(answer_after=3.0)
+    assert len(connector.handed) == 2  # the window
+    accepted, refused = connector.handed
+    assert marks == {
+        ("c" + SUBMITTING, f"{accepted}:0"): accepted,
+        ("c" + SUBMITTING, f"{refused}:0"): refused,
+        ("c", f"smsc-{accepted}"): accepted,
+        ("c" + ACCEPTED, f"{accepted}:0"): accepted,
+        ("c" + REFUSED, f"{refused}:0"): "ESME_RINVDSTADR: invalid destination",
+    }
+    assert 3.0 <= lost_after < 3.5  # once answered, not GRACE
+
+
+async def test_a_holder_cut_off_rabbitmq_waits_for_the_carrier_no_longer_than_the_grace(
+    autojump_clock: Any,
+) -> None:
+    connector, marks, lost_after = await hold_and_cut(answer_after=None)
+    assert len(connector.handed) == 2
+    assert set(marks) == {("c" + SUBMITTING, f"{message}:0") for message in connector.handed}
+    assert GRACE <= lost_after < GRACE + 0.5

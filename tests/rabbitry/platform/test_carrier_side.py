@@ -1,4 +1,5 @@
-"""The carrier side: a carrier that refuses our credentials is retried more and more slowly."""
+"""The carrier side: a carrier that refuses our credentials is retried more and more slowly; a
+batch taken over from a daemon that stopped settles what the carrier answered that daemon."""
 
 import functools
 from decimal import Decimal
@@ -8,17 +9,38 @@ from typing import Any, cast
 import pytest
 import trio
 
-from rabbitry.carriers import Accepted, AuthenticationFailed, Submission
+from broker import RetrySchedule
+from rabbitry.carriers import (
+    Accepted,
+    AuthenticationFailed,
+    CarrierError,
+    PermanentError,
+    RetryableError,
+    Submission,
+)
 from rabbitry.platform import (
     AsyncRecords,
     CarrierActor,
     CarrierSide,
+    Names,
     SendBatch,
     SendItem,
     open_records,
+    platform_codec,
     reported_final,
 )
-from rabbitry.platform._carrier import ACCEPTED, SUBMITTING
+from rabbitry.platform._carrier import (
+    ACCEPTED,
+    ANSWER_WAIT,
+    REFUSED,
+    RETRYABLE,
+    SUBMITTING,
+    UNKNOWN,
+    Answered,
+    unknown_delivered,
+    unknown_failure,
+)
+from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import MessageRecord
 
 
@@ -92,13 +114,26 @@ def item(message_id: str) -> SendItem:
     )
 
 
-async def test_a_taken_over_batch_settles_what_the_carrier_accepted_and_fails_only_the_unknown(
-    tmp_path: Path,
+def answers(answered: tuple[Answered, ...]) -> dict[str, str]:
+    """What each answered item's answer says: "sent", or the error's class, code and text."""
+
+    def said(answer: Accepted | CarrierError) -> str:
+        if isinstance(answer, Accepted):
+            return "sent"
+        return f"{type(answer).__name__} {answer.code}: {answer}"
+
+    return {item.id: said(answer) for item, answer in answered}
+
+
+async def test_a_taken_over_batch_settles_what_the_carrier_answered_and_fails_only_the_unknown(
+    tmp_path: Path, autojump_clock: Any
 ) -> None:
-    """A daemon died (or lost its link) with three messages of a batch handed to the carrier:
-    the carrier's answer for `accepted` was kept in the records, `unknown` got none, `fresh` was
-    never handed over. The daemon taking the batch over settles `accepted` as sent, fails
-    `unknown` (refunded, never sent twice) and submits `fresh` only."""
+    """A daemon died (or lost its link) with five messages of a batch handed to the carrier: the
+    carrier's answer for `accepted`, `refused` and `busy` was kept in the records, `unknown` got
+    none, `fresh` was never handed over. The daemon taking the batch over settles `accepted` as
+    sent, `refused` as failed with the carrier's reason, gives `busy` back to the retries, fails
+    `unknown` (refunded, never sent twice) once it waited for its answer, and submits `fresh`
+    only."""
     with open_records(f"sqlite:///{tmp_path / 'records.db'}") as store:
         records = AsyncRecords(store)
         await records.remember_carrier_ids(
@@ -106,6 +141,10 @@ async def test_a_taken_over_batch_settles_what_the_carrier_accepted_and_fails_on
                 ("sim" + SUBMITTING, "accepted:0", "accepted"),
                 ("sim" + ACCEPTED, "accepted:0", "accepted"),
                 ("sim", "smsc-42", "accepted"),
+                ("sim" + SUBMITTING, "refused:0", "refused"),
+                ("sim" + REFUSED, "refused:0", "ESME_RINVDSTADR: invalid destination"),
+                ("sim" + SUBMITTING, "busy:0", "busy"),
+                ("sim" + RETRYABLE, "busy:0", "down: not bound"),
                 ("sim" + SUBMITTING, "unknown:0", "unknown"),
                 ("sim" + SUBMITTING, "reported:0", "reported"),
                 ("sim" + SUBMITTING, "fresh:1", "fresh"),  # another attempt's mark: not this one
@@ -142,14 +181,184 @@ async def test_a_taken_over_batch_settles_what_the_carrier_accepted_and_fails_on
             account="acc_1",
             hold="h1",
             currency="EUR",
-            items=(item("accepted"), item("unknown"), item("reported"), item("fresh")),
+            items=tuple(
+                item(i) for i in ("accepted", "refused", "busy", "unknown", "reported", "fresh")
+            ),
         )
         actor = CarrierActor(side)
-        left, unknown, taken = await actor._unsettled(batch, 0, redelivered=True)
+        started = trio.current_time()
+        left, unknown, answered = await actor._unsettled(batch, 0, redelivered=True)
+        assert trio.current_time() - started >= ANSWER_WAIT  # the first daemon may still write
         assert [i.id for i in left.items] == ["fresh"]
         assert [i.id for i in unknown] == ["unknown"]
-        assert [i.id for i in taken] == ["accepted", "reported"]
+        assert answers(answered) == {
+            "accepted": "sent",
+            "refused": "PermanentError ESME_RINVDSTADR: invalid destination",
+            "busy": "RetryableError down: not bound",
+            "reported": "sent",
+        }
         assert await records.message_for("sim", "smsc-42") == "accepted"  # its reports match
         # Not redelivered (a retry through the tiers): nothing was handed over in this attempt.
-        left, unknown, taken = await actor._unsettled(batch, 0, redelivered=False)
-        assert (len(left.items), unknown, taken) == (4, (), ())
+        left, unknown, answered = await actor._unsettled(batch, 0, redelivered=False)
+        assert (len(left.items), unknown, answered) == (6, (), ())
+
+
+class MemoryMarks:
+    """The records' carrier-id table, in memory: `marks` and `marked` of a CarrierSide."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], str] = {}
+
+    async def marks(self, rows: Any) -> None:
+        for carrier, carrier_id, value in rows:
+            self.rows.setdefault((carrier, carrier_id), value)
+
+    async def marked(self, keys: Any) -> dict[tuple[str, str], str]:
+        await trio.lowlevel.checkpoint()
+        return {key: self.rows[key] for key in keys if key in self.rows}
+
+
+def taking_over(store: MemoryMarks) -> CarrierSide:
+    unused = cast(Any, None)
+    return CarrierSide(
+        "sim",
+        cast(Any, Scripted([])),
+        publisher=unused,
+        accounts=cast(Any, NothingSettled()),
+        names=unused,
+        schedule=unused,
+        marks=store.marks,
+        marked=store.marked,
+    )
+
+
+async def test_a_taken_over_batch_waits_for_the_answers_its_first_daemon_still_writes(
+    autojump_clock: Any,
+) -> None:
+    """The first daemon, cut off RabbitMQ, still writes the carrier's answers for a while: the
+    daemon taking its batch over reads them again until they are all there (not a moment
+    longer), rather than failing those messages as unknown."""
+    store = MemoryMarks()
+    await store.marks(
+        ("sim" + SUBMITTING, f"{message}:2", message) for message in ("late", "later", "refused")
+    )
+
+    async def first_daemon() -> None:
+        await trio.sleep(1.0)
+        await store.marks([("sim" + ACCEPTED, "late:2", "late")])
+        await trio.sleep(4.0)
+        await store.marks([("sim" + REFUSED, "refused:2", "ESME_RSUBMITFAIL: submit failed")])
+        await trio.sleep(3.0)
+        await store.marks([("sim" + ACCEPTED, "later:2", "later")])
+
+    batch = SendBatch(
+        account="acc_1",
+        hold="h1",
+        currency="EUR",
+        items=(item("late"), item("later"), item("refused")),
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first_daemon)
+        started = trio.current_time()
+        left, unknown, answered = await CarrierActor(taking_over(store))._unsettled(
+            batch, 2, redelivered=True
+        )
+        waited = trio.current_time() - started
+    assert (left.items, unknown) == ((), ())
+    assert answers(answered) == {
+        "late": "sent",
+        "refused": "PermanentError ESME_RSUBMITFAIL: submit failed",
+        "later": "sent",
+    }
+    assert 8.0 <= waited < 9.0
+
+
+async def test_a_taken_over_batch_with_every_answer_kept_does_not_wait(
+    autojump_clock: Any,
+) -> None:
+    store = MemoryMarks()
+    await store.marks(
+        [
+            ("sim" + SUBMITTING, "a:0", "a"),
+            ("sim" + ACCEPTED, "a:0", "a"),
+            ("sim" + SUBMITTING, "b:0", "b"),
+            ("sim" + RETRYABLE, "b:0", "throttled: throttled 3 times"),
+        ]
+    )
+    batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=(item("a"), item("b")))
+    started = trio.current_time()
+    left, unknown, answered = await CarrierActor(taking_over(store))._unsettled(
+        batch, 0, redelivered=True
+    )
+    assert trio.current_time() == started
+    assert (left.items, unknown) == ((), ())
+    assert answers(answered) == {"a": "sent", "b": "RetryableError throttled: throttled 3 times"}
+    assert isinstance(answered[1][1], RetryableError)
+    assert not isinstance(answered[1][1], PermanentError)
+
+
+class Recorded:
+    """A transport keeping what is published, and accounts keeping what they are told."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, Any]] = []
+        self.told: list[Any] = []
+
+    async def publish(self, envelope: Any, *, exchange: str, routing_key: str, **_: Any) -> None:
+        self.published.append((exchange, routing_key, envelope))
+
+    async def tell(self, account: str, message: Any, *, message_id: str) -> None:
+        self.told.append(message)
+
+
+async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_have() -> None:
+    """Accepted: sent (captured); refused: failed with the carrier's reason (refunded); not
+    taken: retried through the tiers at the next attempt (never sent, so sending it is safe);
+    unknown: not settled (its money stays held), marked with the outcome that fails it if no
+    delivery report comes."""
+    recorded = Recorded()
+    names = Names()
+    store = MemoryMarks()
+    side = CarrierSide(
+        "sim",
+        cast(Any, Scripted([])),
+        publisher=Publisher(cast(Any, recorded), platform_codec(), names.exchange),
+        accounts=cast(Any, recorded),
+        names=names,
+        schedule=RetrySchedule((1.0, 5.0)),
+        marks=store.marks,
+        marked=store.marked,
+    )
+    batch = SendBatch(
+        account="acc_1",
+        hold="h1",
+        currency="EUR",
+        items=(item("fresh"),),
+    )
+    answered: tuple[Answered, ...] = (
+        (item("accepted"), Accepted(())),
+        (item("refused"), PermanentError("invalid destination", code="ESME_RINVDSTADR")),
+        (item("busy"), RetryableError("not bound", code="down")),
+    )
+    await CarrierActor(side)._settle(
+        batch, [Accepted(("smsc-1",))], set(), 0, (item("unknown"),), answered
+    )
+    [outcomes] = recorded.told
+    assert {o.id: (o.status, o.error.split(":")[0]) for o in outcomes.items} == {
+        "accepted": ("sent", ""),
+        "refused": ("failed", "ESME_RINVDSTADR"),
+        "fresh": ("sent", ""),
+    }
+    [(_, routing_key, envelope)] = recorded.published
+    assert (routing_key, envelope.attempt) == (names.send_key("sim"), 1)
+    assert [i.id for i in platform_codec().decode(envelope).items] == ["busy"]
+    failing = unknown_failure(store.rows[(UNKNOWN, "unknown")])
+    assert (failing.account, failing.hold, failing.unless_settled) == ("acc_1", "h1", True)
+    [failed] = failing.items
+    assert (failed.id, failed.status, failed.price) == ("unknown", "failed", Decimal("0.05"))
+    assert failed.error.startswith("unknown: ")
+    capturing = unknown_delivered(store.rows[(UNKNOWN, "unknown")], at=42.0)
+    assert capturing.unless_settled
+    assert [(i.id, i.status, i.error, i.at) for i in capturing.items] == [
+        ("unknown", "sent", "", 42.0)
+    ]

@@ -5,8 +5,21 @@ from typing import Any
 import attrs
 
 from rabbitry.billing import AsyncLedger, Hold, Ledger, MemoryStore, Money, OpenAccount, TopUp
-from rabbitry.platform import AccountActor, AsyncRecords, Names, Records, ReleaseHold, reap_once
+from rabbitry.platform import (
+    AccountActor,
+    AsyncRecords,
+    Names,
+    Outcome,
+    Outcomes,
+    Records,
+    ReleaseHold,
+    SendBatch,
+    reap_once,
+)
+from rabbitry.platform._carrier import UNKNOWN, unknown_outcome
+from rabbitry.platform._messages import send_message_id
 from rabbitry.platform._outbox import OutboxItem, OutboxRow
+from rabbitry.platform._reaper import release_unknown_once
 from rabbitry.platform._records import MessageRecord
 
 
@@ -110,3 +123,56 @@ async def test_a_hold_whose_send_is_in_the_outbox_is_left_to_its_recovery() -> N
         await reap_once(AsyncLedger(ledger), AsyncRecords(records), platform, older_than=-1) == []
     )
     assert platform.told == []
+
+
+async def test_a_message_whose_outcome_is_unknown_is_failed_once_its_send_is_old_enough() -> None:
+    """Of a send's messages, the one marked with an unknown outcome (its daemon stopped before
+    the carrier's answer was safe) is told failed, unless settled, once its hold is older than
+    `unknown_outcome_timeout`; the others are their carriers' to settle."""
+    ledger = Ledger(MemoryStore())
+    ledger.apply(OpenAccount(id="o", account="a1", currency="EUR"))
+    ledger.apply(TopUp(id="t", account="a1", amount=Money.of("10", "EUR")))
+    request = "unknown0000000000000000000"
+    hold = f"hold-{request}"
+    ledger.apply(Hold(id=hold, account="a1", hold=hold, amount=Money.of("2", "EUR")))
+    records = Records.open(":memory:")
+    items = tuple(
+        OutboxItem(index, f"+3360000000{index}", Money.of("1", "EUR").amount, "+33", ("sim",))
+        for index in range(2)
+    )
+    row = OutboxRow(
+        request=request,
+        seq=0,
+        account="a1",
+        hold=hold,
+        currency="EUR",
+        carrier="sim",
+        fingerprint="f",
+        segments=1,
+        items=items,
+        touched_at=0.0,
+    )
+    records.outbox.add([row])
+    unknown = send_message_id(request, 1)
+    batch = SendBatch(account="a1", hold=hold, currency="EUR", items=())
+    failing = Outcome(
+        id=unknown,
+        status="failed",
+        carrier="sim",
+        price=Money.of("1", "EUR").amount,
+        segments=1,
+        prefix="+33",
+        error="unknown: its daemon stopped",
+    )
+    records.remember_carrier_ids([(UNKNOWN, unknown, unknown_outcome(batch, failing))])
+    platform = Platform(ledger, records)
+    async_ledger, async_records = AsyncLedger(ledger), AsyncRecords(records)
+    assert await release_unknown_once(async_ledger, async_records, platform, older_than=3600) == []
+    assert await release_unknown_once(async_ledger, async_records, platform, older_than=-1) == [
+        unknown
+    ]
+    ((account, told),) = platform.told
+    assert account == "a1"
+    assert told == Outcomes(
+        account="a1", hold=hold, currency="EUR", items=(failing,), unless_settled=True
+    )
