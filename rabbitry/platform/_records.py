@@ -9,7 +9,8 @@ see rabbitry.platform._records_sql), and their rows.
     records.message("acc-1", message_id)                        # None for another account's
 
 Statuses only move forward (queued -> sent -> delivered | undelivered | failed): a delivery report
-that overtakes its submit outcome wins, and a redelivered outcome changes nothing. Every change is
+that overtakes its submit outcome wins (the message moves through the "sent" it implies, so its
+customer still gets that callback), and a redelivered outcome changes nothing. Every change is
 also an event row, unique per (message, status), so a redelivery adds no duplicate event.
 
 API keys are stored as SHA-256 hashes (random 32-byte keys need no slow hash: there is nothing to

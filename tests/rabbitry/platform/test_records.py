@@ -163,7 +163,9 @@ def test_statuses_only_move_forward(records: RecordsStore) -> None:
     records.insert_messages([message("m1"), message("m2"), message("m3")])
     changed = records.apply_statuses(
         [
-            StatusChange(id="m1", status="delivered", at=2.0, carrier="sim"),  # overtook "sent"
+            # The report overtook the outcome: "sent" is implied (the carrier had it), so the
+            # customer still gets both callbacks, and the late outcome moves nothing.
+            StatusChange(id="m1", status="delivered", at=2.0, carrier="sim"),
             StatusChange(id="m1", status="sent", at=1.0, carrier="sim"),
             StatusChange(id="m2", status="sent", at=1.0, carrier="sim"),
             StatusChange(id="m2", status="undelivered", at=3.0, error="absent subscriber"),
@@ -171,20 +173,22 @@ def test_statuses_only_move_forward(records: RecordsStore) -> None:
         ]
     )
     assert [(c.message.id, c.event.status) for c in changed] == [
+        ("m1", "sent"),
         ("m1", "delivered"),
         ("m2", "sent"),
         ("m2", "undelivered"),
     ]
+    assert changed[0].event == Event(status="sent", at=2.0, carrier="sim")
     # Each change carries the message as it was right after that change.
-    assert (changed[1].message.status, changed[1].message.updated_at) == ("sent", 1.0)
-    last = changed[2].message
+    assert (changed[2].message.status, changed[2].message.updated_at) == ("sent", 1.0)
+    last = changed[3].message
     assert (last.status, last.carrier, last.error, last.updated_at) == (
         "undelivered",
         "sim",
         "absent subscriber",
         3.0,
     )
-    assert changed[2].event == Event(status="undelivered", at=3.0, error="absent subscriber")
+    assert changed[3].event == Event(status="undelivered", at=3.0, error="absent subscriber")
 
     again = records.apply_statuses(
         [
@@ -197,7 +201,10 @@ def test_statuses_only_move_forward(records: RecordsStore) -> None:
     found = records.message("acc-1", "m1")
     assert found is not None
     assert (found[0].status, found[0].updated_at) == ("delivered", 2.0)
-    assert found[1] == [Event(status="delivered", at=2.0, carrier="sim")]
+    assert found[1] == [
+        Event(status="sent", at=2.0, carrier="sim"),
+        Event(status="delivered", at=2.0, carrier="sim"),
+    ]
     found = records.message("acc-1", "m2")
     assert found is not None
     assert (found[0].status, found[0].carrier) == ("undelivered", "sim")
