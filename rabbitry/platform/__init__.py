@@ -7,8 +7,9 @@ from rabbitry.platform._async_records import AsyncRecords
 from rabbitry.platform._backend import PlatformBackend
 from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
-from rabbitry.platform._carrier import CarrierActor, CarrierSide, reported_final
+from rabbitry.platform._carrier import CarrierActor, CarrierSide
 from rabbitry.platform._carrier_links import LeaseLost, LinkHandle, LinkSlot, run_link
+from rabbitry.platform._carrier_marks import reported_final
 from rabbitry.platform._context import Context, Services
 from rabbitry.platform._idempotency import (
     IDEMPOTENCY_TTL,

@@ -55,8 +55,8 @@ import functools
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal, Protocol, cast
+from collections.abc import Sequence
+from typing import Any, Literal, cast
 
 import msgspec
 import trio
@@ -77,7 +77,19 @@ from rabbitry.carriers import (
 )
 from rabbitry.platform._account_client import AccountClient
 from rabbitry.platform._batcher import Batcher
-from rabbitry.platform._carrier_links import GRACE, LinkSlot
+from rabbitry.platform._carrier_links import LinkSlot
+from rabbitry.platform._carrier_marks import (
+    ACCEPTED,
+    SUBMITTING,
+    UNKNOWN,
+    Answered,
+    Marked,
+    Marks,
+    Reported,
+    answer_mark,
+    unknown_outcome,
+    unsettled,
+)
 from rabbitry.platform._context import now
 from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import (
@@ -92,7 +104,6 @@ from rabbitry.platform._messages import (
     without_nul,
 )
 from rabbitry.platform._publisher import Publisher
-from rabbitry.platform._records import MessageRecord
 
 _log = logging.getLogger("rabbitry.platform.carrier")
 
@@ -108,55 +119,6 @@ submits (clocks of two daemons may differ by that much)."""
 
 KNOWN_IDS = 1_000_000
 """Carrier ids remembered in memory (the records keep them all)."""
-
-SUBMITTING = "#submitting"
-"""Appended to a carrier's name (which cannot hold "#") in the records' carrier-id table to mark
-a message as handed to that carrier's connector (carrier id `"<message id>:<attempt>"`)."""
-
-ACCEPTED = "#accepted"
-"""Likewise, to mark a message the carrier accepted (carrier id `"<message id>:<attempt>"`),
-written with its carrier ids as soon as the carrier answered: in the store, so a batch taken over
-after a crash or a lost broker connection settles it as sent instead of guessing."""
-
-REFUSED = "#refused"
-"""Likewise, to mark a message the carrier refused for good (`PermanentError`), written as its
-answer came; the message column holds the carrier's reason (`"<code>: <text>"`), so a batch taken
-over fails it with that reason (refunded)."""
-
-RETRYABLE = "#retryable"
-"""Likewise, for a message the carrier did not take (a retryable error, `CarrierDown`, too many
-`Throttled`): a batch taken over fails it over or retries it, as its first daemon would have."""
-
-UNKNOWN = "#unknown"
-"""The carrier column (no carrier's name, which cannot hold "#") of the mark of a message whose
-outcome is unknown (carrier id: the message id); the message column holds the `Outcomes` that
-fails it (JSON, `unless_settled`). Its money stays held until its delivery report comes (then it
-is captured: rabbitry.platform._status) or the hold reaper gives up waiting (then that outcome
-is told: released, failed as unknown; rabbitry.platform._reaper)."""
-
-ANSWER_WAIT = GRACE + 2.0
-"""Seconds a daemon taking a batch over waits for the answers of the messages marked as handed
-to the carrier without one (their first daemon, cut off RabbitMQ, may still be writing them for
-`GRACE` seconds, from the moment it noticed), before it calls their outcome unknown."""
-
-ANSWER_POLL = 0.5
-"""Seconds between two readings of those answers."""
-
-Answered = tuple[SendItem, Accepted | CarrierError]
-"""An item of a batch taken over, with the answer its carrier gave its first daemon."""
-
-Reported = Callable[[str, Sequence[str]], Awaitable[set[str]]]
-"""Those of an account's messages that a delivery report made final (the records' statuses)."""
-
-
-class MessageReader(Protocol):
-    async def message(self, account: str, message_id: str) -> tuple[MessageRecord, Any] | None:
-        """The message and its events, or None."""
-        ...
-
-
-Marks = Callable[[Iterable[tuple[str, str, str]]], Awaitable[None]]
-Marked = Callable[[Iterable[tuple[str, str]]], Awaitable[dict[tuple[str, str], str]]]
 
 
 class CarrierSide:
@@ -328,35 +290,6 @@ def _report(message: str, event: DeliveryEvent, carrier: str) -> Report:
     )
 
 
-def _answer_mark(carrier: str, key: str, error: CarrierError) -> tuple[str, str, str]:
-    """The mark of a carrier's refusal (`REFUSED`) or retryable error (`RETRYABLE`) of the
-    submission `key`, its reason in the message column."""
-    kind = REFUSED if isinstance(error, PermanentError) else RETRYABLE
-    return (carrier + kind, key, without_nul(f"{error.code}: {error}"))
-
-
-def _answer_in(
-    marks: dict[tuple[str, str], str], carrier: str, key: str
-) -> Accepted | CarrierError | None:
-    """The carrier's answer to the submission `key` kept in `marks`, if any (an acceptance
-    first: it is what the carrier did)."""
-    if (carrier + ACCEPTED, key) in marks:
-        return Accepted(())
-    for kind in (REFUSED, RETRYABLE):
-        reason = marks.get((carrier + kind, key))
-        if reason is not None:
-            return _answer_of(kind, reason)
-    return None
-
-
-def _answer_of(kind: str, reason: str) -> CarrierError:
-    """The error an answer mark (`_answer_mark`) keeps."""
-    code, _, text = reason.partition(": ")
-    if kind == REFUSED:
-        return PermanentError(text, code=code)
-    return RetryableError(text, code=code)
-
-
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -385,8 +318,8 @@ class CarrierActor(ConsumerActor):
         unknown: tuple[SendItem, ...] = ()
         answered: tuple[Answered, ...] = ()
         if redelivered or attempt > 0 or late:
-            message, unknown, answered = await self._unsettled(
-                message, attempt, redelivered=redelivered
+            message, unknown, answered = await unsettled(
+                self.side, message, attempt, redelivered=redelivered
             )
             if not message.items and not unknown and not answered:
                 return
@@ -425,93 +358,6 @@ class CarrierActor(ConsumerActor):
             account=batch.account, hold=batch.hold, currency=batch.currency, items=tuple(outcomes)
         )
         await self.side.accounts.tell(batch.account, settle, message_id=_new_id())
-
-    async def _unsettled(
-        self, batch: SendBatch, attempt: int, *, redelivered: bool
-    ) -> tuple[SendBatch, tuple[SendItem, ...], tuple[Answered, ...]]:
-        """A redelivered or retried batch without the items already settled (their capture or
-        release is in the ledger: the batch failed, or its ack was lost, after that): those are
-        not sent to the carrier twice. A message's status is no sign of that: its delivery
-        report may have come before its outcome was settled. The account actor, which owns the
-        ledger, answers (after any `Outcomes` queued before the question); if it cannot, the
-        batch waits in the retry tiers.
-
-        Of a redelivered batch, the items marked as handed to the carrier in this attempt but not
-        settled (the daemon that submitted them died or lost its link before their outcome was
-        settled) come back apart, with the carrier's answer the records keep (written as it
-        came): accepted (`ACCEPTED`: settled as sent), refused (`REFUSED`: failed with the
-        carrier's reason) or not taken (`RETRYABLE`: failed over or retried, as their first
-        daemon would have). An item without an answer is read again for up to `ANSWER_WAIT`
-        seconds (a daemon cut off RabbitMQ writes its answers for `GRACE` seconds); after that,
-        whether the carrier took it is unknown (unless its delivery report came: then it had
-        it), and it is not sent again rather than risk sending it twice: it stays unsettled,
-        its money held, until its delivery report or the reaper settles it (`UNKNOWN`).
-        Returns (the batch to submit, the unknown, the answered)."""
-        side = self.side
-        settled = await side.accounts.settled(batch.account, [i.id for i in batch.items])
-        items = [item for item in batch.items if item.id not in settled]
-        if len(items) < len(batch.items):
-            _log.info(
-                "carrier %s: %d of %d redelivered messages were settled already; not sent again",
-                side.name,
-                len(batch.items) - len(items),
-                len(batch.items),
-            )
-        if not (redelivered and items and side.marked is not None):
-            return msgspec.structs.replace(batch, items=tuple(items)), (), ()
-        marked = side.marked
-        keys = {item.id: f"{item.id}:{attempt}" for item in items}
-        found = await marked(
-            key
-            for item in items
-            for key in ((side.name + SUBMITTING, keys[item.id]), (UNKNOWN, item.id))
-        )
-        handed = [item for item in items if (side.name + SUBMITTING, keys[item.id]) in found]
-        items = [item for item in items if (side.name + SUBMITTING, keys[item.id]) not in found]
-        answered: list[Answered] = []
-        known = [item for item in handed if (UNKNOWN, item.id) in found]  # by an earlier takeover
-        waiting = [item for item in handed if (UNKNOWN, item.id) not in found]
-        deadline = trio.current_time() + ANSWER_WAIT
-        while True:
-            answers = await marked(
-                (side.name + kind, keys[item.id])
-                for item in waiting
-                for kind in (ACCEPTED, REFUSED, RETRYABLE)
-            )
-            unanswered = []
-            for item in waiting:
-                answer = _answer_in(answers, side.name, keys[item.id])
-                if answer is None:
-                    unanswered.append(item)
-                else:
-                    answered.append((item, answer))
-            waiting = unanswered
-            if not waiting or trio.current_time() >= deadline:
-                break
-            await trio.sleep(ANSWER_POLL)
-        unknown = [*known, *waiting]
-        if unknown and side.reported is not None:
-            # A delivery report came for it: the carrier had it, whatever its answer was.
-            final = await side.reported(batch.account, [item.id for item in unknown])
-            answered += [(item, Accepted(())) for item in unknown if item.id in final]
-            unknown = [item for item in unknown if item.id not in final]
-        if answered:
-            _log.info(
-                "carrier %s: %d redelivered messages were answered by the carrier before their"
-                " daemon stopped; settled as answered, not sent again",
-                side.name,
-                len(answered),
-            )
-        if unknown:
-            _log.warning(
-                "carrier %s: %d redelivered messages were handed to the carrier by a daemon"
-                " that stopped before its answer was safe; not sent twice, their money held"
-                " until a delivery report or the reaper settles them",
-                side.name,
-                len(unknown),
-                extra={"event": "carrier_unknown_outcome", "carrier": side.name},
-            )
-        return msgspec.structs.replace(batch, items=tuple(items)), tuple(unknown), tuple(answered)
 
     async def _submit(
         self,
@@ -561,7 +407,7 @@ class CarrierActor(ConsumerActor):
                 if handed:
                     # Kept as it comes, like an acceptance: a daemon taking this batch over
                     # fails or retries it as this one would have, instead of guessing.
-                    await keep(_answer_mark(side.name, key, error))
+                    await keep(answer_mark(side.name, key, error))
                 return
             results[index] = accepted
             side.accepted(item.id, accepted)  # before its delivery report, usually
@@ -694,48 +540,6 @@ class CarrierActor(ConsumerActor):
             exchange=retry.tier(side.names.exchange, delay),
             routing_key=side.names.send_key(side.name),
         )
-
-
-async def reported_final(records: MessageReader, account: str, messages: Sequence[str]) -> set[str]:
-    """Those of `account`'s `messages` whose status a delivery report made final (a
-    `CarrierSide`'s `reported`: the carrier had them)."""
-    final: set[str] = set()
-    for message_id in messages:
-        found = await records.message(account, message_id)
-        if found is not None and found[0].status in ("delivered", "undelivered"):
-            final.add(message_id)
-    return final
-
-
-_OUTCOMES_ENCODER = msgspec.json.Encoder()
-_OUTCOMES_DECODER = msgspec.json.Decoder(Outcomes)
-
-
-def unknown_outcome(batch: SendBatch, outcome: Outcome) -> str:
-    """What an `UNKNOWN` mark keeps: the `Outcomes` failing one message, `unless_settled`."""
-    settle = Outcomes(
-        account=batch.account,
-        hold=batch.hold,
-        currency=batch.currency,
-        items=(outcome,),
-        unless_settled=True,
-    )
-    return _OUTCOMES_ENCODER.encode(settle).decode()
-
-
-def unknown_failure(mark: str) -> Outcomes:
-    """The `Outcomes` an `UNKNOWN` mark keeps: it fails its message, unless settled."""
-    return _OUTCOMES_DECODER.decode(mark)
-
-
-def unknown_delivered(mark: str, at: float) -> Outcomes:
-    """The `Outcomes` that captures the message of an `UNKNOWN` mark, unless settled: its delivery
-    report came, so the carrier had it."""
-    settle = unknown_failure(mark)
-    items = tuple(
-        msgspec.structs.replace(item, status="sent", error="", at=at) for item in settle.items
-    )
-    return msgspec.structs.replace(settle, items=items)
 
 
 def _next_carrier(item: SendItem, current: str) -> str | None:

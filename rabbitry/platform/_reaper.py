@@ -40,7 +40,7 @@ from typing import Protocol
 import trio
 
 from broker import PublishError
-from rabbitry.platform._carrier import UNKNOWN, unknown_failure
+from rabbitry.platform._carrier_marks import UNKNOWN, unknown_failure
 from rabbitry.platform._messages import ReleaseHold, send_message_id, send_request_of
 from rabbitry.platform._outbox import (
     AccountTeller,

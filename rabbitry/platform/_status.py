@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from actors import ConsumerActor, inbound_or_none
 from rabbitry.billing import InvalidNumber, check_number
 from rabbitry.platform._callbacks import inbound_callback, publish_callbacks, status_callbacks
-from rabbitry.platform._carrier import UNKNOWN, unknown_delivered
+from rabbitry.platform._carrier_marks import UNKNOWN, unknown_delivered
 from rabbitry.platform._context import Services, now
 from rabbitry.platform._layout import Names
 from rabbitry.platform._messages import InboundSms, Reports, inbound_id, without_nul

@@ -38,7 +38,7 @@ from rabbitry.platform import (
     account_of,
     platform_codec,
 )
-from rabbitry.platform._carrier import unknown_delivered, unknown_failure, unknown_outcome
+from rabbitry.platform._carrier_marks import unknown_delivered, unknown_failure, unknown_outcome
 
 from .conftest import InlineThreads, inline
 

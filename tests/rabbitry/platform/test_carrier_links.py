@@ -40,8 +40,8 @@ from rabbitry.platform import (
     platform_topology,
     run_link,
 )
-from rabbitry.platform._carrier import ACCEPTED, REFUSED, SUBMITTING
 from rabbitry.platform._carrier_links import GRACE, ORPHANED, RENEW
+from rabbitry.platform._carrier_marks import ACCEPTED, REFUSED, SUBMITTING
 from rabbitry.platform._publisher import Publisher
 
 

@@ -29,7 +29,7 @@ from rabbitry.platform import (
     platform_codec,
     reported_final,
 )
-from rabbitry.platform._carrier import (
+from rabbitry.platform._carrier_marks import (
     ACCEPTED,
     ANSWER_WAIT,
     REFUSED,
@@ -39,6 +39,7 @@ from rabbitry.platform._carrier import (
     Answered,
     unknown_delivered,
     unknown_failure,
+    unsettled,
 )
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import MessageRecord
@@ -185,9 +186,8 @@ async def test_a_taken_over_batch_settles_what_the_carrier_answered_and_fails_on
                 item(i) for i in ("accepted", "refused", "busy", "unknown", "reported", "fresh")
             ),
         )
-        actor = CarrierActor(side)
         started = trio.current_time()
-        left, unknown, answered = await actor._unsettled(batch, 0, redelivered=True)
+        left, unknown, answered = await unsettled(side, batch, 0, redelivered=True)
         assert trio.current_time() - started >= ANSWER_WAIT  # the first daemon may still write
         assert [i.id for i in left.items] == ["fresh"]
         assert [i.id for i in unknown] == ["unknown"]
@@ -199,7 +199,7 @@ async def test_a_taken_over_batch_settles_what_the_carrier_answered_and_fails_on
         }
         assert await records.message_for("sim", "smsc-42") == "accepted"  # its reports match
         # Not redelivered (a retry through the tiers): nothing was handed over in this attempt.
-        left, unknown, answered = await actor._unsettled(batch, 0, redelivered=False)
+        left, unknown, answered = await unsettled(side, batch, 0, redelivered=False)
         assert (len(left.items), unknown, answered) == (6, (), ())
 
 
@@ -260,9 +260,7 @@ async def test_a_taken_over_batch_waits_for_the_answers_its_first_daemon_still_w
     async with trio.open_nursery() as nursery:
         nursery.start_soon(first_daemon)
         started = trio.current_time()
-        left, unknown, answered = await CarrierActor(taking_over(store))._unsettled(
-            batch, 2, redelivered=True
-        )
+        left, unknown, answered = await unsettled(taking_over(store), batch, 2, redelivered=True)
         waited = trio.current_time() - started
     assert (left.items, unknown) == ((), ())
     assert answers(answered) == {
@@ -287,9 +285,7 @@ async def test_a_taken_over_batch_with_every_answer_kept_does_not_wait(
     )
     batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=(item("a"), item("b")))
     started = trio.current_time()
-    left, unknown, answered = await CarrierActor(taking_over(store))._unsettled(
-        batch, 0, redelivered=True
-    )
+    left, unknown, answered = await unsettled(taking_over(store), batch, 0, redelivered=True)
     assert trio.current_time() == started
     assert (left.items, unknown) == ((), ())
     assert answers(answered) == {"a": "sent", "b": "RetryableError throttled: throttled 3 times"}

@@ -16,7 +16,7 @@ from rabbitry.platform import (
     SendBatch,
     reap_once,
 )
-from rabbitry.platform._carrier import UNKNOWN, unknown_outcome
+from rabbitry.platform._carrier_marks import UNKNOWN, unknown_outcome
 from rabbitry.platform._messages import send_message_id
 from rabbitry.platform._outbox import OutboxItem, OutboxRow
 from rabbitry.platform._reaper import release_unknown_once

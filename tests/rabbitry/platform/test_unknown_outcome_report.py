@@ -13,7 +13,7 @@ from rabbitry.platform import (
     ReportsActor,
     SendBatch,
 )
-from rabbitry.platform._carrier import UNKNOWN, unknown_outcome
+from rabbitry.platform._carrier_marks import UNKNOWN, unknown_outcome
 from rabbitry.platform._records import MessageRecord
 
 
