@@ -64,6 +64,20 @@ class Batcher(Generic[T]):
         if batch.error is not None:
             raise batch.error
 
+    async def put_many(self, items: list[T]) -> None:
+        """Adds `items` to one batch and returns once it was published (as `put`)."""
+        if not items:
+            return
+        batch = self._batch
+        if not batch.items:
+            self._first.set()
+        batch.items.extend(items)
+        if len(batch.items) >= self._max_items:
+            await self._seal()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
     async def _seal(self) -> None:
         batch, self._batch = self._batch, _Batch()
         self._first = trio.Event()

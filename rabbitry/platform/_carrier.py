@@ -334,7 +334,10 @@ class CarrierActor(ConsumerActor):
         marks = (
             None
             if side.marks is None
-            else Batcher[tuple[str, str, str]](side.marks, max_items=200, max_delay=0.001)
+            # One store call at a time: while one commits, the next batch fills (a group commit).
+            else Batcher[tuple[str, str, str]](
+                side.marks, max_items=1000, max_delay=0.002, concurrency=1
+            )
         )
         async with trio.open_nursery() as outer:
             await outer.start(sent.run)
@@ -394,10 +397,10 @@ class CarrierActor(ConsumerActor):
                     code="store",
                 ) from error
 
-        async def keep(row: tuple[str, str, str]) -> None:
+        async def keep(*rows: tuple[str, str, str]) -> None:
             if marks is not None:
                 with contextlib.suppress(Exception):  # the outcome settles it anyway
-                    await marks.put(row)
+                    await marks.put_many(list(rows))
 
         try:
             try:
@@ -427,9 +430,7 @@ class CarrierActor(ConsumerActor):
 
             async def keep_all() -> None:
                 nonlocal handed
-                async with trio.open_nursery() as keeping:
-                    for row in rows:
-                        keeping.start_soon(keep, row)
+                await keep(*rows)
                 if handed:  # its answer is safe: a cut link need not wait for the tell
                     handed = False
                     slot.answering -= 1
