@@ -336,7 +336,7 @@ class CarrierActor(ConsumerActor):
             if side.marks is None
             # One store call at a time: while one commits, the next batch fills (a group commit).
             else Batcher[tuple[str, str, str]](
-                side.marks, max_items=1000, max_delay=0.002, concurrency=1
+                side.marks, max_items=1000, max_delay=0.0005, concurrency=1
             )
         )
         async with trio.open_nursery() as outer:
