@@ -389,7 +389,7 @@ async def _candidacy(
         try:
             async with trio.open_nursery() as holding:
                 holding.start_soon(_watch, transport, slot)
-                holding.start_soon(_renew, transport, tokens, held, publish_token)
+                holding.start_soon(_renew, transport, slot, tokens, held, publish_token)
                 await _serve(side, slot, actor, stop, transport, codec, router, prefetch)
                 holding.cancel_scope.cancel()
         finally:
@@ -437,11 +437,22 @@ async def _watch(transport: Transport, slot: LinkSlot) -> None:
         if not statistics.connected or statistics.reconnects != reconnects:
             break
         await trio.sleep(WATCH)
+    await _give_up(
+        slot,
+        "the connection to RabbitMQ dropped",
+        "the connection to RabbitMQ dropped while this daemon held a carrier link; RabbitMQ"
+        " handed it to the next daemon",
+    )
+
+
+async def _give_up(slot: LinkSlot, what: str, why: str) -> None:
+    """Stops new submits on `slot` at once, gives those in flight up to `GRACE` seconds for
+    their answers to reach the store, then raises `LeaseLost(why)`."""
     slot.cut = True
     _log.warning(
-        "carrier link %d: the connection to RabbitMQ dropped; %d submits in flight get %.0f s"
-        " for their answers",
+        "carrier link %d: %s; %d submits in flight get %.0f s for their answers",
         slot.index,
+        what,
         slot.answering,
         GRACE,
         extra={"event": "carrier_link_cut", "link": slot.index},
@@ -449,14 +460,12 @@ async def _watch(transport: Transport, slot: LinkSlot) -> None:
     with trio.move_on_after(GRACE):
         while slot.answering:  # noqa: ASYNC110 - counted by the submits' tasks
             await trio.sleep(WATCH / 5)
-    raise LeaseLost(
-        "the connection to RabbitMQ dropped while this daemon held a carrier link;"
-        " RabbitMQ handed it to the next daemon"
-    )
+    raise LeaseLost(why)
 
 
 async def _renew(
     transport: Transport,
+    slot: LinkSlot,
     tokens: Consumer,
     held: Delivery,
     publish_token: Callable[[], Awaitable[None]],
@@ -469,7 +478,11 @@ async def _renew(
         with trio.move_on_after(RENEW / 10) as waited:
             held = await tokens.__anext__()
         if waited.cancelled_caught:
-            raise LeaseLost("a renewed carrier link token did not come back; giving the link up")
+            await _give_up(
+                slot,
+                "its renewed lease token did not come back",
+                "a renewed carrier link token did not come back; giving the link up",
+            )
 
 
 async def _serve(

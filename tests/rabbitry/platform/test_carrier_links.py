@@ -40,7 +40,7 @@ from rabbitry.platform import (
     platform_topology,
     run_link,
 )
-from rabbitry.platform._carrier_links import GRACE, ORPHANED, RENEW
+from rabbitry.platform._carrier_links import GRACE, ORPHANED, RENEW, LinkSlot, _renew
 from rabbitry.platform._carrier_marks import ACCEPTED, REFUSED, SUBMITTING
 from rabbitry.platform._publisher import Publisher
 
@@ -638,3 +638,36 @@ async def test_a_holder_cut_off_rabbitmq_waits_for_the_carrier_no_longer_than_th
     assert len(connector.handed) == 2
     assert set(marks) == {("c" + SUBMITTING, f"{message}:0") for message in connector.handed}
     assert GRACE <= lost_after < GRACE + 0.5
+
+
+async def test_a_renewed_token_that_does_not_come_back_gives_the_link_up_after_its_answers(
+    autojump_clock: Any,
+) -> None:
+    # The renewal acked the held token and published a new one, which another daemon may have
+    # been handed: as on a lost connection, no submit starts, those in flight keep their answers.
+    slot = LinkSlot(0, cast(Any, None), cast(Any, None), answering=1)
+
+    class Silent:
+        async def __anext__(self) -> Any:
+            await trio.sleep_forever()
+
+    class Acking:
+        async def ack(self, delivery: Any) -> None:
+            pass
+
+    async def publish_token() -> None:
+        pass
+
+    async def answered_later() -> None:
+        await trio.sleep(RENEW + RENEW / 10 + 3)
+        slot.answering = 0
+
+    started = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answered_later)
+        renewing = _renew(cast(Any, Acking()), slot, cast(Any, Silent()), None, publish_token)
+        with pytest.raises(LeaseLost, match="renewed carrier link token did not come back"):
+            await renewing
+    assert slot.cut
+    gave_up = trio.current_time() - started
+    assert RENEW + RENEW / 10 + 3 <= gave_up < RENEW + RENEW / 10 + 3.5 < RENEW + RENEW / 10 + GRACE
