@@ -54,15 +54,7 @@ class Batcher(Generic[T]):
 
     async def put(self, item: T) -> None:
         """Adds `item` and returns once its batch was published (raises what publishing raised)."""
-        batch = self._batch
-        batch.items.append(item)
-        if len(batch.items) == 1:
-            self._first.set()
-        if len(batch.items) >= self._max_items:
-            await self._seal()
-        await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
+        await self.put_many([item])
 
     async def put_many(self, items: list[T]) -> None:
         """Adds `items` to one batch and returns once it was published (as `put`)."""
