@@ -118,6 +118,7 @@ async def test_names_and_references_with_a_control_character_are_refused_even_on
                 ),
                 "field": field,
             }
+        await settled(daemon)  # the fixture's refused message is released, not still held
         balance = (await customer.get("/v1/balance")).json()
         assert balance["balance"] == "999.955"  # 1,000 less the two messages it sent
 
