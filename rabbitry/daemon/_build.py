@@ -150,7 +150,7 @@ def carrier_side(context: Context, carrier: Carrier) -> CarrierSide:
         carrier.name,
         connectors,
         standby=standby,
-        marks=context.records.remember_carrier_ids,
+        marks=context.records.mark,
         marked=context.records.messages_for,
         reported=functools.partial(reported_final, context.records),
         publisher=context.publisher,

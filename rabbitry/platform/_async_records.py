@@ -34,6 +34,7 @@ from rabbitry.platform._records import (
     StatusChange,
     StoredAnswer,
 )
+from rabbitry.platform._records_sql import distinct_carrier_ids
 from rabbitry.platform._records_store import RecordsStore
 from rabbitry.storage import StoreThreads
 
@@ -42,12 +43,13 @@ class AsyncRecords:
     """A `RecordsStore` called from trio (see the module docstring); `threads` are its store's
     (one thread by default)."""
 
-    __slots__ = ("outbox", "store", "threads")
+    __slots__ = ("_marks", "outbox", "store", "threads")
 
     def __init__(self, store: RecordsStore, threads: StoreThreads | None = None) -> None:
         self.store = store
         self.threads = threads or StoreThreads()
         self.outbox = AsyncOutbox(store.outbox, self.threads)
+        self._marks = store.carrier_ids_writer()
 
     def __repr__(self) -> str:
         return f"AsyncRecords({self.store!r}, {self.threads!r})"
@@ -177,9 +179,19 @@ class AsyncRecords:
         """Our message id for `carrier`'s id, or None."""
         return await self.threads.run(self.store.message_for, carrier, carrier_id)
 
+    async def mark(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """`remember_carrier_ids` for the carrier's marks, which a submit waits on: on
+        PostgreSQL the trio loop writes them itself, on a connection of their own (a
+        `LoopWriter`, rabbitry.storage), not in a worker thread that must win the GIL back from
+        a busy loop to see PostgreSQL's answer; on SQLite in the store's thread."""
+        if self._marks is None:
+            await self.remember_carrier_ids(rows)
+        else:
+            await self._marks.write(distinct_carrier_ids(rows))
+
     async def messages_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Our message ids of (carrier, carrier id) pairs, those known (one call for them all)."""
-        return await self.threads.run(_messages_for, self.store, list(keys))
+        return await self.threads.run(self.store.messages_for, list(keys))
 
     # Invoices
 
@@ -194,12 +206,3 @@ class AsyncRecords:
         """Makes `invoice` ready with the next invoice number, in one transaction (`make`, the
         JSON and the PDF, runs in the worker thread too), or returns it as it is if ready."""
         return await self.threads.run(self.store.finish_invoice, invoice, make)
-
-
-def _messages_for(store: RecordsStore, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    found = {}
-    for carrier, carrier_id in keys:
-        message = store.message_for(carrier, carrier_id)
-        if message is not None:
-            found[carrier, carrier_id] = message
-    return found

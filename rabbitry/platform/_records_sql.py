@@ -70,7 +70,7 @@ from rabbitry.platform._records import (
     _message,
     _message_row,
 )
-from rabbitry.storage import Database, Row
+from rabbitry.storage import Database, LoopWriter, Row
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.platform_accounts (
@@ -242,6 +242,8 @@ _STATEMENTS = {
         ON CONFLICT (carrier, carrier_id) DO NOTHING""",
     "message_for": """SELECT message FROM {schema}.platform_carrier_ids
         WHERE carrier = ? AND carrier_id = ?""",
+    "messages_for": """SELECT carrier_id, message FROM {schema}.platform_carrier_ids
+        WHERE carrier = ? AND carrier_id {ids}""",
 }
 
 _MESSAGE_TYPES = [
@@ -291,6 +293,15 @@ def _with_implied_sent(
         yield change
 
 
+def distinct_carrier_ids(rows: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The first row of each (carrier, carrier id) of `rows`, in key order (as `insert_messages`
+    writes its rows: two writers lock the keys in one order)."""
+    first: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for row in rows:
+        first.setdefault(row[:2], row)
+    return [first[key] for key in sorted(first)]
+
+
 class SqlRecords:
     """The platform's records in a SQL `Database` (see the module docstring); a `RecordsStore`.
     Creates its tables if they are missing."""
@@ -315,6 +326,9 @@ class SqlRecords:
         }
         self.outbox = SqlOutbox(database)
         self.invoice_numbers = InvoiceNumbers(database)
+        self._carrier_ids_writer = database.loop_writer(
+            _STATEMENTS["remember_carrier_ids"], "carrier_ids", _CARRIER_ID_COLUMNS
+        )
 
     def close(self) -> None:
         self.database.close()
@@ -544,15 +558,30 @@ class SqlRecords:
     def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """Keeps (carrier, carrier id, our message id) so a late delivery report finds its SMS;
         a pair seen before (or earlier in `rows`) is left as it is."""
-        first: dict[tuple[str, str], tuple[str, str, str]] = {}
-        for row in rows:
-            first.setdefault(row[:2], row)
-        with self.database.transaction() as session:  # in key order, like insert_messages
-            session.write(self._sql["remember_carrier_ids"], [first[key] for key in sorted(first)])
+        with self.database.transaction() as session:
+            session.write(self._sql["remember_carrier_ids"], distinct_carrier_ids(rows))
+
+    def carrier_ids_writer(self) -> LoopWriter | None:
+        """What `remember_carrier_ids` does (given `distinct_carrier_ids` rows), run by the trio
+        loop itself where the store can (PostgreSQL), for the carrier's submit marks; else None."""
+        return self._carrier_ids_writer
 
     def message_for(self, carrier: str, carrier_id: str) -> str | None:
         row = self._one("message_for", (carrier, carrier_id))
         return None if row is None else str(row[0])
+
+    def messages_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Our message ids of (carrier, carrier id) pairs, those known: one statement per
+        carrier, not one per pair (a batch of delivery reports looks its messages up at once)."""
+        wanted: dict[str, set[str]] = {}
+        for carrier, carrier_id in keys:
+            wanted.setdefault(carrier, set()).add(carrier_id)
+        found: dict[tuple[str, str], str] = {}
+        with self.database.session() as session:
+            for carrier, carrier_ids in wanted.items():
+                rows = session.all(self._sql["messages_for"], (carrier, sorted(carrier_ids)))
+                found.update(((carrier, str(row[0])), str(row[1])) for row in rows)
+        return found
 
     # Invoices
 

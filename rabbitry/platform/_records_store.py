@@ -32,6 +32,7 @@ from rabbitry.platform._records import (
     StatusChange,
     StoredAnswer,
 )
+from rabbitry.storage import LoopWriter
 
 
 class RecordsStore(Protocol):
@@ -163,6 +164,14 @@ class RecordsStore(Protocol):
 
     def message_for(self, carrier: str, carrier_id: str) -> str | None:
         """Our message id for `carrier`'s id, or None."""
+        ...
+
+    def messages_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Our message ids of (carrier, carrier id) pairs, those known, in one call."""
+        ...
+
+    def carrier_ids_writer(self) -> LoopWriter | None:
+        """`remember_carrier_ids` run by the trio loop itself, where the store can; else None."""
         ...
 
     # Invoices

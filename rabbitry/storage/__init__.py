@@ -7,6 +7,7 @@ difference, and it lives here. `parse_store_url` is the one reader of a config's
 
 from rabbitry.storage._daemon_lock import StoreInUse, hold_store
 from rabbitry.storage._database import Column, Database, Dialect, Row, Session, StoreUnavailable
+from rabbitry.storage._loop_postgres import LoopWriter
 from rabbitry.storage._postgres import PostgresDatabase
 from rabbitry.storage._sqlite import SqliteDatabase, Synchronous
 from rabbitry.storage._threads import StoreThreads
@@ -16,6 +17,7 @@ __all__ = [
     "Column",
     "Database",
     "Dialect",
+    "LoopWriter",
     "PostgresDatabase",
     "Row",
     "Session",

@@ -43,7 +43,10 @@ one for them).
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from rabbitry.storage._loop_postgres import LoopWriter
 
 Dialect = Literal["sqlite", "postgresql"]
 Row = tuple[Any, ...]
@@ -106,6 +109,15 @@ class Database(Protocol):
 
     def timestamp_text(self, column: str) -> str:
         """The `{timestamp}` `column` as ISO 8601 text in UTC, to the millisecond."""
+        ...
+
+    def loop_writer(
+        self, template: str, name: str, columns: Sequence[Column]
+    ) -> "LoopWriter | None":
+        """`template`, a write whose rows are the FROM item `{name}` (text `columns`), run by
+        the trio loop itself on a connection of its own (a `LoopWriter`: no worker thread, so
+        no GIL hand-offs on a hot path), or None where the dialect has none (SQLite: its calls
+        are short and local; run them in the store's threads)."""
         ...
 
     def append_only(self, table: str, message: str) -> str:

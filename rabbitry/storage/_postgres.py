@@ -38,6 +38,7 @@ from psycopg.rows import TupleRow
 
 from conf import mask_url
 from rabbitry.storage._database import Column, Dialect, Row, StoreUnavailable
+from rabbitry.storage._loop_postgres import LoopWriter
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -119,6 +120,7 @@ class PostgresDatabase:
         self._idle = [connection]  # the last given back is taken first
         self._lock = threading.Lock()
         self._closed = False
+        self._writers: list[LoopWriter] = []
 
     @classmethod
     def open(cls, url: str, *, schema: str, noun: str, unavailable: type[StoreUnavailable]) -> Self:
@@ -140,6 +142,23 @@ class PostgresDatabase:
 
     def among(self, element: str) -> str:
         return f"= ANY(%b::{element}[])"
+
+    def loop_writer(self, template: str, name: str, columns: Sequence[Column]) -> LoopWriter:
+        if any(kind != "text" for _, kind in columns):
+            raise ValueError(f"a loop writer's columns are all text (got {list(columns)!r})")
+        arrays = ", ".join(f"${number}::text[]" for number in range(1, len(columns) + 1))
+        rows = f"unnest({arrays}) AS {name} ({', '.join(column for column, _ in columns)})"
+        writer = LoopWriter(
+            template.format(schema=self._quoted, **_FIELDS, **{name: rows}),
+            len(columns),
+            connect=lambda: _connect(self._url, self._noun, self._unavailable),
+            describe=f"{self._noun} {_show(self._url)!r}",
+            scrub=lambda message: _scrub(message, self._url),
+            unavailable=self._unavailable,
+        )
+        with self._lock:
+            self._writers.append(writer)
+        return writer
 
     def timestamp_text(self, column: str) -> str:
         return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
@@ -197,8 +216,11 @@ class PostgresDatabase:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            writers, self._writers = self._writers, []
         for connection in idle:
             connection.close()
+        for writer in writers:
+            writer.close()
 
     @contextmanager
     def _taken(self) -> Iterator[Connection]:

@@ -152,6 +152,9 @@ class SqliteDatabase:
     def timestamp_text(self, column: str) -> str:
         return column  # stored as that text already
 
+    def loop_writer(self, template: str, name: str, columns: Sequence[Column]) -> None:
+        return None
+
     def append_only(self, table: str, message: str) -> str:
         return "".join(
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} BEFORE {event} ON {table}\n"

@@ -552,3 +552,15 @@ def test_carrier_ids_lead_back_to_their_message_once(records: RecordsStore) -> N
     assert records.message_for("other", "c-1") == "m-2"
     assert records.message_for("sim", "c-3") is None
     records.remember_carrier_ids([])
+
+
+def test_carrier_ids_are_looked_up_many_at_once(records: RecordsStore) -> None:
+    records.remember_carrier_ids([("sim", "c-1", "m-1"), ("sim", "c-2", "m-2")])
+    records.remember_carrier_ids([("other", "c-1", "m-3")])
+    wanted = [("sim", "c-1"), ("sim", "c-2"), ("other", "c-1"), ("sim", "c-3"), ("sim", "c-1")]
+    assert records.messages_for(wanted) == {
+        ("sim", "c-1"): "m-1",
+        ("sim", "c-2"): "m-2",
+        ("other", "c-1"): "m-3",
+    }
+    assert records.messages_for([]) == {}
