@@ -65,12 +65,13 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from actors import Actor, ConsumerHandle, Mailbox, run_actor, run_consumer
+from actors import Actor, ActorRef, ConsumerHandle, Mailbox, run_actor, run_consumer
 from broker import (
     BrokerError,
     Codec,
     Consumer,
     Delivery,
+    Envelope,
     FailureRouter,
     Queue,
     QueueStatistics,
@@ -129,6 +130,12 @@ ORPHANED = 5.0
 """Seconds a link may have no candidate at all (its daemon alive but not subscribed, say) before
 a daemon it is not assigned to takes it (longer than the membership's 3 s, so that a dead
 holder's link goes to its new assignee first)."""
+
+BATCHES = 2
+"""Send batches a held link works on at once, each by a `CarrierActor` of its own: their submits
+share the link's window and tps, so the carrier sees no more, but the window stays full while
+one batch waits for its last answers and settles (one at a time, a 10,000-message bulk left the
+window idle between its twenty batches)."""
 
 RECONNECT_MIN = 0.5
 RECONNECT_MAX = 30.0
@@ -495,16 +502,29 @@ async def _serve(
     router: FailureRouter | None,
     prefetch: int,
 ) -> None:
-    """Runs the link: the connection (restarted with backoff), a CarrierActor on this slot and
-    the consumer of the carrier's queue; on `stop`, drains them in that order, reversed."""
-    mailbox = Mailbox(f"carrier.{side.name}.link.{slot.index}", capacity=max(prefetch, 8))
+    """Runs the link: the connection (restarted with backoff), `BATCHES` CarrierActors on this
+    slot and the consumer of the carrier's queue, which hands each batch to the actor with the
+    fewest in hand; on `stop`, drains them in that order, reversed."""
+    mailboxes = [
+        Mailbox(f"carrier.{side.name}.link.{slot.index}.{number}", capacity=max(prefetch, 8))
+        for number in range(BATCHES)
+    ]
+    given = [0] * BATCHES
     consumed = trio.Event()
     async with trio.open_nursery() as nursery:
         bound = trio.Event()
         nursery.start_soon(_keep_connected, side, slot, bound)
         with trio.move_on_after(BIND_WAIT):
             await bound.wait()
-        worker = await nursery.start(run_actor, actor(), mailbox)
+        workers: list[ActorRef] = [
+            await nursery.start(run_actor, actor(), mailbox) for mailbox in mailboxes
+        ]
+
+        def worker(_message: object, _envelope: Envelope) -> ActorRef:
+            """The worker with the fewest batches given and not yet handled."""
+            number = min(range(BATCHES), key=lambda n: given[n] - mailboxes[n].statistics().handled)
+            given[number] += 1
+            return workers[number]
 
         async def consume(*, task_status: trio.TaskStatus[ConsumerHandle]) -> None:
             try:

@@ -671,3 +671,101 @@ async def test_a_renewed_token_that_does_not_come_back_gives_the_link_up_after_i
     assert slot.cut
     gave_up = trio.current_time() - started
     assert RENEW + RENEW / 10 + 3 <= gave_up < RENEW + RENEW / 10 + 3.5 < RENEW + RENEW / 10 + GRACE
+
+
+class Windowed:
+    """A connector whose submits wait for `answer`, counting the most in flight at once."""
+
+    name = "c"
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+        self.in_flight = 0
+        self.most = 0
+        self.answer = trio.Event()
+
+    async def run(self, events: EventSink, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def submit(self, submission: Submission) -> Accepted:
+        self.handed.append(submission.message_id)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await self.answer.wait()
+        finally:
+            self.in_flight -= 1
+        return Accepted((f"smsc-{submission.message_id}",))
+
+    def health(self) -> str:
+        return "bound"
+
+
+async def test_a_link_works_on_two_batches_at_once_within_its_window(
+    autojump_clock: Any,
+) -> None:
+    """The second batch's submits start while the first one's wait for their answers (its tail
+    would leave the window idle otherwise), and both share the link's window: never more in
+    flight than it allows."""
+    names = Names()
+    connector = Windowed()
+    told = Told()
+
+    async def mark(rows: Any) -> None:
+        pass
+
+    async with open_memory_transport(MemoryBroker("two")) as transport:
+        await transport.declare(platform_topology(names, ["c"], RetrySchedule((1.0,))))
+        publisher = Publisher(transport, platform_codec(), names.exchange)
+        side = CarrierSide(
+            "c",
+            cast(Any, connector),
+            publisher=publisher,
+            accounts=cast(Any, told),
+            names=names,
+            schedule=RetrySchedule((1.0,)),
+            window=3,
+            marks=mark,
+        )
+        slot = side.slots[0]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                functools.partial(
+                    run_link,
+                    side,
+                    slot,
+                    functools.partial(CarrierActor, side, slot),
+                    transport=transport,
+                    codec=platform_codec(),
+                    router=None,
+                    holder="d1",
+                )
+            )
+            for hold, messages in (("h1", ("m1", "m2")), ("h2", ("m3", "m4"))):
+                items = tuple(
+                    SendItem(
+                        id=message,
+                        to="+33612345678",
+                        sender="ACME",
+                        text="hi",
+                        segments=1,
+                        encoding="gsm7",
+                        price=Decimal("0.05"),
+                        prefix="+33",
+                        carriers=("c",),
+                    )
+                    for message in messages
+                )
+                batch = SendBatch(account="acc_1", hold=hold, currency="EUR", items=items)
+                await publisher.publish(batch, routing_key=names.send_key("c"))
+            await until(lambda: len(connector.handed) == 3)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(connector.handed) == 3  # the window: the fourth waits for a slot
+            assert {"m1", "m2"} < set(connector.handed)  # and the second batch started
+            connector.answer.set()
+            await until(lambda: sum(len(told_.items) for told_ in told.outcomes) == 4)
+            nursery.cancel_scope.cancel()
+    assert connector.most == 3
+    assert sorted(connector.handed) == ["m1", "m2", "m3", "m4"]
+    assert {item.status for outcomes in told.outcomes for item in outcomes.items} == {"sent"}
