@@ -247,6 +247,17 @@ class Sms(Table, frozen=True):
             ),
         ),
     ] = 3600.0
+    report_window: Annotated[
+        float,
+        Meta(
+            ge=3600,
+            description=(
+                "Seconds a sent message's carrier ids are kept, so that its delivery report "
+                "finds it; a report that comes later is parked as unmatched. The carriers' "
+                "own marks of each submit are kept a day (or twice unknown_outcome_timeout)."
+            ),
+        ),
+    ] = 604800.0
 
 
 class Accounts(Table, frozen=True):

@@ -23,6 +23,8 @@ feeds them drained):
     │                         the messages of a send not queued within [sms] unqueued_timeout,
     │                         and those of an unknown outcome after [sms] unknown_outcome_timeout
     ├── idempotency-cleanup   forgets idempotent answers older than [http] idempotency_ttl
+    ├── carrier-ids-cleanup   forgets carrier ids older than [sms] report_window, and the
+    │                         carriers' submit marks after a day (rabbitry.platform._carrier_marks)
     ├── pool.<name>           per [[pools]] entry: `size` actors, each with its consumer; the
     │                         platform's own (reports, inbound, callbacks) are pools too, with
     │                         defaults when the config leaves them out
@@ -61,6 +63,7 @@ from rabbitry.platform import (
     account_of,
     partition_fences,
     platform_codec,
+    run_carrier_ids_cleanup,
     run_idempotency_cleanup,
     run_link,
     run_reaper,
@@ -364,6 +367,18 @@ def platform_tree(parts: Parts, config: Config) -> SupervisorSpec:
             name="idempotency-cleanup",
             start=functools.partial(
                 run_idempotency_cleanup, context.records, config.http.idempotency_ttl
+            ),
+            backoff=Backoff.exponential(min=1.0, max=60.0),
+        )
+    )
+    children.append(
+        ChildSpec(
+            name="carrier-ids-cleanup",
+            start=functools.partial(
+                run_carrier_ids_cleanup,
+                context.records,
+                report_window=config.sms.report_window,
+                unknown_outcome_timeout=config.sms.unknown_outcome_timeout,
             ),
             backoff=Backoff.exponential(min=1.0, max=60.0),
         )

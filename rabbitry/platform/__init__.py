@@ -9,7 +9,7 @@ from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._callbacks import CallbackActor, CallbackFailed, CallbackRefused
 from rabbitry.platform._carrier import CarrierActor, CarrierSide
 from rabbitry.platform._carrier_links import LeaseLost, LinkHandle, LinkSlot, run_link
-from rabbitry.platform._carrier_marks import reported_final
+from rabbitry.platform._carrier_marks import reported_final, run_carrier_ids_cleanup
 from rabbitry.platform._context import Context, Services
 from rabbitry.platform._idempotency import (
     IDEMPOTENCY_TTL,
@@ -132,6 +132,7 @@ __all__ = [
     "release_unknown_once",
     "reported_final",
     "request_invoice",
+    "run_carrier_ids_cleanup",
     "run_idempotency_cleanup",
     "run_link",
     "run_reaper",

@@ -189,6 +189,11 @@ class AsyncRecords:
         else:
             await self._marks.write(distinct_carrier_ids(rows))
 
+    async def forget_carrier_ids(self, marks_older_than: float, ids_older_than: float) -> int:
+        return await self.threads.run(
+            self.store.forget_carrier_ids, marks_older_than, ids_older_than
+        )
+
     async def messages_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Our message ids of (carrier, carrier id) pairs, those known (one call for them all)."""
         return await self.threads.run(self.store.messages_for, list(keys))

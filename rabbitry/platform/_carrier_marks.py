@@ -14,11 +14,17 @@ back with their answer, the ones handed over without an answer are waited for (`
 called unknown: their money stays held (`UNKNOWN`, `unknown_outcome`) until their delivery report
 captures them (`unknown_delivered`, rabbitry.platform._status) or the hold reaper fails them
 (`unknown_failure`, rabbitry.platform._reaper).
+
+Nothing reads a mark once its batch is settled and its unknown outcome ended, nor a carrier id
+once no delivery report can come: `run_carrier_ids_cleanup` (a daemon child, hourly) forgets the
+marks after `MARKS_KEPT` (or twice `[sms] unknown_outcome_timeout`, if longer) and the carrier ids
+after `[sms] report_window` (`REPORT_WINDOW`, a week by default), by the time each was written.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,7 +43,9 @@ __all__ = [
     "ACCEPTED",
     "ANSWER_POLL",
     "ANSWER_WAIT",
+    "MARKS_KEPT",
     "REFUSED",
+    "REPORT_WINDOW",
     "RETRYABLE",
     "SUBMITTING",
     "UNKNOWN",
@@ -50,6 +58,7 @@ __all__ = [
     "answer_mark",
     "answer_of",
     "reported_final",
+    "run_carrier_ids_cleanup",
     "unknown_delivered",
     "unknown_failure",
     "unknown_outcome",
@@ -264,3 +273,47 @@ def unknown_delivered(mark: str, at: float) -> Outcomes:
         msgspec.structs.replace(item, status="sent", error="", at=at) for item in settle.items
     )
     return msgspec.structs.replace(settle, items=items)
+
+
+REPORT_WINDOW = 7 * 86400.0
+"""`[sms] report_window`: seconds a message's carrier ids are kept for its delivery reports."""
+
+MARKS_KEPT = 86400.0
+"""Seconds the marks are kept, at least: a batch is taken over within minutes of its first
+daemon's end, and an unknown outcome's mark is read until `[sms] unknown_outcome_timeout` (the
+marks are kept twice that when it is longer)."""
+
+CLEANUP_EVERY = 3600.0
+"""Seconds between two cleanups of the carrier ids and marks."""
+
+
+class ExpiringCarrierIds(Protocol):
+    async def forget_carrier_ids(self, marks_older_than: float, ids_older_than: float) -> int: ...
+
+
+async def run_carrier_ids_cleanup(
+    records: ExpiringCarrierIds,
+    *,
+    report_window: float = REPORT_WINDOW,
+    unknown_outcome_timeout: float = 3600.0,
+    every: float = CLEANUP_EVERY,
+    clock: Callable[[], float] = time.time,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Forgets the marks and carrier ids no longer needed (see the module docstring) now, then
+    every `every` seconds, until cancelled. Raises what the records raise: the supervisor
+    restarts the child."""
+    marks_kept = max(MARKS_KEPT, 2 * unknown_outcome_timeout)
+    task_status.started()
+    while True:
+        at = clock()
+        forgotten = await records.forget_carrier_ids(at - marks_kept, at - report_window)
+        if forgotten:
+            _log.info(
+                "forgot %d carrier ids and marks (marks older than %.0f s, ids than %.0f s)",
+                forgotten,
+                marks_kept,
+                report_window,
+                extra={"event": "carrier_ids_cleanup", "forgotten": forgotten},
+            )
+        await trio.sleep(every)

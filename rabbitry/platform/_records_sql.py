@@ -112,6 +112,14 @@ CREATE TABLE IF NOT EXISTS {schema}.platform_carrier_ids (
 
 _LAST_TABLE = "platform_carrier_ids"  # created last: if it exists, so do the others
 
+# When each carrier id and mark was written (epoch seconds; NULL if by a version before it), so
+# that they are forgotten once no delivery report or takeover can need them. BRIN: the rows come
+# in time order, and the index costs the inserts next to nothing.
+_CARRIER_ID_TIMES = """
+CREATE INDEX IF NOT EXISTS platform_carrier_ids_recorded
+    ON {schema}.platform_carrier_ids {brin} (recorded_at);
+"""
+
 # Added after the tables above, so a store created before them gets them when it is opened.
 _KEY_TABLES = """
 CREATE TABLE IF NOT EXISTS {schema}.platform_webhook_generations (
@@ -238,8 +246,14 @@ _STATEMENTS = {
     "invoice": """SELECT id, account, period, status, document, pdf FROM {schema}.platform_invoices
         WHERE id = ? AND account = ?""",
     "remember_carrier_ids": """INSERT INTO {schema}.platform_carrier_ids
-        (carrier, carrier_id, message) SELECT * FROM {carrier_ids} WHERE true
+        (carrier, carrier_id, message, recorded_at)
+        SELECT carrier, carrier_id, message, {epoch} FROM {carrier_ids} WHERE true
         ON CONFLICT (carrier, carrier_id) DO NOTHING""",
+    # A mark's "carrier" is the carrier's name and a suffix ("sim#accepted"); a name has no "#".
+    "forget_marks": """DELETE FROM {schema}.platform_carrier_ids
+        WHERE recorded_at < ? AND carrier LIKE '%%#%%'""",
+    "forget_carrier_ids": """DELETE FROM {schema}.platform_carrier_ids
+        WHERE recorded_at < ? AND carrier NOT LIKE '%%#%%'""",
     "message_for": """SELECT message FROM {schema}.platform_carrier_ids
         WHERE carrier = ? AND carrier_id = ?""",
     "messages_for": """SELECT carrier_id, message FROM {schema}.platform_carrier_ids
@@ -312,6 +326,8 @@ class SqlRecords:
         database.create_tables(_KEY_TABLES, last=_LAST_KEY_TABLE)
         database.create_tables(_ANSWER_TABLES, last=_LAST_ANSWER_TABLE)
         database.create_tables(_CLAIM_TABLES, last=_LAST_CLAIM_TABLE)
+        database.add_column("platform_carrier_ids", "recorded_at", "{real}")
+        database.create_tables(_CARRIER_ID_TIMES, last="platform_carrier_ids_recorded")
         message_columns = [*_MESSAGES, "rank"]
         fragments = {
             **_EVENT_SEQ[database.dialect],
@@ -560,6 +576,14 @@ class SqlRecords:
         a pair seen before (or earlier in `rows`) is left as it is."""
         with self.database.transaction() as session:
             session.write(self._sql["remember_carrier_ids"], distinct_carrier_ids(rows))
+
+    def forget_carrier_ids(self, marks_older_than: float, ids_older_than: float) -> int:
+        """Forgets the marks written before `marks_older_than` and the carrier ids written
+        before `ids_older_than` (epoch seconds); returns how many rows. Rows of a version that
+        kept no time stay."""
+        with self.database.session() as session:
+            marks = session.run(self._sql["forget_marks"], (marks_older_than,))
+            return marks + session.run(self._sql["forget_carrier_ids"], (ids_older_than,))
 
     def carrier_ids_writer(self) -> LoopWriter | None:
         """What `remember_carrier_ids` does (given `distinct_carrier_ids` rows), run by the trio

@@ -170,6 +170,11 @@ class RecordsStore(Protocol):
         """Our message ids of (carrier, carrier id) pairs, those known, in one call."""
         ...
 
+    def forget_carrier_ids(self, marks_older_than: float, ids_older_than: float) -> int:
+        """Forgets the carrier's marks and carrier ids written before these times (epoch
+        seconds); returns how many."""
+        ...
+
     def carrier_ids_writer(self) -> LoopWriter | None:
         """`remember_carrier_ids` run by the trio loop itself, where the store can; else None."""
         ...

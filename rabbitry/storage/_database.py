@@ -130,6 +130,12 @@ class Database(Protocol):
         `unavailable` if it cannot."""
         ...
 
+    def add_column(self, table: str, column: str, definition: str) -> None:
+        """Adds `column` (`definition` a template: "{real}", say) to `table` if it lacks it (a
+        store created by an older version); closes the database and raises `unavailable` if it
+        cannot."""
+        ...
+
     def transaction(self) -> AbstractContextManager[Session]:
         """One atomic unit: committed when the block ends, rolled back when it raises."""
         ...

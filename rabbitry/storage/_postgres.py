@@ -49,6 +49,8 @@ _FIELDS = {
     "serial": "BIGINT GENERATED ALWAYS AS IDENTITY",
     "timestamp": "TIMESTAMPTZ",
     "now": "statement_timestamp()",
+    "epoch": "CAST(extract(epoch FROM statement_timestamp()) AS DOUBLE PRECISION)",
+    "brin": "USING brin",
     "for_update": "FOR UPDATE",
     "for_share": "FOR SHARE",
 }
@@ -199,6 +201,30 @@ class PostgresDatabase:
                 f"cannot create the {self._noun} tables in schema {self._schema!r} of"
                 f" {_show(self._url)!r} ({_reason(exc, self._url)}); check that this user may"
                 " create them, or create them beforehand"
+            ) from exc
+
+    def add_column(self, table: str, column: str, definition: str) -> None:
+        try:
+            with self._taken() as db, db.transaction():
+                db.execute(_LOCK, (_lock_key(self._schema, "accounts/(schema)"),))
+                found = db.execute(
+                    "SELECT 1 FROM information_schema.columns"
+                    " WHERE table_schema = %s AND table_name = %s AND column_name = %s",
+                    (self._schema, table, column),
+                ).fetchone()
+                if found is None:  # else no ALTER: it would lock the table a moment
+                    db.execute(
+                        self.render(
+                            f"ALTER TABLE {{schema}}.{table} ADD COLUMN IF NOT EXISTS"
+                            f" {column} {definition}"
+                        ).encode()
+                    )
+        except psycopg.Error as exc:
+            self.close()
+            raise self._unavailable(
+                f"cannot add column {column} to the {self._noun} table {table} in schema"
+                f" {self._schema!r} of {_show(self._url)!r} ({_reason(exc, self._url)}); check"
+                " that this user may alter it, or add it beforehand"
             ) from exc
 
     @contextmanager

@@ -39,6 +39,8 @@ _FIELDS = {
     "serial": "INTEGER",
     "timestamp": "TEXT",
     "now": "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    "epoch": "((julianday('now') - 2440587.5) * 86400.0)",
+    "brin": "",
     "for_update": "",
     "for_share": "",
 }
@@ -167,6 +169,18 @@ class SqliteDatabase:
             # IF NOT EXISTS throughout: cheap to run at every opening.
             with self._lock:
                 self.connection.executescript(self.render(tables, **fragments))
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._unavailable(_cannot_open(self._noun, self._path, exc)) from exc
+
+    def add_column(self, table: str, column: str, definition: str) -> None:
+        try:
+            with self._lock:
+                columns = self.connection.execute(f"PRAGMA table_info({table})").fetchall()
+                if all(row[1] != column for row in columns):
+                    self.connection.execute(
+                        self.render(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                    )
         except sqlite3.Error as exc:
             self.close()
             raise self._unavailable(_cannot_open(self._noun, self._path, exc)) from exc

@@ -8,6 +8,7 @@ PostgreSQL must be running: these tests fail, not skip, without it."""
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -564,3 +565,47 @@ def test_carrier_ids_are_looked_up_many_at_once(records: RecordsStore) -> None:
         ("other", "c-1"): "m-3",
     }
     assert records.messages_for([]) == {}
+
+
+def test_marks_and_carrier_ids_are_forgotten_by_the_time_they_were_written(
+    records: RecordsStore,
+) -> None:
+    records.remember_carrier_ids([("sim", "c-1", "m-1"), ("sim#accepted", "m-1:0", "m-1")])
+    records.remember_carrier_ids([("other", "c-2", "m-2"), ("sim#submitting", "m-2:0", "m-2")])
+    wanted = [
+        ("sim", "c-1"),
+        ("sim#accepted", "m-1:0"),
+        ("other", "c-2"),
+        ("sim#submitting", "m-2:0"),
+    ]
+    past, future = time.time() - 60, time.time() + 60  # the store's own clock wrote them
+    assert records.forget_carrier_ids(past, past) == 0
+    assert len(records.messages_for(wanted)) == 4
+    assert records.forget_carrier_ids(future, past) == 2  # the marks only
+    assert records.messages_for(wanted) == {("sim", "c-1"): "m-1", ("other", "c-2"): "m-2"}
+    assert records.forget_carrier_ids(future, future) == 2
+    assert records.messages_for(wanted) == {}
+
+
+def test_a_carrier_id_table_of_an_older_version_gets_its_times_at_opening(
+    tmp_path: Path, admin: psycopg.Connection, schema: str
+) -> None:
+    old_table = """CREATE TABLE {table} (carrier TEXT NOT NULL, carrier_id TEXT NOT NULL,
+        message TEXT NOT NULL, PRIMARY KEY (carrier, carrier_id))"""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.execute(old_table.format(table="platform_carrier_ids"))
+        old.execute("INSERT INTO platform_carrier_ids VALUES ('sim', 'c-0', 'm-0')")
+    old.close()
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    admin.execute(old_table.format(table=f'"{schema}".platform_carrier_ids'))
+    admin.execute(f"""INSERT INTO "{schema}".platform_carrier_ids VALUES ('sim', 'c-0', 'm-0')""")
+    for opened in (Records.open(path), PostgresRecords.open(URL, schema=schema)):
+        opened.remember_carrier_ids([("sim", "c-1", "m-1")])
+        # The row written before knows no time: it is never forgotten (by hand, if ever).
+        assert opened.forget_carrier_ids(time.time() + 60, time.time() + 60) == 1
+        assert opened.messages_for([("sim", "c-0"), ("sim", "c-1")]) == {("sim", "c-0"): "m-0"}
+        opened.close()
+    again = Records.open(path)  # opened again: the column is there, nothing to add
+    assert again.messages_for([("sim", "c-0")]) == {("sim", "c-0"): "m-0"}
+    again.close()
