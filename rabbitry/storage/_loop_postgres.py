@@ -28,7 +28,7 @@ statement.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
 import trio
@@ -165,8 +165,9 @@ async def _execute(
 ) -> pq.abc.PGresult:
     """Sends `statement` and returns its result, waiting on the socket in the trio loop."""
     connection.send_query_params(statement, parameters)
-    while connection.flush():  # 1: more to send once the socket takes it
-        await trio.lowlevel.wait_writable(connection.socket)
+    while connection.flush():  # 1: more to send; read what comes meanwhile (libpq's advice)
+        await _readable_or_writable(connection.socket)
+        connection.consume_input()
     while True:
         connection.consume_input()
         if not connection.is_busy():
@@ -178,3 +179,14 @@ async def _execute(
     if not results:
         raise psycopg.OperationalError("the server sent no result")
     return results[-1]
+
+
+async def _readable_or_writable(socket: int) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def wait(until: Callable[[int], Awaitable[None]]) -> None:
+            await until(socket)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(wait, trio.lowlevel.wait_readable)
+        nursery.start_soon(wait, trio.lowlevel.wait_writable)

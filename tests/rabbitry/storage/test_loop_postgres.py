@@ -131,3 +131,12 @@ def test_only_text_columns_and_only_on_postgresql(database: PostgresDatabase) ->
     sqlite = SqliteDatabase.open(":memory:", noun="tests", unavailable=Unavailable)
     assert sqlite.loop_writer(TEMPLATE, "marks", COLUMNS) is None
     sqlite.close()
+
+
+async def test_a_write_bigger_than_the_sockets_buffers_goes_in_whole(
+    database: PostgresDatabase, writer: LoopWriter
+) -> None:
+    long = "x" * 300
+    many = [("sim", f"{n:06d}", f"{long}{n}") for n in range(20_000)]  # about 6 MB to send
+    await writer.write(many)
+    assert rows(database) == many
