@@ -298,6 +298,10 @@ def submission(item: SendItem) -> Submission:
     return Submission.of(item.id, item.to, item.sender, item.text)
 
 
+SPAWN_TURN = 100
+"""Submits a batch starts in one turn of the loop (the rest of the loop waits meanwhile)."""
+
+
 class CarrierActor(ConsumerActor):
     """Consumes `carrier.<name>` for one link (`slot`, link 0 by default): submits send batches
     (see the module docstring)."""
@@ -348,6 +352,8 @@ class CarrierActor(ConsumerActor):
                     nursery.start_soon(
                         self._submit, index, item, attempt, results, told, sent, marks
                     )
+                    if index % SPAWN_TURN == SPAWN_TURN - 1:
+                        await trio.lowlevel.checkpoint()  # others' turn: not 500 at once
             outer.cancel_scope.cancel()
         if self.slot.cut:
             # The lease is lost: RabbitMQ handed this batch to another daemon, which settles it
