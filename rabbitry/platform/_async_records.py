@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rabbitry.gateway import IdempotencyClaim
+from rabbitry.platform._carrier_ids_sql import distinct_carrier_ids
 from rabbitry.platform._invoice_numbers import Make
 from rabbitry.platform._outbox import AsyncOutbox
 from rabbitry.platform._records import (
@@ -34,7 +35,6 @@ from rabbitry.platform._records import (
     StatusChange,
     StoredAnswer,
 )
-from rabbitry.platform._records_sql import distinct_carrier_ids
 from rabbitry.platform._records_store import RecordsStore
 from rabbitry.storage import StoreThreads
 

@@ -48,6 +48,7 @@ from typing import cast
 import msgspec
 
 from rabbitry.gateway import IdempotencyClaim, MessageStatus
+from rabbitry.platform._carrier_ids_sql import SqlCarrierIds
 from rabbitry.platform._invoice_numbers import InvoiceNumbers, Make
 from rabbitry.platform._messages import FINAL_STATUSES
 from rabbitry.platform._outbox import SqlOutbox
@@ -111,14 +112,6 @@ CREATE TABLE IF NOT EXISTS {schema}.platform_carrier_ids (
 """
 
 _LAST_TABLE = "platform_carrier_ids"  # created last: if it exists, so do the others
-
-# When each carrier id and mark was written (epoch seconds; NULL if by a version before it), so
-# that they are forgotten once no delivery report or takeover can need them. BRIN: the rows come
-# in time order, and the index costs the inserts next to nothing.
-_CARRIER_ID_TIMES = """
-CREATE INDEX IF NOT EXISTS platform_carrier_ids_recorded
-    ON {schema}.platform_carrier_ids {brin} (recorded_at);
-"""
 
 # Added after the tables above, so a store created before them gets them when it is opened.
 _KEY_TABLES = """
@@ -245,19 +238,6 @@ _STATEMENTS = {
         WHERE i.status <> 'ready'""",
     "invoice": """SELECT id, account, period, status, document, pdf FROM {schema}.platform_invoices
         WHERE id = ? AND account = ?""",
-    "remember_carrier_ids": """INSERT INTO {schema}.platform_carrier_ids
-        (carrier, carrier_id, message, recorded_at)
-        SELECT carrier, carrier_id, message, {epoch} FROM {carrier_ids} WHERE true
-        ON CONFLICT (carrier, carrier_id) DO NOTHING""",
-    # A mark's "carrier" is the carrier's name and a suffix ("sim#accepted"); a name has no "#".
-    "forget_marks": """DELETE FROM {schema}.platform_carrier_ids
-        WHERE recorded_at < ? AND carrier LIKE '%%#%%'""",
-    "forget_carrier_ids": """DELETE FROM {schema}.platform_carrier_ids
-        WHERE recorded_at < ? AND carrier NOT LIKE '%%#%%'""",
-    "message_for": """SELECT message FROM {schema}.platform_carrier_ids
-        WHERE carrier = ? AND carrier_id = ?""",
-    "messages_for": """SELECT carrier_id, message FROM {schema}.platform_carrier_ids
-        WHERE carrier = ? AND carrier_id {ids}""",
 }
 
 _MESSAGE_TYPES = [
@@ -287,7 +267,6 @@ _EVENT_COLUMNS = [
     ("message", "text"), ("status", "text"), ("carrier", "text"), ("error", "text"),
     ("at", "float8"),
 ]  # fmt: skip
-_CARRIER_ID_COLUMNS = [("carrier", "text"), ("carrier_id", "text"), ("message", "text")]
 
 
 def _with_implied_sent(
@@ -307,15 +286,6 @@ def _with_implied_sent(
         yield change
 
 
-def distinct_carrier_ids(rows: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    """The first row of each (carrier, carrier id) of `rows`, in key order (as `insert_messages`
-    writes its rows: two writers lock the keys in one order)."""
-    first: dict[tuple[str, str], tuple[str, str, str]] = {}
-    for row in rows:
-        first.setdefault(row[:2], row)
-    return [first[key] for key in sorted(first)]
-
-
 class SqlRecords:
     """The platform's records in a SQL `Database` (see the module docstring); a `RecordsStore`.
     Creates its tables if they are missing."""
@@ -326,15 +296,12 @@ class SqlRecords:
         database.create_tables(_KEY_TABLES, last=_LAST_KEY_TABLE)
         database.create_tables(_ANSWER_TABLES, last=_LAST_ANSWER_TABLE)
         database.create_tables(_CLAIM_TABLES, last=_LAST_CLAIM_TABLE)
-        database.add_column("platform_carrier_ids", "recorded_at", "{real}")
-        database.create_tables(_CARRIER_ID_TIMES, last="platform_carrier_ids_recorded")
         message_columns = [*_MESSAGES, "rank"]
         fragments = {
             **_EVENT_SEQ[database.dialect],
             "messages": database.rows("u", list(zip(message_columns, _MESSAGE_TYPES, strict=True))),
             "moves": database.rows("u", _MOVE_COLUMNS),
             "events": database.rows("u", _EVENT_COLUMNS),
-            "carrier_ids": database.rows("u", _CARRIER_ID_COLUMNS),
             "ids": database.among("text"),
         }
         self._sql = {
@@ -342,9 +309,7 @@ class SqlRecords:
         }
         self.outbox = SqlOutbox(database)
         self.invoice_numbers = InvoiceNumbers(database)
-        self._carrier_ids_writer = database.loop_writer(
-            _STATEMENTS["remember_carrier_ids"], "carrier_ids", _CARRIER_ID_COLUMNS
-        )
+        self.carrier_ids = SqlCarrierIds(database)
 
     def close(self) -> None:
         self.database.close()
@@ -569,43 +534,24 @@ class SqlRecords:
             answers = session.run(self._sql["forget_answers"], (older_than,))
             return answers + session.run(self._sql["forget_claims"], (older_than,))
 
-    # Carrier ids
+    # Carrier ids (rabbitry.platform._carrier_ids_sql)
 
     def remember_carrier_ids(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """Keeps (carrier, carrier id, our message id) so a late delivery report finds its SMS;
         a pair seen before (or earlier in `rows`) is left as it is."""
-        with self.database.transaction() as session:
-            session.write(self._sql["remember_carrier_ids"], distinct_carrier_ids(rows))
+        self.carrier_ids.remember(rows)
 
     def forget_carrier_ids(self, marks_older_than: float, ids_older_than: float) -> int:
-        """Forgets the marks written before `marks_older_than` and the carrier ids written
-        before `ids_older_than` (epoch seconds); returns how many rows. Rows of a version that
-        kept no time stay."""
-        with self.database.session() as session:
-            marks = session.run(self._sql["forget_marks"], (marks_older_than,))
-            return marks + session.run(self._sql["forget_carrier_ids"], (ids_older_than,))
+        return self.carrier_ids.forget(marks_older_than, ids_older_than)
 
     def carrier_ids_writer(self) -> LoopWriter | None:
-        """What `remember_carrier_ids` does (given `distinct_carrier_ids` rows), run by the trio
-        loop itself where the store can (PostgreSQL), for the carrier's submit marks; else None."""
-        return self._carrier_ids_writer
+        return self.carrier_ids.writer
 
     def message_for(self, carrier: str, carrier_id: str) -> str | None:
-        row = self._one("message_for", (carrier, carrier_id))
-        return None if row is None else str(row[0])
+        return self.carrier_ids.message_for(carrier, carrier_id)
 
     def messages_for(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Our message ids of (carrier, carrier id) pairs, those known: one statement per
-        carrier, not one per pair (a batch of delivery reports looks its messages up at once)."""
-        wanted: dict[str, set[str]] = {}
-        for carrier, carrier_id in keys:
-            wanted.setdefault(carrier, set()).add(carrier_id)
-        found: dict[tuple[str, str], str] = {}
-        with self.database.session() as session:
-            for carrier, carrier_ids in wanted.items():
-                rows = session.all(self._sql["messages_for"], (carrier, sorted(carrier_ids)))
-                found.update(((carrier, str(row[0])), str(row[1])) for row in rows)
-        return found
+        return self.carrier_ids.messages_for(keys)
 
     # Invoices
 
