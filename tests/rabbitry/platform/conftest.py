@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import attrs
 import pytest
 import trio
 
-from rabbitry.platform import AsyncRecords, RecordsStore
+from rabbitry.platform import AsyncRecords, RecordsStore, SendItem
 from rabbitry.storage import StoreThreads
 
 T = TypeVar("T")
@@ -80,3 +81,18 @@ class InlineThreads(StoreThreads):
 def inline(records: RecordsStore) -> AsyncRecords:
     """`records` for the platform's async code, each call run inline (`InlineThreads`)."""
     return AsyncRecords(records, InlineThreads())
+
+
+def send_item(message_id: str, carrier: str = "sim") -> SendItem:
+    """One SMS of a `SendBatch`: "hi" to +33612345678 at 0.05, routed to `carrier` alone."""
+    return SendItem(
+        id=message_id,
+        to="+33612345678",
+        sender="ACME",
+        text="hi",
+        segments=1,
+        encoding="gsm7",
+        price=Decimal("0.05"),
+        prefix="+33",
+        carriers=(carrier,),
+    )

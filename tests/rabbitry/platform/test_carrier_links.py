@@ -9,7 +9,6 @@ import secrets
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from decimal import Decimal
 from typing import Any, cast
 
 import attrs
@@ -35,7 +34,6 @@ from rabbitry.platform import (
     LinkHandle,
     Names,
     SendBatch,
-    SendItem,
     platform_codec,
     platform_topology,
     run_link,
@@ -43,6 +41,8 @@ from rabbitry.platform import (
 from rabbitry.platform._carrier_links import GRACE, ORPHANED, RENEW, LinkSlot, _renew
 from rabbitry.platform._carrier_marks import ACCEPTED, REFUSED, SUBMITTING
 from rabbitry.platform._publisher import Publisher
+
+from .conftest import send_item
 
 
 class Carrier:
@@ -99,6 +99,21 @@ class Daemon:
 Opener = Callable[[], AbstractAsyncContextManager[Transport]]
 
 
+def link_of(side: CarrierSide, transport: Any, holder: str = "d1") -> Callable[..., Awaitable[Any]]:
+    """Link 0 of `side` for daemon `holder` on `transport` (a child to `nursery.start`)."""
+    slot = side.slots[0]
+    return functools.partial(
+        run_link,
+        side,
+        slot,
+        functools.partial(CarrierActor, side, slot),
+        transport=transport,
+        codec=platform_codec(),
+        router=None,
+        holder=holder,
+    )
+
+
 async def run_daemon(
     name: str,
     opener: Opener,
@@ -121,20 +136,8 @@ async def run_daemon(
             )
             daemon = Daemon(name, side, scope)
             daemons.append(daemon)
-            slot = side.slots[0]
             async with trio.open_nursery() as nursery:
-                daemon.handle = await nursery.start(
-                    functools.partial(
-                        run_link,
-                        side,
-                        slot,
-                        functools.partial(CarrierActor, side, slot),
-                        transport=transport,
-                        codec=platform_codec(),
-                        router=None,
-                        holder=name,
-                    )
-                )
+                daemon.handle = await nursery.start(link_of(side, transport, name))
                 task_status.started()
 
 
@@ -567,37 +570,12 @@ async def hold_and_cut(answer_after: float | None) -> tuple[Answering, dict[Any,
             window=2,
             marks=mark,
         )
-        slot = side.slots[0]
-        items = tuple(
-            SendItem(
-                id=message,
-                to="+33612345678",
-                sender="ACME",
-                text="hi",
-                segments=1,
-                encoding="gsm7",
-                price=Decimal("0.05"),
-                prefix="+33",
-                carriers=("c",),
-            )
-            for message in ("m1", "m2", "m3")
-        )
+        items = tuple(send_item(message, "c") for message in ("m1", "m2", "m3"))
         batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=items)
         cut_at = 0.0
         with pytest.RaisesGroup(LeaseLost, flatten_subgroups=True):
             async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    functools.partial(
-                        run_link,
-                        side,
-                        slot,
-                        functools.partial(CarrierActor, side, slot),
-                        transport=cast(Any, transport),
-                        codec=platform_codec(),
-                        router=None,
-                        holder="d1",
-                    )
-                )
+                await nursery.start(link_of(side, transport))
                 await publisher.publish(batch, routing_key=names.send_key("c"))
                 await until(lambda: len(connector.handed) == 2)
                 await trio.testing.wait_all_tasks_blocked()
@@ -673,20 +651,14 @@ async def test_a_renewed_token_that_does_not_come_back_gives_the_link_up_after_i
     assert RENEW + RENEW / 10 + 3 <= gave_up < RENEW + RENEW / 10 + 3.5 < RENEW + RENEW / 10 + GRACE
 
 
-class Windowed:
-    """A connector whose submits wait for `answer`, counting the most in flight at once."""
-
-    name = "c"
+class Windowed(Answering):
+    """A connector whose submits wait for `answer`, then are all accepted; it counts the most
+    in flight at once."""
 
     def __init__(self) -> None:
-        self.handed: list[str] = []
+        super().__init__()
         self.in_flight = 0
         self.most = 0
-        self.answer = trio.Event()
-
-    async def run(self, events: EventSink, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await trio.sleep_forever()
 
     async def submit(self, submission: Submission) -> Accepted:
         self.handed.append(submission.message_id)
@@ -697,9 +669,6 @@ class Windowed:
         finally:
             self.in_flight -= 1
         return Accepted((f"smsc-{submission.message_id}",))
-
-    def health(self) -> str:
-        return "bound"
 
 
 async def test_a_link_works_on_two_batches_at_once_within_its_window(
@@ -728,35 +697,10 @@ async def test_a_link_works_on_two_batches_at_once_within_its_window(
             window=3,
             marks=mark,
         )
-        slot = side.slots[0]
         async with trio.open_nursery() as nursery:
-            await nursery.start(
-                functools.partial(
-                    run_link,
-                    side,
-                    slot,
-                    functools.partial(CarrierActor, side, slot),
-                    transport=transport,
-                    codec=platform_codec(),
-                    router=None,
-                    holder="d1",
-                )
-            )
+            await nursery.start(link_of(side, transport))
             for hold, messages in (("h1", ("m1", "m2")), ("h2", ("m3", "m4"))):
-                items = tuple(
-                    SendItem(
-                        id=message,
-                        to="+33612345678",
-                        sender="ACME",
-                        text="hi",
-                        segments=1,
-                        encoding="gsm7",
-                        price=Decimal("0.05"),
-                        prefix="+33",
-                        carriers=("c",),
-                    )
-                    for message in messages
-                )
+                items = tuple(send_item(message, "c") for message in messages)
                 batch = SendBatch(account="acc_1", hold=hold, currency="EUR", items=items)
                 await publisher.publish(batch, routing_key=names.send_key("c"))
             await until(lambda: len(connector.handed) == 3)

@@ -24,7 +24,6 @@ from rabbitry.platform import (
     CarrierSide,
     Names,
     SendBatch,
-    SendItem,
     open_records,
     platform_codec,
     reported_final,
@@ -43,6 +42,8 @@ from rabbitry.platform._carrier_marks import (
 )
 from rabbitry.platform._publisher import Publisher
 from rabbitry.platform._records import MessageRecord
+
+from .conftest import send_item as item
 
 
 class Scripted:
@@ -99,20 +100,6 @@ async def test_a_connection_that_stayed_up_starts_the_count_again(autojump_clock
 class NothingSettled:
     async def settled(self, account: str, messages: Any) -> frozenset[str]:
         return frozenset()
-
-
-def item(message_id: str) -> SendItem:
-    return SendItem(
-        id=message_id,
-        to="+33612345678",
-        sender="ACME",
-        text="hi",
-        segments=1,
-        encoding="gsm7",
-        price=Decimal("0.05"),
-        prefix="+33",
-        carriers=("sim",),
-    )
 
 
 def answers(answered: tuple[Answered, ...]) -> dict[str, str]:
