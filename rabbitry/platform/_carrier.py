@@ -541,6 +541,7 @@ class CarrierActor(ConsumerActor):
         side = self.side
         retry = side.names.retry_layout(side.schedule)
         delay = side.schedule.delay(attempt + 1)
+        batch = msgspec.structs.replace(batch, retried_as=attempt + 1)
         envelope = msgspec.structs.replace(side.publisher.envelope(batch), attempt=attempt + 1)
         await side.publisher.publish_envelope(
             envelope,

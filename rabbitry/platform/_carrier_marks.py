@@ -57,6 +57,7 @@ __all__ = [
     "answer_in",
     "answer_mark",
     "answer_of",
+    "earlier_attempts",
     "reported_final",
     "run_carrier_ids_cleanup",
     "unknown_delivered",
@@ -166,6 +167,11 @@ async def unsettled(
     whether the carrier took it is unknown (unless its delivery report came: then it had
     it), and it is not sent again rather than risk sending it twice: it stays unsettled,
     its money held, until its delivery report or the reaper settles it (`UNKNOWN`).
+
+    Of a batch that came back through the retry tiers because its handling failed (a tell or
+    publish of its settlement, say: not the carrier's own retry, which sets `retried_as`), the
+    items the earlier attempts handed to the carrier are read the same way, so that one
+    accepted then is settled as sent now, not sent again (`earlier_attempts`).
     Returns (the batch to submit, the unknown, the answered)."""
     settled = await side.accounts.settled(batch.account, [i.id for i in batch.items])
     items = [item for item in batch.items if item.id not in settled]
@@ -176,39 +182,14 @@ async def unsettled(
             len(batch.items) - len(items),
             len(batch.items),
         )
-    if not (redelivered and items and side.marked is not None):
-        return msgspec.structs.replace(batch, items=tuple(items)), (), ()
-    marked = side.marked
-    keys = {item.id: f"{item.id}:{attempt}" for item in items}
-    found = await marked(
-        key
-        for item in items
-        for key in ((side.name + SUBMITTING, keys[item.id]), (UNKNOWN, item.id))
-    )
-    handed = [item for item in items if (side.name + SUBMITTING, keys[item.id]) in found]
-    items = [item for item in items if (side.name + SUBMITTING, keys[item.id]) not in found]
     answered: list[Answered] = []
-    known = [item for item in handed if (UNKNOWN, item.id) in found]  # by an earlier takeover
-    waiting = [item for item in handed if (UNKNOWN, item.id) not in found]
-    deadline = trio.current_time() + ANSWER_WAIT
-    while True:
-        answers = await marked(
-            (side.name + kind, keys[item.id])
-            for item in waiting
-            for kind in (ACCEPTED, REFUSED, RETRYABLE)
-        )
-        unanswered = []
-        for item in waiting:
-            answer = answer_in(answers, side.name, keys[item.id])
-            if answer is None:
-                unanswered.append(item)
-            else:
-                answered.append((item, answer))
-        waiting = unanswered
-        if not waiting or trio.current_time() >= deadline:
-            break
-        await trio.sleep(ANSWER_POLL)
-    unknown = [*known, *waiting]
+    unknown: list[SendItem] = []
+    if attempt > batch.retried_as and items and side.marked is not None:
+        items, answered, unknown = await earlier_attempts(side, items, batch.retried_as, attempt)
+    if redelivered and items and side.marked is not None:
+        items, now_answered, now_unknown = await _this_attempt(side, items, attempt)
+        answered += now_answered
+        unknown += now_unknown
     if unknown and side.reported is not None:
         # A delivery report came for it: the carrier had it, whatever its answer was.
         final = await side.reported(batch.account, [item.id for item in unknown])
@@ -231,6 +212,82 @@ async def unsettled(
             extra={"event": "carrier_unknown_outcome", "carrier": side.name},
         )
     return msgspec.structs.replace(batch, items=tuple(items)), tuple(unknown), tuple(answered)
+
+
+async def earlier_attempts(
+    side: CarrierSide, items: Sequence[SendItem], first: int, attempt: int
+) -> tuple[list[SendItem], list[Answered], list[SendItem]]:
+    """Of `items`, (those to submit, those answered, those of unknown outcome) by what the
+    attempts `first` to `attempt - 1` kept: the latest one that handed an item to the carrier
+    tells; an item none handed over, or whose answer was retryable, is submitted again."""
+    assert side.marked is not None
+    attempts = range(first, attempt)
+    kinds = (SUBMITTING, ACCEPTED, REFUSED, RETRYABLE)
+    found = await side.marked(
+        (side.name + kind, f"{item.id}:{number}")
+        for item in items
+        for number in attempts
+        for kind in kinds
+    )
+    left: list[SendItem] = []
+    answered: list[Answered] = []
+    unknown: list[SendItem] = []
+    for item in items:
+        for number in reversed(attempts):
+            key = f"{item.id}:{number}"
+            if (side.name + SUBMITTING, key) not in found:
+                continue
+            answer = answer_in(found, side.name, key)
+            if answer is None:
+                unknown.append(item)
+            elif isinstance(answer, Accepted | PermanentError):
+                answered.append((item, answer))
+            else:
+                left.append(item)  # the carrier did not take it: this is its retry
+            break
+        else:
+            left.append(item)
+    return left, answered, unknown
+
+
+async def _this_attempt(
+    side: CarrierSide, items: Sequence[SendItem], attempt: int
+) -> tuple[list[SendItem], list[Answered], list[SendItem]]:
+    """Of the items of a batch redelivered in `attempt`, (those to submit, those answered,
+    those of unknown outcome), waiting up to `ANSWER_WAIT` for the answers still being
+    written (see `unsettled`)."""
+    assert side.marked is not None
+    marked = side.marked
+    keys = {item.id: f"{item.id}:{attempt}" for item in items}
+    found = await marked(
+        key
+        for item in items
+        for key in ((side.name + SUBMITTING, keys[item.id]), (UNKNOWN, item.id))
+    )
+    handed = [item for item in items if (side.name + SUBMITTING, keys[item.id]) in found]
+    left = [item for item in items if (side.name + SUBMITTING, keys[item.id]) not in found]
+    answered: list[Answered] = []
+    known = [item for item in handed if (UNKNOWN, item.id) in found]  # by an earlier takeover
+    waiting = [item for item in handed if (UNKNOWN, item.id) not in found]
+    deadline = trio.current_time() + ANSWER_WAIT
+    while True:
+        answers = await marked(
+            (side.name + kind, keys[item.id])
+            for item in waiting
+            for kind in (ACCEPTED, REFUSED, RETRYABLE)
+        )
+        unanswered = []
+        for item in waiting:
+            answer = answer_in(answers, side.name, keys[item.id])
+            if answer is None:
+                unanswered.append(item)
+            else:
+                answered.append((item, answer))
+        waiting = unanswered
+        if not waiting or trio.current_time() >= deadline:
+            break
+        await trio.sleep(ANSWER_POLL)
+    return left, answered, [*known, *waiting]
 
 
 async def reported_final(records: MessageReader, account: str, messages: Sequence[str]) -> set[str]:

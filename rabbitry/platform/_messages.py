@@ -89,6 +89,10 @@ class SendBatch(msgspec.Struct, frozen=True, kw_only=True, tag="sms.SendBatch"):
     abandon_at: float = 0.0
     """Wall time from which the send's reaper may give this batch up (rabbitry.platform._outbox):
     a carrier handling it that late asks the account which items are settled first."""
+    retried_as: int = 0
+    """The attempt its carrier's own retry published it for (the carrier did not take its items
+    the attempt before); a batch in a later attempt came back because its handling failed, and
+    the carrier reads what the attempts since handed over before it sends anything again."""
 
 
 class HoldFunds(msgspec.Struct, frozen=True, kw_only=True, tag="sms.HoldFunds"):

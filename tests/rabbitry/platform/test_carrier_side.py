@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 import pytest
 import trio
 
@@ -280,6 +281,53 @@ async def test_a_taken_over_batch_with_every_answer_kept_does_not_wait(
     assert not isinstance(answered[1][1], PermanentError)
 
 
+async def test_a_batch_back_from_a_failed_handling_sends_again_only_what_no_attempt_handed_over(
+    autojump_clock: Any,
+) -> None:
+    """A batch whose handling failed after its submits (the tell of its outcomes was refused,
+    say) comes back through the retry tiers in the next attempt, whole. What an earlier attempt
+    handed to the carrier is read from its marks, the latest attempt first, and settled as it
+    was answered; only what none handed over, or the carrier did not take, is sent again."""
+    store = MemoryMarks()
+    await store.marks(
+        [
+            ("sim" + SUBMITTING, "accepted:1", "accepted"),
+            ("sim" + ACCEPTED, "accepted:1", "accepted"),
+            ("sim" + SUBMITTING, "refused:0", "refused"),
+            ("sim" + REFUSED, "refused:0", "ESME_RINVDSTADR: invalid destination"),
+            ("sim" + SUBMITTING, "busy:1", "busy"),
+            ("sim" + RETRYABLE, "busy:1", "down: not bound"),
+            ("sim" + SUBMITTING, "lost:1", "lost"),  # the handling failed before its answer
+            ("sim" + SUBMITTING, "second:0", "second"),
+            ("sim" + RETRYABLE, "second:0", "down: not bound"),
+            ("sim" + SUBMITTING, "second:1", "second"),
+            ("sim" + ACCEPTED, "second:1", "second"),
+        ]
+    )
+    ids = ("accepted", "refused", "busy", "lost", "second", "fresh")
+    batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=tuple(item(i) for i in ids))
+    left, unknown, answered = await unsettled(taking_over(store), batch, 2, redelivered=False)
+    assert [i.id for i in left.items] == ["busy", "fresh"]
+    assert [i.id for i in unknown] == ["lost"]
+    assert answers(answered) == {
+        "accepted": "sent",
+        "refused": "PermanentError ESME_RINVDSTADR: invalid destination",
+        "second": "sent",
+    }
+    # Published by the carrier's own retry for this attempt: the earlier ones said "retry".
+    retried = msgspec.structs.replace(batch, retried_as=2)
+    left, unknown, answered = await unsettled(taking_over(store), retried, 2, redelivered=False)
+    assert (len(left.items), unknown, answered) == (6, (), ())
+    # Back again from attempt 2 (retried as 1): only attempt 1 is read.
+    once = msgspec.structs.replace(batch, retried_as=1)
+    left, unknown, answered = await unsettled(taking_over(store), once, 2, redelivered=False)
+    assert [i.id for i in left.items] == ["refused", "busy", "fresh"]
+    assert ([i.id for i in unknown], sorted(answers(answered))) == (
+        ["lost"],
+        ["accepted", "second"],
+    )
+
+
 class Recorded:
     """A transport keeping what is published, and accounts keeping what they are told."""
 
@@ -334,7 +382,8 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
     }
     [(_, routing_key, envelope)] = recorded.published
     assert (routing_key, envelope.attempt) == (names.send_key("sim"), 1)
-    assert [i.id for i in platform_codec().decode(envelope).items] == ["busy"]
+    retried = platform_codec().decode(envelope)
+    assert ([i.id for i in retried.items], retried.retried_as) == (["busy"], 1)
     failing = unknown_failure(store.rows[(UNKNOWN, "unknown")])
     assert (failing.account, failing.hold, failing.unless_settled) == ("acc_1", "h1", True)
     [failed] = failing.items
