@@ -80,6 +80,7 @@ from rabbitry.platform._batcher import Batcher
 from rabbitry.platform._carrier_links import LinkSlot
 from rabbitry.platform._carrier_marks import (
     ACCEPTED,
+    MOVED,
     SUBMITTING,
     UNKNOWN,
     Answered,
@@ -502,13 +503,7 @@ class CarrierActor(ConsumerActor):
                 )
             for carrier, items in failover.items():
                 moved = msgspec.structs.replace(batch, items=tuple(items))
-                nursery.start_soon(
-                    functools.partial(
-                        side.publisher.publish,
-                        moved,
-                        routing_key=side.names.send_key(carrier),
-                    )
-                )
+                nursery.start_soon(self._fail_over, moved, carrier, attempt)
             if retry:
                 nursery.start_soon(
                     self._retry, msgspec.structs.replace(batch, items=tuple(retry)), attempt
@@ -537,6 +532,11 @@ class CarrierActor(ConsumerActor):
             (UNKNOWN, outcome.id, unknown_outcome(batch, outcome)) for outcome in failing
         )
 
+    async def _fail_over(self, batch: SendBatch, carrier: str, attempt: int) -> None:
+        side = self.side
+        await side.publisher.publish(batch, routing_key=side.names.send_key(carrier))
+        await self._moved(batch, attempt, carrier)
+
     async def _retry(self, batch: SendBatch, attempt: int) -> None:
         side = self.side
         retry = side.names.retry_layout(side.schedule)
@@ -548,6 +548,15 @@ class CarrierActor(ConsumerActor):
             exchange=retry.tier(side.names.exchange, delay),
             routing_key=side.names.send_key(side.name),
         )
+        await self._moved(batch, attempt, f"retry {attempt + 1}")
+
+    async def _moved(self, batch: SendBatch, attempt: int, where: str) -> None:
+        """Marks `batch`'s items as handed on (`MOVED`): should this handling fail after all,
+        the batch back from it leaves them to the one just published."""
+        if self.side.marks is not None:
+            rows = [(self.side.name + MOVED, f"{i.id}:{attempt}", where) for i in batch.items]
+            with contextlib.suppress(Exception):  # not worth failing this handling for
+                await self.side.marks(rows)
 
 
 def _next_carrier(item: SendItem, current: str) -> str | None:

@@ -44,6 +44,7 @@ __all__ = [
     "ANSWER_POLL",
     "ANSWER_WAIT",
     "MARKS_KEPT",
+    "MOVED",
     "REFUSED",
     "REPORT_WINDOW",
     "RETRYABLE",
@@ -85,6 +86,11 @@ over fails it with that reason (refunded)."""
 RETRYABLE = "#retryable"
 """Likewise, for a message the carrier did not take (a retryable error, `CarrierDown`, too many
 `Throttled`): a batch taken over fails it over or retries it, as its first daemon would have."""
+
+MOVED = "#moved"
+"""Likewise, for a message whose batch this carrier handed on, confirmed, after that answer: to
+the next carrier of its route or to its own retry (the message column says which). A batch back
+from a failed handling leaves it to that batch."""
 
 UNKNOWN = "#unknown"
 """The carrier column (no carrier's name, which cannot hold "#") of the mark of a message whose
@@ -219,10 +225,11 @@ async def earlier_attempts(
 ) -> tuple[list[SendItem], list[Answered], list[SendItem]]:
     """Of `items`, (those to submit, those answered, those of unknown outcome) by what the
     attempts `first` to `attempt - 1` kept: the latest one that handed an item to the carrier
-    tells; an item none handed over, or whose answer was retryable, is submitted again."""
+    tells; an item none handed over, or whose answer was retryable, is submitted again, unless
+    that attempt handed it on (`MOVED`: another batch has it now, and it is left out)."""
     assert side.marked is not None
     attempts = range(first, attempt)
-    kinds = (SUBMITTING, ACCEPTED, REFUSED, RETRYABLE)
+    kinds = (SUBMITTING, ACCEPTED, REFUSED, RETRYABLE, MOVED)
     found = await side.marked(
         (side.name + kind, f"{item.id}:{number}")
         for item in items
@@ -238,7 +245,9 @@ async def earlier_attempts(
             if (side.name + SUBMITTING, key) not in found:
                 continue
             answer = answer_in(found, side.name, key)
-            if answer is None:
+            if (side.name + MOVED, key) in found:
+                pass  # the next carrier's batch or the retry's has it
+            elif answer is None:
                 unknown.append(item)
             elif isinstance(answer, Accepted | PermanentError):
                 answered.append((item, answer))

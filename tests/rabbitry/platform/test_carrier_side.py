@@ -32,6 +32,7 @@ from rabbitry.platform import (
 from rabbitry.platform._carrier_marks import (
     ACCEPTED,
     ANSWER_WAIT,
+    MOVED,
     REFUSED,
     RETRYABLE,
     SUBMITTING,
@@ -302,9 +303,12 @@ async def test_a_batch_back_from_a_failed_handling_sends_again_only_what_no_atte
             ("sim" + RETRYABLE, "second:0", "down: not bound"),
             ("sim" + SUBMITTING, "second:1", "second"),
             ("sim" + ACCEPTED, "second:1", "second"),
+            ("sim" + SUBMITTING, "moved:1", "moved"),  # retried by a batch of its own
+            ("sim" + RETRYABLE, "moved:1", "down: not bound"),
+            ("sim" + MOVED, "moved:1", "retry 2"),
         ]
     )
-    ids = ("accepted", "refused", "busy", "lost", "second", "fresh")
+    ids = ("accepted", "refused", "busy", "lost", "second", "moved", "fresh")
     batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=tuple(item(i) for i in ids))
     left, unknown, answered = await unsettled(taking_over(store), batch, 2, redelivered=False)
     assert [i.id for i in left.items] == ["busy", "fresh"]
@@ -317,7 +321,7 @@ async def test_a_batch_back_from_a_failed_handling_sends_again_only_what_no_atte
     # Published by the carrier's own retry for this attempt: the earlier ones said "retry".
     retried = msgspec.structs.replace(batch, retried_as=2)
     left, unknown, answered = await unsettled(taking_over(store), retried, 2, redelivered=False)
-    assert (len(left.items), unknown, answered) == (6, (), ())
+    assert (len(left.items), unknown, answered) == (7, (), ())
     # Back again from attempt 2 (retried as 1): only attempt 1 is read.
     once = msgspec.structs.replace(batch, retried_as=1)
     left, unknown, answered = await unsettled(taking_over(store), once, 2, redelivered=False)
@@ -384,6 +388,7 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
     assert (routing_key, envelope.attempt) == (names.send_key("sim"), 1)
     retried = platform_codec().decode(envelope)
     assert ([i.id for i in retried.items], retried.retried_as) == (["busy"], 1)
+    assert store.rows[("sim" + MOVED, "busy:0")] == "retry 1"  # a batch back leaves it out
     failing = unknown_failure(store.rows[(UNKNOWN, "unknown")])
     assert (failing.account, failing.hold, failing.unless_settled) == ("acc_1", "h1", True)
     [failed] = failing.items
