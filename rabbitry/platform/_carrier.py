@@ -502,7 +502,8 @@ class CarrierActor(ConsumerActor):
                     )
                 )
             for carrier, items in failover.items():
-                moved = msgspec.structs.replace(batch, items=tuple(items))
+                # A new carrier, from its attempt 0: none of its attempts retried it yet.
+                moved = msgspec.structs.replace(batch, items=tuple(items), retried_as=0)
                 nursery.start_soon(self._fail_over, moved, carrier, attempt)
             if retry:
                 nursery.start_soon(

@@ -399,3 +399,28 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
     assert [(i.id, i.status, i.error, i.at) for i in capturing.items] == [
         ("unknown", "sent", "", 42.0)
     ]
+
+
+async def test_a_batch_failed_over_starts_afresh_on_the_next_carrier_and_is_marked_moved() -> None:
+    recorded = Recorded()
+    names = Names()
+    store = MemoryMarks()
+    side = CarrierSide(
+        "sim",
+        cast(Any, Scripted([])),
+        publisher=Publisher(cast(Any, recorded), platform_codec(), names.exchange),
+        accounts=cast(Any, recorded),
+        names=names,
+        schedule=RetrySchedule((1.0, 5.0)),
+        marks=store.marks,
+        marked=store.marked,
+    )
+    routed = msgspec.structs.replace(item("busy"), carriers=("sim", "backup"))
+    batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=(), retried_as=2)
+    answered: tuple[Answered, ...] = ((routed, RetryableError("not bound", code="down")),)
+    await CarrierActor(side)._settle(batch, [], set(), 2, (), answered)
+    [(_, routing_key, envelope)] = recorded.published
+    moved = platform_codec().decode(envelope)
+    assert (routing_key, envelope.attempt) == (names.send_key("backup"), 0)
+    assert ([i.id for i in moved.items], moved.retried_as) == (["busy"], 0)
+    assert store.rows[("sim" + MOVED, "busy:2")] == "backup"
