@@ -24,6 +24,7 @@ links' counters, the consumers' bucket counters in `actors._metrics`) when Prome
 | rabbitry_carrier_in_flight, rabbitry_carrier_window | gauge | carrier |
 | rabbitry_carrier_link_held | gauge (1 held by this daemon) | carrier, link |
 | rabbitry_account_operations_total, _refusals_total | counter | kind (hold, capture...) |
+| rabbitry_account_fenced_out_total | counter (commands a stale owner gave up) | kind |
 | rabbitry_event_loop_lag_seconds | histogram (how late a 10 ms tick wakes: `LoopLag`) | |
 | rabbitry_store_calls_running, rabbitry_store_calls_waiting | gauge (the store's threads) | |
 | rabbitry_partitions_owned | gauge (partitions this daemon consumes) | layout |
@@ -143,13 +144,21 @@ class Collector:
         refusals = CounterMetricFamily(
             "rabbitry_account_refusals", "Ledger operations refused", labels=["kind"]
         )
+        fenced = CounterMetricFamily(
+            "rabbitry_account_fenced_out",
+            "Account commands this daemon gave up: another daemon took their partition over",
+            labels=["kind"],
+        )
         for (name, label), value in sorted(all_counters().items()):
             if name == "account_operations":
                 operations.add_metric([label], value)
             elif name == "account_refusals":
                 refusals.add_metric([label], value)
+            elif name == "account_fenced_out":
+                fenced.add_metric([label], value)
         yield operations
         yield refusals
+        yield fenced
         yield from self._loop()
         yield from self._partitions()
 

@@ -186,6 +186,7 @@ class AccountActor(ConsumerActor):
             # Another daemon owns the partition now: nothing was written; it handles the command
             # (the broker redelivers it there), and this one neither answers nor acks it.
             _log.warning("account %s: %s", self.account, error)
+            count("account_fenced_out", _kind(message))
             raise OwnershipLost(str(error)) from error
 
     async def _handle(self, message: Any) -> Any:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import trio
 
-from actors import Entities, PartitionedHandle, run_partitioned
+from actors import Entities, PartitionedHandle, all_counters, run_partitioned
 from broker import open_rabbitmq_transport, open_transport
 from rabbitry.billing import (
     AsyncLedger,
@@ -207,6 +207,7 @@ async def fund(transport: Any, world: World, seqs: range) -> None:
 
 
 async def test_a_frozen_and_cut_owner_is_fenced_out_and_money_stays_exact(world: World) -> None:
+    fenced_before = all_counters().get(("account_fenced_out", "top_up"), 0)
     setup = Ledger(world.open_store())
     for key in KEYS:
         setup.apply(OpenAccount(id=f"open-{key}", account=key, currency="EUR"))
@@ -234,6 +235,8 @@ async def test_a_frozen_and_cut_owner_is_fenced_out_and_money_stays_exact(world:
             # A wakes up and finishes its command: the write is refused, nothing is written.
             world.gate.set()
             await world.wait_for(lambda: ("A", f"{FROZEN}/5") in world.fenced)
+            # Counted for /metrics (rabbitry_account_fenced_out_total{kind="top_up"}).
+            assert all_counters().get(("account_fenced_out", "top_up"), 0) > fenced_before
 
             # Later commands: B still owns the partitions (A's new subscriptions wait).
             await fund(producer, world, range(10, 15))
