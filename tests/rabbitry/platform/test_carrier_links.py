@@ -99,9 +99,17 @@ class Daemon:
 Opener = Callable[[], AbstractAsyncContextManager[Transport]]
 
 
-def link_of(side: CarrierSide, transport: Any, holder: str = "d1") -> Callable[..., Awaitable[Any]]:
-    """Link 0 of `side` for daemon `holder` on `transport` (a child to `nursery.start`)."""
-    slot = side.slots[0]
+def link_of(
+    side: CarrierSide,
+    transport: Any,
+    holder: str = "d1",
+    *,
+    index: int = 0,
+    fleet: LinkFleet | None = None,
+) -> Callable[..., Awaitable[Any]]:
+    """Link `index` of `side` for daemon `holder` on `transport` (a child to `nursery.start`),
+    a candidate as `fleet` assigns the links (always, without one)."""
+    slot = side.slots[index]
     return functools.partial(
         run_link,
         side,
@@ -111,6 +119,7 @@ def link_of(side: CarrierSide, transport: Any, holder: str = "d1") -> Callable[.
         codec=platform_codec(),
         router=None,
         holder=holder,
+        fleet=fleet,
     )
 
 
@@ -311,17 +320,7 @@ async def run_member(
                 async def start_links() -> None:
                     for slot in side.slots:
                         handle = await nursery.start(
-                            functools.partial(
-                                run_link,
-                                side,
-                                slot,
-                                functools.partial(CarrierActor, side, slot),
-                                transport=transport,
-                                codec=platform_codec(),
-                                router=None,
-                                holder=name,
-                                fleet=view,
-                            )
+                            link_of(side, transport, name, index=slot.index, fleet=view)
                         )
                         member.handles.append(handle)
 

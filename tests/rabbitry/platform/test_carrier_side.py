@@ -346,15 +346,9 @@ class Recorded:
         self.told.append(message)
 
 
-async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_have() -> None:
-    """Accepted: sent (captured); refused: failed with the carrier's reason (refunded); not
-    taken: retried through the tiers at the next attempt (never sent, so sending it is safe);
-    unknown: not settled (its money stays held), marked with the outcome that fails it if no
-    delivery report comes."""
-    recorded = Recorded()
-    names = Names()
-    store = MemoryMarks()
-    side = CarrierSide(
+def settling(recorded: Recorded, store: MemoryMarks, names: Names) -> CarrierSide:
+    """A side whose publishes and tells `recorded` keeps and whose marks `store` keeps."""
+    return CarrierSide(
         "sim",
         cast(Any, Scripted([])),
         publisher=Publisher(cast(Any, recorded), platform_codec(), names.exchange),
@@ -364,6 +358,16 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
         marks=store.marks,
         marked=store.marked,
     )
+
+
+async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_have() -> None:
+    """Accepted: sent (captured); refused: failed with the carrier's reason (refunded); not
+    taken: retried through the tiers at the next attempt (never sent, so sending it is safe);
+    unknown: not settled (its money stays held), marked with the outcome that fails it if no
+    delivery report comes."""
+    recorded, store = Recorded(), MemoryMarks()
+    names = Names()
+    side = settling(recorded, store, names)
     batch = SendBatch(
         account="acc_1",
         hold="h1",
@@ -402,19 +406,9 @@ async def test_a_taken_over_batch_settles_the_answers_as_its_first_daemon_would_
 
 
 async def test_a_batch_failed_over_starts_afresh_on_the_next_carrier_and_is_marked_moved() -> None:
-    recorded = Recorded()
+    recorded, store = Recorded(), MemoryMarks()
     names = Names()
-    store = MemoryMarks()
-    side = CarrierSide(
-        "sim",
-        cast(Any, Scripted([])),
-        publisher=Publisher(cast(Any, recorded), platform_codec(), names.exchange),
-        accounts=cast(Any, recorded),
-        names=names,
-        schedule=RetrySchedule((1.0, 5.0)),
-        marks=store.marks,
-        marked=store.marked,
-    )
+    side = settling(recorded, store, names)
     routed = msgspec.structs.replace(item("busy"), carriers=("sim", "backup"))
     batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=(), retried_as=2)
     answered: tuple[Answered, ...] = ((routed, RetryableError("not bound", code="down")),)
