@@ -242,12 +242,12 @@ async def earlier_attempts(
     for item in items:
         for number in reversed(attempts):
             key = f"{item.id}:{number}"
+            if (side.name + MOVED, key) in found:
+                break  # the next carrier's batch or the retry's has it, handed over or not
             if (side.name + SUBMITTING, key) not in found:
                 continue
             answer = answer_in(found, side.name, key)
-            if (side.name + MOVED, key) in found:
-                pass  # the next carrier's batch or the retry's has it
-            elif answer is None:
+            if answer is None:
                 unknown.append(item)
             elif isinstance(answer, Accepted | PermanentError):
                 answered.append((item, answer))

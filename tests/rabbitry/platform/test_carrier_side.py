@@ -306,9 +306,10 @@ async def test_a_batch_back_from_a_failed_handling_sends_again_only_what_no_atte
             ("sim" + SUBMITTING, "moved:1", "moved"),  # retried by a batch of its own
             ("sim" + RETRYABLE, "moved:1", "down: not bound"),
             ("sim" + MOVED, "moved:1", "retry 2"),
+            ("sim" + MOVED, "unhanded:1", "backup"),  # failed over before it was handed over
         ]
     )
-    ids = ("accepted", "refused", "busy", "lost", "second", "moved", "fresh")
+    ids = ("accepted", "refused", "busy", "lost", "second", "moved", "unhanded", "fresh")
     batch = SendBatch(account="acc_1", hold="h1", currency="EUR", items=tuple(item(i) for i in ids))
     left, unknown, answered = await unsettled(taking_over(store), batch, 2, redelivered=False)
     assert [i.id for i in left.items] == ["busy", "fresh"]
@@ -321,7 +322,7 @@ async def test_a_batch_back_from_a_failed_handling_sends_again_only_what_no_atte
     # Published by the carrier's own retry for this attempt: the earlier ones said "retry".
     retried = msgspec.structs.replace(batch, retried_as=2)
     left, unknown, answered = await unsettled(taking_over(store), retried, 2, redelivered=False)
-    assert (len(left.items), unknown, answered) == (7, (), ())
+    assert (len(left.items), unknown, answered) == (8, (), ())
     # Back again from attempt 2 (retried as 1): only attempt 1 is read.
     once = msgspec.structs.replace(batch, retried_as=1)
     left, unknown, answered = await unsettled(taking_over(store), once, 2, redelivered=False)
